@@ -1,0 +1,253 @@
+/*
+ * Message shapes.  One table row per field; see msg.h for the meaning of
+ * each field.  Adding a field here changes the wire: bump PROTO_VERSION.
+ */
+#include <stddef.h>
+#include <string.h>
+
+#include "msg.h"
+#include "schema.h"
+
+#define U32(s, key, m, mx)  { key, FK_U32, offsetof(s, m), 0, 0, mx, NULL, 0 }
+#define U64(s, key, m)      { key, FK_U64, offsetof(s, m), 0, 0, 0, NULL, 0 }
+#define BOOL(s, key, m)     { key, FK_BOOL, offsetof(s, m), 0, 0, 0, NULL, 0 }
+#define STR(s, key, m) \
+	{ key, FK_STR, offsetof(s, m), sizeof(((s *)0)->m), 0, 0, NULL, 0 }
+#define BIN(s, key, m, l) \
+	{ key, FK_BIN, offsetof(s, m), sizeof(((s *)0)->m), offsetof(s, l), 0, NULL, 0 }
+#define ARR(s, key, m, n, sch, et) \
+	{ key, FK_ARRAY, offsetof(s, m), sizeof(((s *)0)->m) / sizeof(et), \
+	  offsetof(s, n), 0, &sch, sizeof(et) }
+#define SCHEMA(name, tbl) \
+	static const struct schema name = { tbl, sizeof(tbl) / sizeof(tbl[0]) }
+
+static const struct field f_fp[] = {
+	STR(struct msg_fp, "fp", fp),
+};
+SCHEMA(s_fp, f_fp);
+
+static const struct field f_keyblob[] = {
+	BIN(struct msg_keyblob, "blob", blob, len),
+};
+SCHEMA(s_keyblob, f_keyblob);
+
+static const struct field f_forward_spec[] = {
+	U32(struct msg_forward_spec, "id", id, UINT32_MAX),
+	STR(struct msg_forward_spec, "host", listen_host),
+	U32(struct msg_forward_spec, "port", listen_port, 65535),
+};
+SCHEMA(s_forward_spec, f_forward_spec);
+
+static const struct field f_config[] = {
+	U32(struct msg_config, "v", version, UINT32_MAX),
+	STR(struct msg_config, "cluster", cluster),
+	STR(struct msg_config, "dial", dial_addr),
+	STR(struct msg_config, "dial_host", dial_host),
+	STR(struct msg_config, "user", user),
+	U32(struct msg_config, "role", role, AGENT_ROLE_DISCOVERY),
+	ARR(struct msg_config, "pinned", pinned, n_pinned, s_fp, struct msg_fp),
+	ARR(struct msg_config, "ca", ca, n_ca, s_keyblob, struct msg_keyblob),
+	ARR(struct msg_config, "forwards", forwards, n_forwards, s_forward_spec,
+	    struct msg_forward_spec),
+	ARR(struct msg_config, "wanted", wanted, n_wanted, s_fp, struct msg_fp),
+	BOOL(struct msg_config, "discovery", discovery),
+	U32(struct msg_config, "ka_ms", keepalive_ms, 3600000),
+	U32(struct msg_config, "ka_count", keepalive_count, 100),
+	U32(struct msg_config, "hs_ms", handshake_ms, 3600000),
+	U32(struct msg_config, "max_ch", max_channels, 65535),
+	U32(struct msg_config, "stats_ms", stats_ms, 3600000),
+	STR(struct msg_config, "ciphers", ciphers),
+	STR(struct msg_config, "kex", kex),
+	STR(struct msg_config, "hostkeys", hostkeys),
+};
+SCHEMA(s_config, f_config);
+
+static const struct field f_close[] = {
+	U32(struct msg_close, "deadline_ms", deadline_ms, 3600000),
+	STR(struct msg_close, "reason", reason),
+};
+SCHEMA(s_close, f_close);
+
+static const struct field f_dial_result[] = {
+	U32(struct msg_dial_result, "ch", channel_id, UINT32_MAX),
+	BOOL(struct msg_dial_result, "ok", ok),
+	STR(struct msg_dial_result, "error", error),
+};
+SCHEMA(s_dial_result, f_dial_result);
+
+static const struct field f_ping[] = {
+	U64(struct msg_ping, "seq", seq),
+};
+SCHEMA(s_ping, f_ping);
+
+static const struct field f_claim_result[] = {
+	BOOL(struct msg_claim_result, "granted", granted),
+	STR(struct msg_claim_result, "reason", reason),
+};
+SCHEMA(s_claim_result, f_claim_result);
+
+#ifdef TP_TEST_HOOKS
+/* Fault injection exists only in test_hooks builds: elsewhere the type is unknown. */
+static const struct field f_test_hook[] = {
+	U32(struct msg_test_hook, "action", action, 255),
+};
+SCHEMA(s_test_hook, f_test_hook);
+#endif
+
+static const struct field f_ready[] = {
+	U32(struct msg_ready, "v", version, UINT32_MAX),
+	STR(struct msg_ready, "sandbox", sandbox),
+};
+SCHEMA(s_ready, f_ready);
+
+static const struct field f_state[] = {
+	U32(struct msg_state, "state", state, AGENT_STATE_MAX),
+	STR(struct msg_state, "fp", fp),
+	STR(struct msg_state, "name", name),
+	STR(struct msg_state, "reason", reason),
+	U32(struct msg_state, "code", code, 255),
+};
+SCHEMA(s_state, f_state);
+
+static const struct field f_claim[] = {
+	STR(struct msg_claim, "fp", fp),
+	STR(struct msg_claim, "name", name),
+};
+SCHEMA(s_claim, f_claim);
+
+static const struct field f_proxy[] = {
+	STR(struct msg_proxy, "name", name),
+	STR(struct msg_proxy, "fp", fp),
+};
+SCHEMA(s_proxy, f_proxy);
+
+static const struct field f_discovery[] = {
+	STR(struct msg_discovery, "cluster", cluster),
+	ARR(struct msg_discovery, "proxies", proxies, n_proxies, s_proxy,
+	    struct msg_proxy),
+};
+SCHEMA(s_discovery, f_discovery);
+
+static const struct field f_dial_request[] = {
+	U32(struct msg_dial_request, "fwd", forward_id, UINT32_MAX),
+	U32(struct msg_dial_request, "ch", channel_id, UINT32_MAX),
+	STR(struct msg_dial_request, "orig_host", orig_host),
+	U32(struct msg_dial_request, "orig_port", orig_port, 65535),
+};
+SCHEMA(s_dial_request, f_dial_request);
+
+static const struct field f_stats[] = {
+	U64(struct msg_stats, "rx", rx_bytes),
+	U64(struct msg_stats, "tx", tx_bytes),
+	U32(struct msg_stats, "ch_open", channels_open, UINT32_MAX),
+	U64(struct msg_stats, "ch_total", channels_total),
+	U64(struct msg_stats, "dial_fail", dial_failures),
+	U64(struct msg_stats, "refused", channels_refused),
+	U64(struct msg_stats, "rx_age_ms", rx_age_ms),
+};
+SCHEMA(s_stats, f_stats);
+
+static const struct field f_forward[] = {
+	U32(struct msg_forward, "id", id, UINT32_MAX),
+	BOOL(struct msg_forward, "bound", bound),
+	U32(struct msg_forward, "port", port, 65535),
+	STR(struct msg_forward, "error", error),
+};
+SCHEMA(s_forward, f_forward);
+
+static const struct field f_sandbox_violation[] = {
+	U32(struct msg_sandbox_violation, "nr", nr, UINT32_MAX),
+	STR(struct msg_sandbox_violation, "name", name),
+};
+SCHEMA(s_sandbox_violation, f_sandbox_violation);
+
+#define DESC(t, n, d, fdr, sch, st) { t, n, d, fdr, &sch, sizeof(st) }
+
+static const struct msg_desc descs[] = {
+	DESC(MSG_CONFIG, "CONFIG", MSG_TO_WORKER, FD_NEVER, s_config,
+	    struct msg_config),
+	DESC(MSG_CLOSE, "CLOSE", MSG_TO_WORKER, FD_NEVER, s_close,
+	    struct msg_close),
+	DESC(MSG_DIAL_RESULT, "DIAL_RESULT", MSG_TO_WORKER, FD_IF_OK,
+	    s_dial_result, struct msg_dial_result),
+	DESC(MSG_PING, "PING", MSG_TO_WORKER, FD_NEVER, s_ping,
+	    struct msg_ping),
+	DESC(MSG_CLAIM_RESULT, "CLAIM_RESULT", MSG_TO_WORKER, FD_NEVER,
+	    s_claim_result, struct msg_claim_result),
+#ifdef TP_TEST_HOOKS
+	DESC(MSG_TEST_HOOK, "TEST_HOOK", MSG_TO_WORKER, FD_NEVER, s_test_hook,
+	    struct msg_test_hook),
+#endif
+	DESC(MSG_READY, "READY", MSG_TO_SUPERVISOR, FD_NEVER, s_ready,
+	    struct msg_ready),
+	DESC(MSG_STATE, "STATE", MSG_TO_SUPERVISOR, FD_NEVER, s_state,
+	    struct msg_state),
+	DESC(MSG_CLAIM, "CLAIM", MSG_TO_SUPERVISOR, FD_NEVER, s_claim,
+	    struct msg_claim),
+	DESC(MSG_DISCOVERY, "DISCOVERY", MSG_TO_SUPERVISOR, FD_NEVER,
+	    s_discovery, struct msg_discovery),
+	DESC(MSG_DIAL_REQUEST, "DIAL_REQUEST", MSG_TO_SUPERVISOR, FD_NEVER,
+	    s_dial_request, struct msg_dial_request),
+	DESC(MSG_STATS, "STATS", MSG_TO_SUPERVISOR, FD_NEVER, s_stats,
+	    struct msg_stats),
+	DESC(MSG_PONG, "PONG", MSG_TO_SUPERVISOR, FD_NEVER, s_ping,
+	    struct msg_ping),
+	DESC(MSG_FORWARD, "FORWARD", MSG_TO_SUPERVISOR, FD_NEVER, s_forward,
+	    struct msg_forward),
+	DESC(MSG_SANDBOX_VIOLATION, "SANDBOX_VIOLATION", MSG_TO_SUPERVISOR,
+	    FD_NEVER, s_sandbox_violation, struct msg_sandbox_violation),
+};
+
+const struct msg_desc *
+msg_desc_lookup(uint32_t type)
+{
+	for (size_t i = 0; i < sizeof(descs) / sizeof(descs[0]); i++)
+		if (descs[i].type == type)
+			return &descs[i];
+	return NULL;
+}
+
+const char *
+msg_name(uint32_t type)
+{
+	const struct msg_desc *d = msg_desc_lookup(type);
+
+	return d != NULL ? d->name : "?";
+}
+
+size_t
+msg_payload_size(uint32_t type)
+{
+	const struct msg_desc *d = msg_desc_lookup(type);
+
+	return d != NULL ? d->payload_size : 0;
+}
+
+enum msg_dir
+msg_direction(uint32_t type)
+{
+	const struct msg_desc *d = msg_desc_lookup(type);
+
+	return d != NULL ? d->dir : 0;
+}
+
+const char *
+agent_state_name(uint32_t state)
+{
+	static const char *const names[] = { "?", "connecting", "discovering",
+	    "connected", "discovered", "disconnected" };
+
+	return state <= AGENT_STATE_MAX ? names[state] : "?";
+}
+
+void
+msg_init(struct msg *m, enum msg_type type)
+{
+	size_t n = msg_payload_size(type);
+
+	memset(m, 0, offsetof(struct msg, u));
+	m->type = type;
+	m->fd = -1;
+	/* Only the payload in use is cleared: DISCOVERY alone is ~50 KiB. */
+	memset(&m->u, 0, n != 0 ? n : sizeof(m->u));
+}

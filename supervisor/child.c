@@ -1,0 +1,614 @@
+/*
+ * A running worker: its control socket, its deadlines, and the one
+ * teardown every way of losing it ends in.
+ */
+#include <sys/types.h>
+#include <sys/wait.h>
+
+#include <errno.h>
+#include <signal.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include <event2/dns.h>
+#include <event2/event.h>
+
+#include "common/addr.h"
+#include "common/error.h"
+#include "common/log.h"
+#include "common/proctitle.h"
+#include "common/tptime.h"
+#include "proto/wire.h"
+#include "child.h"
+#include "config.h"
+#include "knownhosts.h"
+#include "pool.h"
+#include "signer.h"
+#include "sup.h"
+#include "tunnels.h"
+
+#define CHILD_DYING_GRACE_MS	2000	/* EOF or SIGTERM until SIGKILL */
+
+/* Receiver states for the dispatch table (bits of proto_handler.states). */
+#define S_READY		(1u << CH_WAIT_READY)
+#define S_RUN		(1u << CH_RUNNING)
+#define S_CLOSE		(1u << CH_CLOSING)
+
+static struct msg *scratch;	/* one decoded message at a time (~50 KiB) */
+
+static void arm_timer(struct child *c, uint64_t ms);
+
+/* --- sending ---------------------------------------------------------------- */
+
+int
+child_send(struct child *c, struct msg *m)
+{
+	int rc;
+
+	if (c->ctl < 0)
+		return -1;
+	/* A worker that does not drain its socket is hung or hostile. */
+	if ((rc = proto_send(c->ctl, m)) != 0) {
+		child_kill(c, SR_PROTOCOL, "cannot send %s: %s", msg_name(m->type),
+		    tp_strerror(rc));
+		return -1;
+	}
+	return 0;
+}
+
+static void
+fill_forwards(struct msg_config *mc, const struct tunnel *t)
+{
+	mc->n_forwards = 0;
+	for (size_t i = 0; t != NULL && i < t->n_forwards &&
+	    i < PROTO_MAX_FORWARDS; i++) {
+		struct msg_forward_spec *f = &mc->forwards[mc->n_forwards++];
+
+		f->id = (uint32_t)i;
+		snprintf(f->listen_host, sizeof(f->listen_host), "%s",
+		    t->forwards[i].listen_host);
+		f->listen_port = t->forwards[i].listen_port;
+	}
+}
+
+/*
+ * Trust anchors for the dial host, with known_hosts semantics: the pinned
+ * keys (revoked ones already removed) and the @cert-authority keys.  A host
+ * with neither cannot be trusted, so no worker is configured for it.
+ */
+static int
+fill_trust(struct child *c, struct msg_config *mc)
+{
+	struct kh_result r;
+	struct tp_addr a;
+	int rc;
+
+	if (tp_addr_parse(c->dial_addr, 0, &a) != 0)
+		return TP_EINVAL;
+	snprintf(mc->dial_host, sizeof(mc->dial_host), "%s", a.host);
+	memset(&r, 0, sizeof(r));
+	if ((rc = knownhosts_lookup(c->sup->trust, a.host, a.port, &r)) != 0)
+		return rc;
+	for (size_t i = 0; i < r.n_pinned && mc->n_pinned < PROTO_MAX_PINNED; i++)
+		snprintf(mc->pinned[mc->n_pinned++].fp, PROTO_FP_MAX, "%s",
+		    r.pinned[i]);
+	for (size_t i = 0; i < r.n_cas && mc->n_ca < PROTO_MAX_CA; i++) {
+		if (r.cas[i].len == 0 || r.cas[i].len > PROTO_KEYBLOB_MAX)
+			continue;
+		memcpy(mc->ca[mc->n_ca].blob, r.cas[i].p, r.cas[i].len);
+		mc->ca[mc->n_ca++].len = (uint32_t)r.cas[i].len;
+	}
+	kh_result_free(&r);
+	return (mc->n_pinned + mc->n_ca) > 0 ? 0 : TP_ENOENT;
+}
+
+static void
+fill_wanted(struct msg_config *mc, const struct pool_agent *ag)
+{
+	mc->n_wanted = 0;
+	for (uint32_t i = 0; i < ag->n_wanted && i < PROTO_MAX_WANTED; i++)
+		memcpy(mc->wanted[mc->n_wanted++].fp, ag->wanted[i],
+		    PROTO_FP_MAX);
+}
+
+static int
+send_config(struct child *c)
+{
+	const struct config *cfg = c->sup->cfg;
+	struct pool_agent *ag = c->agent;
+	struct msg_config *mc = &scratch->u.config;
+
+	msg_init(scratch, MSG_CONFIG);
+	mc->version = PROTO_VERSION;
+	snprintf(mc->cluster, sizeof(mc->cluster), "%s", c->cluster);
+	snprintf(mc->dial_addr, sizeof(mc->dial_addr), "%s", c->dial_addr);
+	snprintf(mc->user, sizeof(mc->user), "%s", cfg->proxy_user);
+	mc->role = ag->role;
+	if (fill_trust(c, mc) != 0) {
+		child_kill(c, SR_SPAWN, "no trust anchor for %s", c->dial_addr);
+		return -1;
+	}
+	fill_forwards(mc, ag->key->tunnel);
+	fill_wanted(mc, ag);
+	mc->discovery = ag->key->discovery;
+	mc->keepalive_ms = (uint32_t)cfg->keepalive.interval_ms;
+	mc->keepalive_count = cfg->keepalive.count;
+	mc->handshake_ms = (uint32_t)cfg->timeouts.handshake_ms;
+	mc->max_channels = cfg->worker.max_channels;
+	mc->stats_ms = 2000;
+	snprintf(mc->ciphers, sizeof(mc->ciphers), "%s", cfg->ssh.ciphers);
+	snprintf(mc->kex, sizeof(mc->kex), "%s", cfg->ssh.kex);
+	snprintf(mc->hostkeys, sizeof(mc->hostkeys), "%s", cfg->ssh.hostkeys);
+	return child_send(c, scratch);
+}
+
+/* --- handlers (names match the worker's senders) ------------------------------ */
+
+static void
+set_state_name(struct child *c, const char *name)
+{
+	snprintf(c->state_name, sizeof(c->state_name), "%s", name);
+}
+
+static int
+recv_ready(void *arg, struct msg *m)
+{
+	struct child *c = arg;
+
+	alog_info(&c->who, "worker ready (sandbox %s)", m->u.ready.sandbox);
+	if (send_config(c) != 0)
+		return 0;
+	c->state = CH_RUNNING;
+	set_state_name(c, "connecting");
+	arm_timer(c, c->sup->cfg->timeouts.ping_interval_ms);
+	return 0;
+}
+
+static int
+recv_state(void *arg, struct msg *m)
+{
+	struct child *c = arg;
+	const struct msg_state *st = &m->u.state;
+
+	set_state_name(c, agent_state_name(st->state));
+	if (st->name[0] != '\0')
+		snprintf(c->proxy, sizeof(c->proxy), "%s", st->name);
+	else if (st->fp[0] != '\0')
+		snprintf(c->proxy, sizeof(c->proxy), "%s", st->fp);
+	if (st->reason[0] != '\0')
+		alog_info(&c->who, "state %s: %s", c->state_name, st->reason);
+	else
+		alog_info(&c->who, "state %s", c->state_name);
+	pool_agent_state(c->sup->pool, c->agent, st, tp_now_ms());
+	return 0;
+}
+
+static int
+recv_claim(void *arg, struct msg *m)
+{
+	struct child *c = arg;
+
+	snprintf(c->proxy, sizeof(c->proxy), "%s",
+	    m->u.claim.name[0] != '\0' ? m->u.claim.name : m->u.claim.fp);
+	pool_agent_claim(c->sup->pool, c->agent, &m->u.claim, tp_now_ms());
+	return 0;
+}
+
+static int
+recv_discovery(void *arg, struct msg *m)
+{
+	struct child *c = arg;
+
+	if (strcmp(m->u.discovery.cluster, c->cluster) != 0) {
+		/* A proxy of another cluster behind this address: not ours. */
+		alog_warnx(&c->who, "discovery set for cluster \"%s\" ignored",
+		    m->u.discovery.cluster);
+		return 0;
+	}
+	pool_agent_discovery(c->sup->pool, c->agent, &m->u.discovery,
+	    tp_now_ms());
+	return 0;
+}
+
+static int
+recv_dial_request(void *arg, struct msg *m)
+{
+	struct child *c = arg;
+
+	return dialer_request(c, &m->u.dial_request);
+}
+
+static int
+recv_stats(void *arg, struct msg *m)
+{
+	struct child *c = arg;
+
+	pool_agent_stats(c->sup->pool, c->agent, &m->u.stats);
+	return 0;
+}
+
+static int
+recv_pong(void *arg, struct msg *m)
+{
+	struct child *c = arg;
+
+	if (m->u.pong.seq == c->ping_seq)
+		c->ping_outstanding = false;
+	return 0;
+}
+
+static int
+recv_forward(void *arg, struct msg *m)
+{
+	struct child *c = arg;
+	const struct msg_forward *f = &m->u.forward;
+
+	if (f->bound)
+		alog_info(&c->who, "forward %u bound on port %u", f->id, f->port);
+	else
+		alog_warnx(&c->who, "forward %u pending: %s", f->id, f->error);
+	pool_agent_forward(c->sup->pool, c->agent, f);
+	return 0;
+}
+
+static int
+recv_sandbox_violation(void *arg, struct msg *m)
+{
+	struct child *c = arg;
+
+	snprintf(c->syscall, sizeof(c->syscall), "%.31s(%u)",
+	    m->u.sandbox_violation.name, m->u.sandbox_violation.nr);
+	return 0;
+}
+
+static const struct proto_handler child_handlers[] = {
+	{ MSG_READY, S_READY, PH_ONCE, 0, recv_ready },
+	{ MSG_STATE, S_RUN | S_CLOSE, 0, 50, recv_state },
+	{ MSG_CLAIM, S_RUN, PH_ONCE, 0, recv_claim },
+	{ MSG_DISCOVERY, S_RUN | S_CLOSE, 0, 20, recv_discovery },
+	{ MSG_DIAL_REQUEST, S_RUN, 0, 2000, recv_dial_request },
+	{ MSG_STATS, S_RUN | S_CLOSE, 0, 20, recv_stats },
+	{ MSG_PONG, S_RUN | S_CLOSE, 0, 20, recv_pong },
+	{ MSG_FORWARD, S_RUN | S_CLOSE, 0, 100, recv_forward },
+	{ MSG_SANDBOX_VIOLATION, S_READY | S_RUN | S_CLOSE, PH_ONCE, 0,
+	    recv_sandbox_violation },
+};
+
+/* --- the receive path ----------------------------------------------------------- */
+
+static void
+on_eof(struct child *c)
+{
+	/* The process is exiting: the reap gives the reason.  Do not wait long. */
+	if (c->ctl_ev != NULL) {
+		event_free(c->ctl_ev);
+		c->ctl_ev = NULL;
+	}
+	close(c->ctl);
+	c->ctl = -1;
+	if (c->state != CH_DYING) {
+		c->state = CH_DYING;
+		arm_timer(c, CHILD_DYING_GRACE_MS);
+	}
+}
+
+static void
+on_ctl(evutil_socket_t fd, short what, void *arg)
+{
+	uint8_t buf[PROTO_MAX_MSG];
+	struct child *c = arg;
+	const char *why;
+	size_t len;
+	int rc, mfd;
+
+	(void)what;
+	/* Bounded batch per wakeup: one flooding worker cannot starve the loop. */
+	for (int i = 0; i < 64 && c->ctl >= 0 && c->state != CH_DYING; i++) {
+		rc = proto_recv(fd, buf, sizeof(buf), &len, &mfd);
+		if (rc == TP_EAGAIN)
+			return;
+		if (rc == TP_ECLOSED) {
+			on_eof(c);
+			return;
+		}
+		if (rc != 0) {
+			child_kill(c, SR_PROTOCOL, "receive: %s", tp_strerror(rc));
+			return;
+		}
+		c->sup->counters.messages++;
+		rc = proto_dispatch(child_handlers, sizeof(child_handlers) /
+		    sizeof(child_handlers[0]), &c->peer, (uint32_t)c->state,
+		    MSG_TO_SUPERVISOR, buf, len, mfd, tp_now_ms(), scratch, c,
+		    &why);
+		if (rc != 0 && c->state != CH_DYING)
+			child_kill(c, SR_PROTOCOL, "protocol violation: %s", why);
+	}
+}
+
+/* --- deadlines ------------------------------------------------------------------- */
+
+static void
+send_ping(struct child *c)
+{
+	struct msg m;
+
+	msg_init(&m, MSG_PING);
+	m.u.ping.seq = ++c->ping_seq;
+	c->ping_outstanding = true;
+	child_send(c, &m);
+}
+
+static void
+on_timer(evutil_socket_t fd, short what, void *arg)
+{
+	struct child *c = arg;
+
+	(void)fd;
+	(void)what;
+	switch (c->state) {
+	case CH_WAIT_READY:
+		child_kill(c, SR_TIMEOUT, "no READY within the deadline");
+		break;
+	case CH_RUNNING:
+		if (c->ping_outstanding) {
+			child_kill(c, SR_TIMEOUT, "no PONG within the deadline");
+			break;
+		}
+		send_ping(c);
+		arm_timer(c, c->sup->cfg->timeouts.ping_interval_ms);
+		break;
+	case CH_CLOSING:
+		/* CLOSE deadline passed: SIGTERM, then SIGKILL after a grace. */
+		kill(c->pid, SIGTERM);
+		c->state = CH_DYING;
+		arm_timer(c, CHILD_DYING_GRACE_MS);
+		break;
+	case CH_DYING:
+		if (c->pid > 0)
+			kill(c->pid, SIGKILL);
+		break;
+	case CH_DIALING:
+		break;
+	}
+}
+
+static void
+arm_timer(struct child *c, uint64_t ms)
+{
+	struct timeval tv = { (time_t)(ms / 1000),
+	    (suseconds_t)(ms % 1000) * 1000 };
+
+	if (c->timer == NULL)
+		c->timer = evtimer_new(c->sup->base, on_timer, c);
+	if (c->timer == NULL || evtimer_add(c->timer, &tv) != 0)
+		fatalx("cannot arm a worker timer");
+}
+
+/* --- start, close, kill -------------------------------------------------------------- */
+
+static void
+on_signer_error(void *arg, const char *why)
+{
+	struct child *c = arg;
+
+	/* EOF on the agent socket is normal at exit; anything else is not. */
+	signer_conn_free(c->signer);
+	c->signer = NULL;
+	if (strcmp(why, "eof") != 0 && c->state != CH_DYING)
+		child_kill(c, SR_PROTOCOL, "agent socket: %s", why);
+}
+
+int
+child_started(struct child *c, pid_t pid, int ctl, int agent_fd)
+{
+	struct sup *sup = c->sup;
+
+	if (scratch == NULL && (scratch = malloc(sizeof(*scratch))) == NULL)
+		fatalx("out of memory");
+	c->pid = pid;
+	c->who.pid = pid;
+	c->ctl = ctl;
+	c->state = CH_WAIT_READY;
+	set_state_name(c, "starting");
+	evutil_make_socket_nonblocking(ctl);
+	c->ctl_ev = event_new(sup->base, ctl, EV_READ | EV_PERSIST, on_ctl, c);
+	c->signer = signer_conn_new(sup->signer, sup->base, agent_fd, &c->who,
+	    on_signer_error, c);
+	if (c->signer == NULL)
+		close(agent_fd);
+	pool_agent_spawned(sup->pool, c->agent, pid, tp_now_ms());
+	alog_debug(&c->who, "worker started (%s)",
+	    c->agent->role == AGENT_ROLE_DISCOVERY ? "discovery" : "tunnel");
+	arm_timer(c, sup->cfg->timeouts.ready_ms);
+	if (c->ctl_ev == NULL || event_add(c->ctl_ev, NULL) != 0 ||
+	    c->signer == NULL)
+		return -1;
+	return 0;
+}
+
+static void
+stop_io(struct child *c)
+{
+	if (c->ctl_ev != NULL) {
+		event_free(c->ctl_ev);
+		c->ctl_ev = NULL;
+	}
+	if (c->ctl >= 0) {
+		close(c->ctl);
+		c->ctl = -1;
+	}
+	signer_conn_free(c->signer);
+	c->signer = NULL;
+	dialer_cancel_all(c);
+}
+
+void
+child_kill(struct child *c, int reason, const char *fmt, ...)
+{
+	va_list ap;
+
+	if (c->kill_reason == 0) {
+		c->kill_reason = reason;
+		va_start(ap, fmt);
+		vsnprintf(c->detail, sizeof(c->detail), fmt, ap);
+		va_end(ap);
+	}
+	if (reason == SR_PROTOCOL)
+		c->sup->counters.protocol_violations++;
+	stop_io(c);
+	c->state = CH_DYING;
+	if (c->pid > 0)
+		kill(c->pid, SIGKILL);
+	arm_timer(c, CHILD_DYING_GRACE_MS);
+}
+
+void
+child_close(void *arg, struct pool_agent *agent, const char *reason)
+{
+	struct child *c = agent->owner;
+	struct msg m;
+
+	(void)arg;
+	if (c == NULL)
+		return;
+	c->close_requested = true;
+	snprintf(c->detail, sizeof(c->detail), "%s", reason);
+	if (c->state == CH_DIALING) {
+		spawn_cancel(c);
+		return;
+	}
+	if (c->state != CH_RUNNING && c->state != CH_WAIT_READY)
+		return;
+	alog_info(&c->who, "closing: %s", reason);
+	msg_init(&m, MSG_CLOSE);
+	m.u.close.deadline_ms = (uint32_t)c->sup->cfg->timeouts.close_grace_ms;
+	snprintf(m.u.close.reason, sizeof(m.u.close.reason), "%s", reason);
+	if (c->state == CH_WAIT_READY) {
+		kill(c->pid, SIGTERM);
+		c->state = CH_DYING;
+		arm_timer(c, CHILD_DYING_GRACE_MS);
+		return;
+	}
+	if (child_send(c, &m) != 0)
+		return;
+	c->state = CH_CLOSING;
+	set_state_name(c, "closing");
+	arm_timer(c, c->sup->cfg->timeouts.close_grace_ms + 500);
+}
+
+void
+child_claim_result(void *arg, struct pool_agent *agent, bool granted,
+    const char *reason)
+{
+	struct child *c = agent->owner;
+	struct msg m;
+
+	(void)arg;
+	if (c == NULL || c->state != CH_RUNNING)
+		return;
+	if (!granted)
+		alog_info(&c->who, "claim of %s refused: %s", c->proxy, reason);
+	msg_init(&m, MSG_CLAIM_RESULT);
+	m.u.claim_result.granted = granted;
+	snprintf(m.u.claim_result.reason, sizeof(m.u.claim_result.reason), "%s",
+	    reason);
+	child_send(c, &m);
+}
+
+/* --- reap and teardown -------------------------------------------------------------- */
+
+struct child *
+child_by_pid(struct sup *sup, pid_t pid)
+{
+	for (struct child *c = sup->children; c != NULL; c = c->next)
+		if (c->pid == pid)
+			return c;
+	return NULL;
+}
+
+/* Maps a wait status to a reason index and detail. */
+static int
+status_reason(struct child *c, int status, char *detail, size_t cap)
+{
+	if (c->kill_reason != 0) {
+		snprintf(detail, cap, "%s", c->detail);
+		return c->kill_reason;
+	}
+	if (WIFEXITED(status)) {
+		int code = WEXITSTATUS(status);
+
+		snprintf(detail, cap, "exit %d", code);
+		return code <= WEXIT_MAX ? code : SR_UNKNOWN;
+	}
+	if (WIFSIGNALED(status) && WTERMSIG(status) == SIGSYS) {
+		snprintf(detail, cap, "killed by SIGSYS%s%s",
+		    c->syscall[0] ? " in " : "", c->syscall);
+		return SR_SANDBOX;
+	}
+	snprintf(detail, cap, "killed by signal %d",
+	    WIFSIGNALED(status) ? WTERMSIG(status) : -1);
+	return SR_SIGNAL;
+}
+
+int
+child_reaped(struct sup *sup, pid_t pid, int status)
+{
+	struct child *c = child_by_pid(sup, pid);
+	char detail[PROTO_REASON_MAX];
+	int reason;
+
+	if (c == NULL)
+		return 0;
+	reason = status_reason(c, status, detail, sizeof(detail));
+	if (reason == WEXIT_SANDBOX_VIOLATION || reason == SR_SANDBOX)
+		sup->counters.sandbox_violations++;
+	if (reason == WEXIT_SANDBOX_VIOLATION && c->syscall[0] != '\0')
+		snprintf(detail, sizeof(detail), "sandbox violation in %s",
+		    c->syscall);
+	child_lost(c, reason, detail);
+	return 1;
+}
+
+void
+child_lost(struct child *c, int reason, const char *detail)
+{
+	struct sup *sup = c->sup;
+	bool failed = !(c->close_requested && reason == WEXIT_CLOSED);
+
+	stop_io(c);
+	if (c->dns_req != NULL)
+		evdns_getaddrinfo_cancel(c->dns_req);
+	if (c->conn_ev != NULL)
+		event_free(c->conn_ev);
+	if (c->sock >= 0)
+		close(c->sock);
+	if (c->timer != NULL)
+		event_free(c->timer);
+	set_state_name(c, "disconnected");
+	if (reason >= 0 && reason < SUP_EXIT_REASONS)
+		sup->counters.exits[reason]++;
+	if (failed)
+		alog_warnx(&c->who, "worker lost: %s (%s)",
+		    sup_reason_name(reason), detail);
+	else
+		alog_info(&c->who, "worker closed (%s)", detail);
+	if (c->agent != NULL) {
+		if (failed)
+			snprintf(c->agent->key->last_error,
+			    sizeof(c->agent->key->last_error), "%s: %s",
+			    sup_reason_name(reason), detail);
+		c->agent->owner = NULL;
+		pool_agent_lost(sup->pool, c->agent, sup_reason_name(reason),
+		    failed, tp_now_ms());
+	}
+	if (c->prev != NULL)
+		c->prev->next = c->next;
+	else
+		sup->children = c->next;
+	if (c->next != NULL)
+		c->next->prev = c->prev;
+	free(c);
+}

@@ -1,0 +1,226 @@
+/*
+ * Dialer: a worker that received a forwarded channel asks for a connection
+ * to a local target.  The target is the tunnel's own forward, looked up by
+ * the forward id the supervisor gave the worker: a worker never chooses an
+ * address.  Connects non-blocking with a deadline and passes the fd back.
+ */
+#include <sys/socket.h>
+#include <sys/un.h>
+
+#include <netinet/in.h>
+#include <netinet/tcp.h>
+
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include <event2/dns.h>
+#include <event2/event.h>
+#include <event2/util.h>
+
+#include "common/addr.h"
+#include "common/error.h"
+#include "common/log.h"
+#include "child.h"
+#include "config.h"
+#include "pool.h"
+#include "sup.h"
+#include "tunnels.h"
+
+struct dial {
+	struct child		*child;
+	uint32_t		 channel_id;
+	int			 sock;
+	struct event		*ev;
+	struct evdns_getaddrinfo_request *dns;
+	char			 target[PROTO_ADDR_MAX];
+	struct dial		*next;
+};
+
+static void
+dial_unlink(struct dial *d)
+{
+	struct dial **pp = &d->child->dials;
+
+	while (*pp != NULL && *pp != d)
+		pp = &(*pp)->next;
+	if (*pp == d) {
+		*pp = d->next;
+		d->child->ndials--;
+	}
+}
+
+static void
+dial_free(struct dial *d)
+{
+	if (d->ev != NULL)
+		event_free(d->ev);
+	if (d->sock >= 0)
+		close(d->sock);
+	free(d);
+}
+
+/* Answers the worker and forgets the dial. */
+static void
+dial_finish(struct dial *d, const char *error)
+{
+	struct child *c = d->child;
+	struct msg m;
+
+	dial_unlink(d);
+	msg_init(&m, MSG_DIAL_RESULT);
+	m.u.dial_result.channel_id = d->channel_id;
+	if (error == NULL) {
+		m.u.dial_result.ok = true;
+		m.fd = d->sock;
+	} else {
+		c->sup->counters.dial_failures++;
+		if (c->agent != NULL)
+			c->agent->stats.dial_failures++;
+		snprintf(m.u.dial_result.error, sizeof(m.u.dial_result.error),
+		    "%s", error);
+		alog_warnx(&c->who, "dial %s for channel %u failed: %s",
+		    d->target, d->channel_id, error);
+	}
+	child_send(c, &m);
+	dial_free(d);
+}
+
+static void
+on_dial_done(evutil_socket_t fd, short what, void *arg)
+{
+	struct dial *d = arg;
+	socklen_t len = sizeof(int);
+	int err = 0;
+
+	if (what & EV_TIMEOUT) {
+		dial_finish(d, "timed out");
+		return;
+	}
+	if (getsockopt(fd, SOL_SOCKET, SO_ERROR, &err, &len) != 0)
+		err = errno;
+	dial_finish(d, err != 0 ? strerror(err) : NULL);
+}
+
+static void
+dial_connect(struct dial *d, const struct sockaddr *sa, socklen_t salen)
+{
+	struct sup *sup = d->child->sup;
+	uint64_t ms = sup->cfg->timeouts.dial_ms;
+	struct timeval tv = { (time_t)(ms / 1000),
+	    (suseconds_t)(ms % 1000) * 1000 };
+	int one = 1;
+
+	d->sock = socket(sa->sa_family, SOCK_STREAM | SOCK_NONBLOCK |
+	    SOCK_CLOEXEC, 0);
+	if (d->sock < 0) {
+		dial_finish(d, strerror(errno));
+		return;
+	}
+	if (sa->sa_family != AF_UNIX)
+		(void)setsockopt(d->sock, IPPROTO_TCP, TCP_NODELAY, &one,
+		    sizeof(one));
+	if (connect(d->sock, sa, salen) == 0) {
+		dial_finish(d, NULL);
+		return;
+	}
+	if (errno != EINPROGRESS) {
+		dial_finish(d, strerror(errno));
+		return;
+	}
+	d->ev = event_new(sup->base, d->sock, EV_WRITE, on_dial_done, d);
+	if (d->ev == NULL || event_add(d->ev, &tv) != 0)
+		dial_finish(d, "event_add failed");
+}
+
+static void
+on_target_resolved(int err, struct evutil_addrinfo *res, void *arg)
+{
+	struct dial *d = arg;
+
+	/* A cancelled request may be reported after d was freed: touch nothing. */
+	if (err == EVUTIL_EAI_CANCEL)
+		return;
+	d->dns = NULL;
+	if (err != 0 || res == NULL) {
+		dial_finish(d, err != 0 ? evutil_gai_strerror(err) :
+		    "no address");
+		return;
+	}
+	dial_connect(d, res->ai_addr, (socklen_t)res->ai_addrlen);
+	evutil_freeaddrinfo(res);
+}
+
+static void
+dial_start(struct dial *d, const struct tp_addr *a)
+{
+	struct evutil_addrinfo hints;
+	char port[8];
+
+	if (a->is_unix) {
+		struct sockaddr_un sun = { .sun_family = AF_UNIX };
+
+		snprintf(sun.sun_path, sizeof(sun.sun_path), "%s", a->path);
+		dial_connect(d, (struct sockaddr *)&sun, sizeof(sun));
+		return;
+	}
+	memset(&hints, 0, sizeof(hints));
+	hints.ai_family = AF_UNSPEC;
+	hints.ai_socktype = SOCK_STREAM;
+	hints.ai_protocol = IPPROTO_TCP;
+	snprintf(port, sizeof(port), "%u", a->port);
+	/* May complete synchronously; d->dns is only kept while pending. */
+	d->dns = evdns_getaddrinfo(d->child->sup->dns, a->host, port, &hints,
+	    on_target_resolved, d);
+}
+
+int
+dialer_request(struct child *c, const struct msg_dial_request *r)
+{
+	const struct tunnel *t = c->agent != NULL ? c->agent->key->tunnel : NULL;
+	struct tp_addr a;
+	struct dial *d;
+
+	c->sup->counters.dial_requests++;
+	/* The worker only knows the ids we gave it: anything else is hostile. */
+	if (t == NULL || r->forward_id >= t->n_forwards)
+		return TP_EPROTO;
+	if (c->ndials >= c->sup->cfg->worker.max_channels)
+		return TP_ETOOBIG;
+	if ((d = calloc(1, sizeof(*d))) == NULL)
+		return TP_ENOMEM;
+	d->child = c;
+	d->channel_id = r->channel_id;
+	d->sock = -1;
+	snprintf(d->target, sizeof(d->target), "%s",
+	    t->forwards[r->forward_id].target);
+	d->next = c->dials;
+	c->dials = d;
+	c->ndials++;
+	if (tp_addr_parse(d->target, 1, &a) != 0)
+		dial_finish(d, "bad target address");
+	else
+		dial_start(d, &a);
+	return 0;
+}
+
+void
+dialer_cancel_all(struct child *c)
+{
+	while (c->dials != NULL) {
+		struct dial *d = c->dials;
+
+		c->dials = d->next;
+		c->ndials--;
+		if (d->dns != NULL) {
+			struct evdns_getaddrinfo_request *req = d->dns;
+
+			d->dns = NULL;
+			/* The cancel callback sees d->dns == NULL and returns. */
+			evdns_getaddrinfo_cancel(req);
+		}
+		dial_free(d);
+	}
+}

@@ -1,0 +1,352 @@
+#include <sys/resource.h>
+#include <sys/types.h>
+
+#include <dirent.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+#include <unistd.h>
+
+#include <event2/buffer.h>
+#include <event2/http.h>
+#include <event2/keyvalq_struct.h>
+
+#include "common/addr.h"
+#include "common/log.h"
+#include "config.h"
+#include "metrics.h"
+#include "pool.h"
+#include "signer.h"
+#include "sup.h"
+
+struct metrics {
+	struct sup		*sup;
+	struct evhttp		*http;
+};
+
+/* Label values are escaped as the exposition format requires. */
+static void
+put_label(struct evbuffer *b, const char *v)
+{
+	for (; *v != '\0'; v++) {
+		if (*v == '\\' || *v == '"')
+			evbuffer_add_printf(b, "\\%c", *v);
+		else if (*v == '\n')
+			evbuffer_add(b, "\\n", 2);
+		else
+			evbuffer_add(b, v, 1);
+	}
+}
+
+static void
+header(struct evbuffer *b, const char *name, const char *type,
+    const char *help)
+{
+	evbuffer_add_printf(b, "# HELP %s %s\n# TYPE %s %s\n", name, help, name,
+	    type);
+}
+
+/* A sample with one label; value as an unsigned integer. */
+static void
+sample1(struct evbuffer *b, const char *name, const char *l, const char *v,
+    unsigned long long val)
+{
+	evbuffer_add_printf(b, "%s{%s=\"", name, l);
+	put_label(b, v);
+	evbuffer_add_printf(b, "\"} %llu\n", val);
+}
+
+/* Clusters can span several keys: sums are made per cluster name. */
+struct cl_sum {
+	const char	*name;
+	uint64_t	 states[AGENT_STATE_MAX + 1];
+	uint64_t	 connects, announced, claimed, misses;
+	uint64_t	 ch_open, ch_total, rx, tx, dial_fail;
+};
+
+static struct cl_sum *
+sums_of(struct sup *sup, size_t *n)
+{
+	size_t cap = pool_nkeys(sup->pool) + 1, m = 0;
+	struct cl_sum *v = calloc(cap, sizeof(*v));
+
+	if (v == NULL)
+		return NULL;
+	for (struct pool_key *k = pool_keys(sup->pool); k; k = k->lnext) {
+		struct cl_sum *c = NULL;
+
+		for (size_t i = 0; i < m && c == NULL; i++)
+			if (strcmp(v[i].name, k->cluster) == 0)
+				c = &v[i];
+		if (c == NULL) {
+			c = &v[m++];
+			c->name = k->cluster;
+		}
+		c->connects += k->connects;
+		c->announced += k->n_proxies;
+		c->claimed += pool_key_claimed(k);
+		c->misses += k->misses;
+		c->rx += k->rx_done;
+		c->tx += k->tx_done;
+		c->ch_total += k->channels_done;
+		c->dial_fail += k->dial_failures_done;
+		for (struct pool_agent *a = k->agents; a; a = a->next) {
+			if (a->state <= AGENT_STATE_MAX)
+				c->states[a->state]++;
+			c->ch_open += a->stats.channels_open;
+			c->ch_total += a->stats.channels_total;
+			c->rx += a->stats.rx_bytes;
+			c->tx += a->stats.tx_bytes;
+			c->dial_fail += a->stats.dial_failures;
+		}
+	}
+	*n = m;
+	return v;
+}
+
+static void
+render_clusters(struct evbuffer *b, struct cl_sum *v, size_t n)
+{
+	header(b, "tunnelpool_agents", "gauge", "Agents per cluster and state.");
+	for (size_t i = 0; i < n; i++)
+		for (uint32_t s = 1; s <= AGENT_STATE_MAX; s++) {
+			evbuffer_add(b, "tunnelpool_agents{cluster=\"", 27);
+			put_label(b, v[i].name);
+			evbuffer_add_printf(b, "\",state=\"%s\"} %llu\n",
+			    agent_state_name(s), (unsigned long long)v[i].states[s]);
+		}
+	header(b, "tunnelpool_agent_connects_total", "counter",
+	    "Agents that reached connected or discovered.");
+	for (size_t i = 0; i < n; i++)
+		sample1(b, "tunnelpool_agent_connects_total", "cluster", v[i].name,
+		    v[i].connects);
+	header(b, "tunnelpool_discovery_proxies", "gauge",
+	    "Proxies announced on discovery streams and claimed by an agent.");
+	for (size_t i = 0; i < n; i++) {
+		evbuffer_add(b, "tunnelpool_discovery_proxies{cluster=\"", 38);
+		put_label(b, v[i].name);
+		evbuffer_add_printf(b, "\",kind=\"announced\"} %llu\n",
+		    (unsigned long long)v[i].announced);
+		evbuffer_add(b, "tunnelpool_discovery_proxies{cluster=\"", 38);
+		put_label(b, v[i].name);
+		evbuffer_add_printf(b, "\",kind=\"claimed\"} %llu\n",
+		    (unsigned long long)v[i].claimed);
+	}
+	header(b, "tunnelpool_discovery_misses_total", "counter",
+	    "Discovery dials that landed on a proxy already claimed.");
+	for (size_t i = 0; i < n; i++)
+		sample1(b, "tunnelpool_discovery_misses_total", "cluster",
+		    v[i].name, v[i].misses);
+	header(b, "tunnelpool_forward_channels", "gauge",
+	    "Forwarded channels open now.");
+	for (size_t i = 0; i < n; i++)
+		sample1(b, "tunnelpool_forward_channels", "cluster", v[i].name,
+		    v[i].ch_open);
+	header(b, "tunnelpool_forward_channels_total", "counter",
+	    "Forwarded channels accepted.");
+	for (size_t i = 0; i < n; i++)
+		sample1(b, "tunnelpool_forward_channels_total", "cluster",
+		    v[i].name, v[i].ch_total);
+	header(b, "tunnelpool_tunnel_bytes_total", "counter",
+	    "Payload bytes through the tunnels (rx: from the proxy).");
+	for (size_t i = 0; i < n; i++) {
+		evbuffer_add(b, "tunnelpool_tunnel_bytes_total{cluster=\"", 39);
+		put_label(b, v[i].name);
+		evbuffer_add_printf(b, "\",direction=\"rx\"} %llu\n",
+		    (unsigned long long)v[i].rx);
+		evbuffer_add(b, "tunnelpool_tunnel_bytes_total{cluster=\"", 39);
+		put_label(b, v[i].name);
+		evbuffer_add_printf(b, "\",direction=\"tx\"} %llu\n",
+		    (unsigned long long)v[i].tx);
+	}
+	header(b, "tunnelpool_dial_failures_total", "counter",
+	    "Local target dials that failed.");
+	for (size_t i = 0; i < n; i++)
+		sample1(b, "tunnelpool_dial_failures_total", "cluster", v[i].name,
+		    v[i].dial_fail);
+}
+
+static void
+render_lag(struct evbuffer *b, const struct sup *sup)
+{
+	uint64_t cum = 0;
+
+	header(b, "tunnelpool_loop_lag_seconds", "histogram",
+	    "Lateness of the supervisor's 100 ms timer: event-loop lag.");
+	for (int i = 0; i < LAG_BUCKETS; i++) {
+		cum += sup->counters.lag_count[i];
+		evbuffer_add_printf(b, "tunnelpool_loop_lag_seconds_bucket"
+		    "{le=\"%g\"} %llu\n", (double)lag_bounds_us[i] / 1e6,
+		    (unsigned long long)cum);
+	}
+	cum += sup->counters.lag_count[LAG_BUCKETS];
+	evbuffer_add_printf(b, "tunnelpool_loop_lag_seconds_bucket{le=\"+Inf\"} "
+	    "%llu\ntunnelpool_loop_lag_seconds_sum %.6f\n"
+	    "tunnelpool_loop_lag_seconds_count %llu\n", (unsigned long long)cum,
+	    (double)sup->counters.lag_sum_us / 1e6, (unsigned long long)cum);
+}
+
+static unsigned long long
+count_fds(void)
+{
+	DIR *d = opendir("/proc/self/fd");
+	unsigned long long n = 0;
+
+	if (d == NULL)
+		return 0;
+	while (readdir(d) != NULL)
+		n++;
+	closedir(d);
+	return n > 3 ? n - 3 : 0;
+}
+
+static void
+render_process(struct evbuffer *b, const struct sup *sup)
+{
+	long pagesz = sysconf(_SC_PAGESIZE), vsz = 0, rss = 0;
+	struct rusage ru;
+	struct rlimit rl;
+	FILE *f;
+
+	getrusage(RUSAGE_SELF, &ru);
+	header(b, "process_cpu_seconds_total", "counter",
+	    "User and system CPU time spent in seconds.");
+	evbuffer_add_printf(b, "process_cpu_seconds_total %.3f\n",
+	    (double)(ru.ru_utime.tv_sec + ru.ru_stime.tv_sec) +
+	    (double)(ru.ru_utime.tv_usec + ru.ru_stime.tv_usec) / 1e6);
+	if ((f = fopen("/proc/self/statm", "r")) != NULL) {
+		if (fscanf(f, "%ld %ld", &vsz, &rss) != 2)
+			vsz = rss = 0;
+		fclose(f);
+	}
+	header(b, "process_resident_memory_bytes", "gauge",
+	    "Resident memory size in bytes.");
+	evbuffer_add_printf(b, "process_resident_memory_bytes %ld\n", rss * pagesz);
+	header(b, "process_virtual_memory_bytes", "gauge",
+	    "Virtual memory size in bytes.");
+	evbuffer_add_printf(b, "process_virtual_memory_bytes %ld\n", vsz * pagesz);
+	header(b, "process_open_fds", "gauge", "Number of open file descriptors.");
+	evbuffer_add_printf(b, "process_open_fds %llu\n", count_fds());
+	getrlimit(RLIMIT_NOFILE, &rl);
+	header(b, "process_max_fds", "gauge",
+	    "Maximum number of open file descriptors.");
+	evbuffer_add_printf(b, "process_max_fds %llu\n",
+	    (unsigned long long)rl.rlim_cur);
+	header(b, "process_start_time_seconds", "gauge",
+	    "Start time of the process since unix epoch in seconds.");
+	evbuffer_add_printf(b, "process_start_time_seconds %.3f\n",
+	    (double)sup->started_wall_ms / 1000.0);
+}
+
+static void
+render_supervisor(struct evbuffer *b, struct sup *sup)
+{
+	header(b, "tunnelpool_worker_exits_total", "counter",
+	    "Worker exits by reason.");
+	for (int r = 0; r < SUP_EXIT_REASONS; r++)
+		sample1(b, "tunnelpool_worker_exits_total", "reason",
+		    sup_reason_name(r), sup->counters.exits[r]);
+	header(b, "tunnelpool_signer_refusals_total", "counter",
+	    "Sign requests the signer refused.");
+	evbuffer_add_printf(b, "tunnelpool_signer_refusals_total %llu\n",
+	    (unsigned long long)signer_refusals(sup->signer));
+	header(b, "tunnelpool_sandbox_violations_total", "counter",
+	    "Workers killed by the seccomp filter.");
+	evbuffer_add_printf(b, "tunnelpool_sandbox_violations_total %llu\n",
+	    (unsigned long long)sup->counters.sandbox_violations);
+	header(b, "tunnelpool_config_last_reload_successful", "gauge",
+	    "Whether the last configuration reload succeeded.");
+	evbuffer_add_printf(b, "tunnelpool_config_last_reload_successful %d\n",
+	    sup->config_ok ? 1 : 0);
+	header(b, "tunnelpool_config_last_reload_success_timestamp_seconds",
+	    "gauge", "Time of the last successful configuration reload.");
+	evbuffer_add_printf(b,
+	    "tunnelpool_config_last_reload_success_timestamp_seconds %.3f\n",
+	    (double)sup->last_reload_ok_wall_ms / 1000.0);
+	header(b, "tunnelpool_build_info", "gauge", "Build information.");
+	evbuffer_add_printf(b, "tunnelpool_build_info{version=\"%s\"} 1\n",
+	    TP_VERSION);
+}
+
+void
+metrics_render(struct sup *sup, struct evbuffer *b)
+{
+	struct cl_sum *v;
+	size_t n = 0;
+
+	if ((v = sums_of(sup, &n)) != NULL) {
+		render_clusters(b, v, n);
+		free(v);
+	}
+	render_supervisor(b, sup);
+	render_lag(b, sup);
+	render_process(b, sup);
+}
+
+static void
+on_request(struct evhttp_request *req, void *arg)
+{
+	struct metrics *m = arg;
+	const char *uri = evhttp_request_get_uri(req);
+	struct evbuffer *b;
+
+	if (evhttp_request_get_command(req) != EVHTTP_REQ_GET) {
+		evhttp_send_error(req, 405, "Method Not Allowed");
+		return;
+	}
+	if ((b = evbuffer_new()) == NULL) {
+		evhttp_send_error(req, 500, "Internal Server Error");
+		return;
+	}
+	if (strcmp(uri, "/metrics") == 0) {
+		metrics_render(m->sup, b);
+		evhttp_add_header(evhttp_request_get_output_headers(req),
+		    "Content-Type", "text/plain; version=0.0.4; charset=utf-8");
+		evhttp_send_reply(req, 200, "OK", b);
+	} else if (strcmp(uri, "/healthz") == 0) {
+		evbuffer_add_printf(b, "%s\n", m->sup->config_ok ? "ok" :
+		    "ok (configuration reload failed)");
+		evhttp_send_reply(req, 200, "OK", b);
+	} else
+		evhttp_send_error(req, 404, "Not Found");
+	evbuffer_free(b);
+}
+
+struct metrics *
+metrics_new(struct sup *sup, int *err)
+{
+	const char *listen = sup->cfg->metrics_listen;
+	struct metrics *m;
+	struct tp_addr a;
+
+	*err = 0;
+	if (listen[0] == '\0')
+		return NULL;
+	if (tp_addr_parse(listen, 0, &a) != 0 || (m = calloc(1, sizeof(*m))) == NULL) {
+		*err = -1;
+		return NULL;
+	}
+	m->sup = sup;
+	if ((m->http = evhttp_new(sup->base)) == NULL ||
+	    evhttp_bind_socket(m->http, a.host, a.port) != 0) {
+		log_warn("metrics_listen %s", listen);
+		metrics_free(m);
+		*err = -1;
+		return NULL;
+	}
+	evhttp_set_allowed_methods(m->http, EVHTTP_REQ_GET);
+	evhttp_set_gencb(m->http, on_request, m);
+	log_info("metrics on http://%s/metrics", listen);
+	return m;
+}
+
+void
+metrics_free(struct metrics *m)
+{
+	if (m == NULL)
+		return;
+	if (m->http != NULL)
+		evhttp_free(m->http);
+	free(m);
+}

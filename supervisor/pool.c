@@ -1,0 +1,729 @@
+#include <stdlib.h>
+#include <string.h>
+
+#include "common/error.h"
+#include "common/log.h"
+#include "pool.h"
+
+#define POOL_MIN_BUCKETS	64
+#define POOL_TICK_IDLE_MS	1000
+
+struct pool {
+	struct pool_config	 cfg;
+	struct pool_ops		 ops;
+	void			*arg;
+	struct pool_key		**buckets;
+	size_t			 nbuckets;
+	size_t			 nkeys;
+	size_t			 nagents;
+	struct pool_key		*keys;		/* insertion order */
+	struct pool_key		*keys_tail;
+	uint64_t		 epoch;
+	uint64_t		 next_agent_id;
+	struct ratelimit	 limiter;
+	struct pool_stats	 stats;
+};
+
+/* --- the key map ---------------------------------------------------------- */
+
+static uint64_t
+key_hash(const char *cluster, const char *dial)
+{
+	uint64_t h = 1469598103934665603ULL;	/* FNV-1a */
+
+	for (const char *s = cluster; *s; s++)
+		h = (h ^ (uint8_t)*s) * 1099511628211ULL;
+	h = (h ^ 0xff) * 1099511628211ULL;
+	for (const char *s = dial; *s; s++)
+		h = (h ^ (uint8_t)*s) * 1099511628211ULL;
+	return h;
+}
+
+static struct pool_key *
+key_find(struct pool *p, const char *cluster, const char *dial)
+{
+	struct pool_key *k = p->buckets[key_hash(cluster, dial) % p->nbuckets];
+
+	for (; k != NULL; k = k->hnext)
+		if (strcmp(k->cluster, cluster) == 0 &&
+		    strcmp(k->dial_addr, dial) == 0)
+			return k;
+	return NULL;
+}
+
+static int
+map_grow(struct pool *p)
+{
+	size_t n = p->nbuckets * 2;
+	struct pool_key **b = calloc(n, sizeof(*b));
+
+	if (b == NULL)
+		return TP_ENOMEM;
+	for (struct pool_key *k = p->keys; k != NULL; k = k->lnext) {
+		size_t i = key_hash(k->cluster, k->dial_addr) % n;
+
+		k->hnext = b[i];
+		b[i] = k;
+	}
+	free(p->buckets);
+	p->buckets = b;
+	p->nbuckets = n;
+	return 0;
+}
+
+static struct pool_key *
+key_add(struct pool *p, const struct pool_want *w)
+{
+	struct pool_key *k;
+	size_t i;
+
+	if (p->nkeys + 1 > p->nbuckets * 3 / 4 && map_grow(p) != 0)
+		return NULL;
+	if ((k = calloc(1, sizeof(*k))) == NULL)
+		return NULL;
+	k->cluster = strdup(w->cluster);
+	k->dial_addr = strdup(w->dial_addr);
+	if (k->cluster == NULL || k->dial_addr == NULL ||
+	    backoff_init(&k->backoff, p->cfg.backoff_min_ms,
+	    p->cfg.backoff_max_ms, p->cfg.backoff_reset_ms) != 0) {
+		free(k->cluster);
+		free(k->dial_addr);
+		free(k);
+		return NULL;
+	}
+	i = key_hash(k->cluster, k->dial_addr) % p->nbuckets;
+	k->hnext = p->buckets[i];
+	p->buckets[i] = k;
+	k->lprev = p->keys_tail;
+	if (p->keys_tail != NULL)
+		p->keys_tail->lnext = k;
+	else
+		p->keys = k;
+	p->keys_tail = k;
+	p->nkeys++;
+	return k;
+}
+
+/* Unlinks and frees a key that has no agent left. */
+static void
+key_free(struct pool *p, struct pool_key *k)
+{
+	struct pool_key **pp = &p->buckets[key_hash(k->cluster, k->dial_addr) %
+	    p->nbuckets];
+
+	while (*pp != k)
+		pp = &(*pp)->hnext;
+	*pp = k->hnext;
+	if (k->lprev != NULL)
+		k->lprev->lnext = k->lnext;
+	else
+		p->keys = k->lnext;
+	if (k->lnext != NULL)
+		k->lnext->lprev = k->lprev;
+	else
+		p->keys_tail = k->lprev;
+	p->nkeys--;
+	free(k->proxies);
+	free(k->cluster);
+	free(k->dial_addr);
+	free(k);
+}
+
+/* --- pool lifecycle -------------------------------------------------------- */
+
+static int
+limiter_init(struct pool *p, uint64_t now_ms)
+{
+	return ratelimit_init(&p->limiter, p->cfg.spawn_rate,
+	    p->cfg.spawn_burst, now_ms);
+}
+
+struct pool *
+pool_new(const struct pool_config *cfg, const struct pool_ops *ops, void *arg,
+    uint64_t now_ms)
+{
+	struct pool *p = calloc(1, sizeof(*p));
+
+	if (p == NULL)
+		return NULL;
+	p->cfg = *cfg;
+	p->ops = *ops;
+	p->arg = arg;
+	p->nbuckets = POOL_MIN_BUCKETS;
+	p->buckets = calloc(p->nbuckets, sizeof(*p->buckets));
+	if (p->buckets == NULL || cfg->max_inflight_dials == 0 ||
+	    limiter_init(p, now_ms) != 0) {
+		free(p->buckets);
+		free(p);
+		return NULL;
+	}
+	return p;
+}
+
+int
+pool_reconfigure(struct pool *p, const struct pool_config *cfg,
+    uint64_t now_ms)
+{
+	struct pool_config old = p->cfg;
+
+	if (cfg->max_inflight_dials == 0)
+		return TP_EINVAL;
+	p->cfg = *cfg;
+	if (limiter_init(p, now_ms) != 0) {
+		p->cfg = old;
+		return TP_EINVAL;
+	}
+	for (struct pool_key *k = p->keys; k != NULL; k = k->lnext) {
+		k->backoff.min_ms = cfg->backoff_min_ms;
+		k->backoff.max_ms = cfg->backoff_max_ms;
+		k->backoff.reset_after_ms = cfg->backoff_reset_ms;
+	}
+	return 0;
+}
+
+static void
+agent_free(struct pool_agent *a)
+{
+	free(a->wanted);
+	free(a);
+}
+
+void
+pool_free(struct pool *p)
+{
+	struct pool_key *k, *kn;
+
+	if (p == NULL)
+		return;
+	for (k = p->keys; k != NULL; k = kn) {
+		struct pool_agent *a, *an;
+
+		kn = k->lnext;
+		for (a = k->agents; a != NULL; a = an) {
+			an = a->next;
+			agent_free(a);
+		}
+		free(k->proxies);
+		free(k->cluster);
+		free(k->dial_addr);
+		free(k);
+	}
+	free(p->buckets);
+	free(p);
+}
+
+/* --- sync ------------------------------------------------------------------ */
+
+static void
+agent_close(struct pool *p, struct pool_agent *a, const char *reason)
+{
+	if (a->phase == PHASE_CLOSING || a->phase == PHASE_GONE)
+		return;
+	a->phase = PHASE_CLOSING;
+	p->ops.close(p->arg, a, reason);
+}
+
+static void
+key_close_all(struct pool *p, struct pool_key *k, const char *reason)
+{
+	struct pool_agent *a, *an;
+
+	/* ops.close may lose an agent synchronously: walk with a saved next. */
+	for (a = k->agents; a != NULL; a = an) {
+		an = a->next;
+		agent_close(p, a, reason);
+	}
+}
+
+static int
+sync_one(struct pool *p, const struct pool_want *w)
+{
+	struct pool_key *k = key_find(p, w->cluster, w->dial_addr);
+
+	if (k == NULL) {
+		if ((k = key_add(p, w)) == NULL)
+			return TP_ENOMEM;
+		k->spec_hash = w->spec_hash;
+	} else if (k->spec_hash != w->spec_hash || k->removed) {
+		/* New generation: agents of the old one are replaced in tick. */
+		k->spec_hash = w->spec_hash;
+		k->gen++;
+		k->removed = false;
+	}
+	k->discovery = w->discovery;
+	k->tunnel = w->tunnel;
+	k->epoch = p->epoch;
+	return 0;
+}
+
+int
+pool_sync(struct pool *p, const struct pool_want *want, size_t n,
+    uint64_t now_ms)
+{
+	int rc = 0;
+
+	p->epoch++;
+	for (size_t i = 0; i < n; i++)
+		if ((rc = sync_one(p, &want[i])) != 0)
+			break;
+	/* On a partial failure nothing is removed: fail closed, keep tunnels. */
+	for (struct pool_key *k = p->keys; rc == 0 && k != NULL; k = k->lnext)
+		if (k->epoch != p->epoch && !k->removed) {
+			k->removed = true;
+			k->tunnel = NULL;
+			key_close_all(p, k, "tunnel removed");
+		}
+	pool_tick(p, now_ms);
+	return rc;
+}
+
+/* --- agents ---------------------------------------------------------------- */
+
+static uint32_t wanted_set(const struct pool_key *k, char (*out)[PROTO_FP_MAX]);
+
+static struct pool_agent *
+agent_new(struct pool *p, struct pool_key *k, enum agent_role role,
+    uint64_t now_ms)
+{
+	struct pool_agent *a = calloc(1, sizeof(*a));
+
+	if (a == NULL)
+		return NULL;
+	a->key = k;
+	a->id = ++p->next_agent_id;
+	a->role = role;
+	a->phase = PHASE_STARTING;
+	a->state = AGENT_CONNECTING;
+	a->gen = k->gen;
+	a->started_ms = a->state_ms = now_ms;
+	a->next = k->agents;
+	k->agents = a;
+	p->nagents++;
+	return a;
+}
+
+static void
+agent_unlink(struct pool *p, struct pool_agent *a)
+{
+	struct pool_agent **pp = &a->key->agents;
+
+	while (*pp != NULL && *pp != a)
+		pp = &(*pp)->next;
+	if (*pp == a) {
+		*pp = a->next;
+		p->nagents--;
+	}
+}
+
+static int
+spawn_agent(struct pool *p, struct pool_key *k, enum agent_role role,
+    uint64_t now_ms)
+{
+	struct pool_agent *a = agent_new(p, k, role, now_ms);
+
+	if (a == NULL)
+		return TP_ENOMEM;
+	if (role == AGENT_ROLE_DISCOVERY && k->n_proxies > 0) {
+		a->wanted = calloc(k->n_proxies, sizeof(*a->wanted));
+		if (a->wanted == NULL) {
+			agent_unlink(p, a);
+			agent_free(a);
+			return TP_ENOMEM;
+		}
+		a->n_wanted = wanted_set(k, a->wanted);
+	}
+	if (k->connects + k->misses > 0)
+		k->reconnects++;
+	p->stats.spawns++;
+	if (p->ops.spawn(p->arg, a) != 0)
+		pool_agent_lost(p, a, "spawn failed", true, now_ms);
+	return 0;
+}
+
+void
+pool_agent_spawned(struct pool *p, struct pool_agent *a, pid_t pid,
+    uint64_t now_ms)
+{
+	(void)p;
+	a->pid = pid;
+	if (a->phase == PHASE_STARTING)
+		a->phase = PHASE_RUNNING;
+	a->state_ms = now_ms;
+}
+
+static bool
+is_claimed(const struct pool_key *k, const char *fp,
+    const struct pool_agent *except)
+{
+	for (const struct pool_agent *a = k->agents; a != NULL; a = a->next)
+		if (a != except && a->claimed && a->phase != PHASE_GONE &&
+		    strcmp(a->fp, fp) == 0)
+			return true;
+	return false;
+}
+
+uint32_t
+pool_key_claimed(const struct pool_key *k)
+{
+	uint32_t n = 0;
+
+	for (const struct pool_agent *a = k->agents; a != NULL; a = a->next)
+		if (a->claimed && a->phase != PHASE_GONE)
+			n++;
+	return n;
+}
+
+/* Fills the agent's wanted list: announced proxies nobody claims. */
+static uint32_t
+wanted_set(const struct pool_key *k, char (*out)[PROTO_FP_MAX])
+{
+	uint32_t n = 0;
+
+	for (uint32_t i = 0; i < k->n_proxies; i++)
+		if (!is_claimed(k, k->proxies[i].fp, NULL)) {
+			if (out != NULL)
+				memcpy(out[n], k->proxies[i].fp, PROTO_FP_MAX);
+			n++;
+		}
+	return n;
+}
+
+/* --- tick ------------------------------------------------------------------- */
+
+static void
+expire_proxies(struct pool *p, struct pool_key *k, uint64_t now_ms)
+{
+	uint32_t i = 0;
+
+	while (i < k->n_proxies) {
+		struct pool_proxy *px = &k->proxies[i];
+
+		if (now_ms - px->last_seen_ms <= p->cfg.proxy_ttl_ms) {
+			i++;
+			continue;
+		}
+		for (struct pool_agent *a = k->agents; a != NULL; a = a->next)
+			if (a->claimed && strcmp(a->fp, px->fp) == 0)
+				agent_close(p, a, "proxy expired from discovery set");
+		log_info("proxy %s (%s) of %s expired from the discovery set",
+		    px->name, px->fp, k->cluster);
+		k->proxies[i] = k->proxies[--k->n_proxies];
+	}
+}
+
+/* Counts agents of the current generation; *unclaimed = those still looking. */
+static uint32_t
+count_current(const struct pool_key *k, uint32_t *discovering,
+    bool *have_claim)
+{
+	uint32_t n = 0;
+
+	*discovering = 0;
+	*have_claim = false;
+	for (const struct pool_agent *a = k->agents; a != NULL; a = a->next) {
+		if (a->gen != k->gen || a->phase == PHASE_CLOSING ||
+		    a->phase == PHASE_GONE)
+			continue;
+		n++;
+		if (a->claimed)
+			*have_claim = true;
+		else if (a->role == AGENT_ROLE_DISCOVERY)
+			(*discovering)++;
+	}
+	return n;
+}
+
+/* One stale agent at a time is closed, once the new generation holds a proxy. */
+static void
+replace_stale(struct pool *p, struct pool_key *k, bool have_claim)
+{
+	struct pool_agent *victim = NULL;
+
+	for (struct pool_agent *a = k->agents; a != NULL; a = a->next) {
+		if (a->gen == k->gen)
+			continue;
+		if (a->phase == PHASE_CLOSING)
+			return;
+		if (a->phase != PHASE_GONE)
+			victim = a;
+	}
+	if (victim != NULL && (have_claim || !victim->claimed))
+		agent_close(p, victim, "tunnel spec changed");
+}
+
+/* Returns 0 if spawning may go on, else the wait imposed by the limiter. */
+static uint64_t
+limiter_wait(struct pool *p, uint64_t now_ms)
+{
+	uint64_t w;
+
+	if (ratelimit_take(&p->limiter, now_ms))
+		return 0;
+	p->stats.spawn_deferred++;
+	w = ratelimit_wait_ms(&p->limiter, now_ms);
+	return w > 0 ? w : 1;
+}
+
+static uint64_t
+min_wait(uint64_t a, uint64_t b)
+{
+	return a < b ? a : b;
+}
+
+static uint64_t
+tick_key(struct pool *p, struct pool_key *k, uint64_t now_ms)
+{
+	uint32_t discovering, want, room;
+	uint64_t wait = POOL_TICK_IDLE_MS, w;
+	bool have_claim;
+
+	expire_proxies(p, k, now_ms);
+	if (k->removed)
+		return wait;
+	if (count_current(k, &discovering, &have_claim) == 0) {
+		if (now_ms < k->next_dial_ms)
+			return min_wait(wait, k->next_dial_ms - now_ms);
+		if ((w = limiter_wait(p, now_ms)) != 0)
+			return w;
+		spawn_agent(p, k, AGENT_ROLE_TUNNEL, now_ms);
+		return wait;
+	}
+	replace_stale(p, k, have_claim);
+	if (!k->discovery || !have_claim)
+		return wait;
+	want = wanted_set(k, NULL);
+	room = want < p->cfg.max_inflight_dials ? want :
+	    p->cfg.max_inflight_dials;
+	if (room <= discovering)
+		return wait;
+	if (now_ms < k->next_disc_ms)
+		return min_wait(wait, k->next_disc_ms - now_ms);
+	for (uint32_t i = discovering; i < room; i++) {
+		if ((w = limiter_wait(p, now_ms)) != 0)
+			return w;
+		spawn_agent(p, k, AGENT_ROLE_DISCOVERY, now_ms);
+	}
+	return wait;
+}
+
+uint64_t
+pool_tick(struct pool *p, uint64_t now_ms)
+{
+	uint64_t wait = POOL_TICK_IDLE_MS;
+	struct pool_key *k, *kn;
+
+	for (k = p->keys; k != NULL; k = kn) {
+		kn = k->lnext;
+		if (k->removed && k->agents == NULL) {
+			key_free(p, k);
+			continue;
+		}
+		wait = min_wait(wait, tick_key(p, k, now_ms));
+	}
+	return wait;
+}
+
+/* --- events from workers ------------------------------------------------------ */
+
+void
+pool_agent_state(struct pool *p, struct pool_agent *a,
+    const struct msg_state *st, uint64_t now_ms)
+{
+	(void)p;
+	if (a->state != st->state)
+		a->state_ms = now_ms;
+	a->state = st->state;
+	if (st->fp[0] != '\0')
+		memcpy(a->fp, st->fp, sizeof(a->fp));
+	if (st->name[0] != '\0')
+		memcpy(a->name, st->name, sizeof(a->name));
+	if (st->state == AGENT_DISCONNECTED && st->reason[0] != '\0')
+		memcpy(a->last_error, st->reason, sizeof(a->last_error));
+	if (st->state == AGENT_CONNECTED || st->state == AGENT_DISCOVERED) {
+		a->key->connects++;
+		backoff_up(&a->key->backoff, now_ms);
+	}
+}
+
+static bool
+is_announced(const struct pool_key *k, const char *fp)
+{
+	for (uint32_t i = 0; i < k->n_proxies; i++)
+		if (strcmp(k->proxies[i].fp, fp) == 0)
+			return true;
+	return false;
+}
+
+/* The decision alone; returns the refusal reason or NULL to grant. */
+static const char *
+claim_decide(struct pool *p, struct pool_agent *a, const char *fp)
+{
+	struct pool_key *k = a->key;
+
+	if (a->phase == PHASE_CLOSING || a->phase == PHASE_GONE)
+		return "agent is closing";
+	if (k->removed)
+		return "tunnel removed";
+	for (struct pool_agent *o = k->agents; o != NULL; o = o->next) {
+		if (o == a || !o->claimed || o->phase == PHASE_GONE ||
+		    strcmp(o->fp, fp) != 0)
+			continue;
+		if (o->gen == k->gen && o->phase != PHASE_CLOSING)
+			return "proxy already claimed";
+		/* A stale or closing holder hands over to the new agent. */
+		agent_close(p, o, "replaced by a newer agent");
+	}
+	if (a->role == AGENT_ROLE_DISCOVERY && !is_announced(k, fp))
+		return "proxy not in the wanted set";
+	return NULL;
+}
+
+void
+pool_agent_claim(struct pool *p, struct pool_agent *a,
+    const struct msg_claim *c, uint64_t now_ms)
+{
+	const char *why = claim_decide(p, a, c->fp);
+	struct pool_key *k = a->key;
+
+	memcpy(a->fp, c->fp, sizeof(a->fp));
+	memcpy(a->name, c->name, sizeof(a->name));
+	if (why != NULL) {
+		a->missed = true;
+		k->misses++;
+		p->stats.misses++;
+		/* Retry soon, jittered, so parallel dials do not march in step. */
+		k->next_disc_ms = now_ms + 50 +
+		    arc4random_uniform((uint32_t)p->cfg.miss_retry_ms + 1);
+		p->ops.claim_result(p->arg, a, false, why);
+		return;
+	}
+	a->claimed = true;
+	p->ops.claim_result(p->arg, a, true, "granted");
+}
+
+static struct pool_proxy *
+proxy_find(struct pool_key *k, const char *fp)
+{
+	for (uint32_t i = 0; i < k->n_proxies; i++)
+		if (strcmp(k->proxies[i].fp, fp) == 0)
+			return &k->proxies[i];
+	return NULL;
+}
+
+void
+pool_agent_discovery(struct pool *p, struct pool_agent *a,
+    const struct msg_discovery *d, uint64_t now_ms)
+{
+	struct pool_key *k = a->key;
+	struct pool_proxy *grown;
+
+	(void)p;
+	/* Full lists: every proxy listed is refreshed; absent ones age out. */
+	for (uint32_t i = 0; i < d->n_proxies; i++) {
+		struct pool_proxy *px = proxy_find(k, d->proxies[i].fp);
+
+		if (px == NULL) {
+			if (k->n_proxies >= PROTO_MAX_PROXIES)
+				break;
+			grown = realloc(k->proxies,
+			    (k->n_proxies + 1) * sizeof(*k->proxies));
+			if (grown == NULL)
+				break;
+			k->proxies = grown;
+			px = &k->proxies[k->n_proxies++];
+			memcpy(px->fp, d->proxies[i].fp, sizeof(px->fp));
+		}
+		memcpy(px->name, d->proxies[i].name, sizeof(px->name));
+		px->last_seen_ms = now_ms;
+	}
+}
+
+void
+pool_agent_stats(struct pool *p, struct pool_agent *a,
+    const struct msg_stats *s)
+{
+	(void)p;
+	a->stats = *s;
+}
+
+void
+pool_agent_forward(struct pool *p, struct pool_agent *a,
+    const struct msg_forward *f)
+{
+	(void)p;
+	for (uint32_t i = 0; i < a->n_forwards; i++)
+		if (a->forwards[i].id == f->id) {
+			a->forwards[i] = *f;
+			return;
+		}
+	if (a->n_forwards < PROTO_MAX_FORWARDS)
+		a->forwards[a->n_forwards++] = *f;
+}
+
+void
+pool_agent_lost(struct pool *p, struct pool_agent *a, const char *reason,
+    bool failed, uint64_t now_ms)
+{
+	struct pool_key *k = a->key;
+	uint64_t delay;
+
+	agent_unlink(p, a);
+	k->rx_done += a->stats.rx_bytes;
+	k->tx_done += a->stats.tx_bytes;
+	k->channels_done += a->stats.channels_total;
+	k->dial_failures_done += a->stats.dial_failures;
+	if (a->missed) {
+		/* A miss is expected under a load balancer: no backoff. */
+	} else if (failed) {
+		delay = backoff_next(&k->backoff, now_ms, arc4random());
+		if (a->role == AGENT_ROLE_DISCOVERY)
+			k->next_disc_ms = now_ms + delay;
+		else
+			k->next_dial_ms = now_ms + delay;
+	}
+	(void)reason;
+	agent_free(a);
+}
+
+void
+pool_close_all(struct pool *p, const char *reason)
+{
+	for (struct pool_key *k = p->keys; k != NULL; k = k->lnext)
+		key_close_all(p, k, reason);
+}
+
+int
+pool_close_key(struct pool *p, const char *cluster, const char *dial,
+    const char *reason)
+{
+	struct pool_key *k = key_find(p, cluster, dial);
+
+	if (k == NULL)
+		return TP_ENOENT;
+	key_close_all(p, k, reason);
+	return 0;
+}
+
+struct pool_key *
+pool_keys(struct pool *p)
+{
+	return p->keys;
+}
+
+size_t
+pool_nkeys(const struct pool *p)
+{
+	return p->nkeys;
+}
+
+size_t
+pool_nagents(const struct pool *p)
+{
+	return p->nagents;
+}
+
+const struct pool_stats *
+pool_get_stats(const struct pool *p)
+{
+	return &p->stats;
+}

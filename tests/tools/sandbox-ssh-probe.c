@@ -1,0 +1,892 @@
+/*
+ * sandbox-ssh-probe: proves the worker's seccomp allowlist against the real
+ * workload.  It starts a stock OpenSSH sshd on 127.0.0.1, connects to it
+ * the way the supervisor does, and forks a libssh client that sets its
+ * fds up like a worker (0 /dev/null, 3 control, 4 agent, 5 proxy socket),
+ * runs the worker's demotion and filter (demote_all), and only then does
+ * KEX, host-key check, public-key auth, a remote forward (tcpip-forward),
+ * accepts forwarded channels, receives the "dialed" local fd over
+ * SCM_RIGHTS like the dialer hands it, pumps bulk data both ways through
+ * client- and server-initiated rekeys, cancels the forward, disconnects and
+ * exits through libssh's and OpenSSL's destructors.
+ *
+ * In a -Dsandbox_trap=true build a refused syscall arrives on the control
+ * socket as MSG_SANDBOX_VIOLATION and is printed; in a kill build the client
+ * dies of SIGSYS.  Either way the probe fails.  Run it under
+ * `strace -f -qq -e trace=all` to see what the filter lets through.
+ *
+ * Needs root (chroot, sshd) and /usr/sbin/sshd; exits 77 (skip) without.
+ * Usage: sandbox-ssh-probe [-v] [-W] [-b bytes-per-connection] [-n connections]
+ * (-W: no OpenSSL warm-up before the filter, to check that it still works)
+ */
+#include <errno.h>
+#include <fcntl.h>
+#include <netinet/in.h>
+#include <poll.h>
+#include <pwd.h>
+#include <signal.h>
+#include <stdarg.h>
+#include <stdbool.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/random.h>
+#include <sys/socket.h>
+#include <sys/stat.h>
+#include <sys/wait.h>
+#include <time.h>
+#include <unistd.h>
+
+#include <libssh/callbacks.h>
+#include <libssh/libssh.h>
+#include <libssh/server.h>
+#include <openssl/crypto.h>
+
+#include "worker/demote.h"
+#include "worker/sandbox.h"
+
+#define FD_CTL		3
+#define FD_AGENT	4
+#define FD_NET		5
+#define SSHD		"/usr/sbin/sshd"
+#define SSH_KEYGEN	"/usr/bin/ssh-keygen"
+#define EXIT_SKIP	77
+#define DEADLINE_S	90
+#define CHUNK		16384
+
+struct probe {
+	char		 dir[64];	/* keys, sshd_config, sshd.log */
+	char		 empty[64];	/* the client's empty root */
+	unsigned	 port;		/* sshd */
+	size_t		 bytes;		/* per forwarded connection */
+	int		 conns;
+	int		 verbose;
+	int		 no_warmup;	/* -W: skip the OpenSSL warm-up */
+	uid_t		 uid;
+	gid_t		 gid;
+	pid_t		 sshd;
+	pid_t		 client;
+	int		 ctl;		/* our end of the control socket */
+};
+
+static int verbose;
+
+static void
+die(const char *fmt, ...)
+{
+	va_list ap;
+
+	va_start(ap, fmt);
+	fprintf(stderr, "sandbox-ssh-probe: ");
+	vfprintf(stderr, fmt, ap);
+	fprintf(stderr, "\n");
+	va_end(ap);
+	exit(1);
+}
+
+/* ====================================================================== */
+/* The client: a worker in all but name.                                   */
+/* ====================================================================== */
+
+/* Sends one text datagram to the driver; works inside the sandbox. */
+static void
+ctl_send(const char *fmt, ...)
+{
+	char buf[256];
+	va_list ap;
+	int n;
+
+	va_start(ap, fmt);
+	n = vsnprintf(buf, sizeof(buf), fmt, ap);
+	va_end(ap);
+	if (n > 0)
+		(void)!write(FD_CTL, buf, (size_t)n < sizeof(buf) ? (size_t)n :
+		    sizeof(buf) - 1);
+}
+
+static void __attribute__((noreturn))
+client_fail(const char *what, ssh_session s)
+{
+	ctl_send("fail %s: %s", what, s != NULL ? ssh_get_error(s) : "");
+	_exit(1);
+}
+
+/* libssh logs through write(2), as the worker's log does. */
+static void
+client_log(int prio, const char *func, const char *msg, void *arg)
+{
+	char line[1024];
+	int n;
+
+	(void)arg;
+	if (!verbose)
+		return;
+	n = snprintf(line, sizeof(line), "client: libssh[%d] %s: %s\n", prio,
+	    func, msg);
+	if (n > 0)
+		(void)!write(STDERR_FILENO, line, (size_t)n < sizeof(line) ?
+		    (size_t)n : sizeof(line) - 1);
+}
+
+/* Everything libssh would otherwise look up from the filesystem (trap 8). */
+static ssh_session
+client_session(const struct probe *p)
+{
+	ssh_session s = ssh_new();
+	int fd = FD_NET, verbosity = p->verbose ? SSH_LOG_PROTOCOL : SSH_LOG_WARN;
+	bool no = false;
+	uint64_t rekey = 256 * 1024;
+	long timeout = 20;
+
+	if (s == NULL)
+		client_fail("ssh_new", NULL);
+	ssh_set_log_callback(client_log);
+	if (ssh_options_set(s, SSH_OPTIONS_FD, &fd) < 0 ||
+	    ssh_options_set(s, SSH_OPTIONS_HOST, "127.0.0.1") < 0 ||
+	    ssh_options_set(s, SSH_OPTIONS_USER, "root") < 0 ||
+	    ssh_options_set(s, SSH_OPTIONS_SSH_DIR, "/nonexistent") < 0 ||
+	    ssh_options_set(s, SSH_OPTIONS_KNOWNHOSTS, "/nonexistent/kh") < 0 ||
+	    ssh_options_set(s, SSH_OPTIONS_GLOBAL_KNOWNHOSTS,
+	    "/nonexistent/gkh") < 0 ||
+	    ssh_options_set(s, SSH_OPTIONS_PROCESS_CONFIG, &no) < 0 ||
+	    ssh_options_set(s, SSH_OPTIONS_LOG_VERBOSITY, &verbosity) < 0 ||
+	    ssh_options_set(s, SSH_OPTIONS_REKEY_DATA, &rekey) < 0 ||
+	    ssh_options_set(s, SSH_OPTIONS_TIMEOUT, &timeout) < 0)
+		client_fail("options", s);
+	return s;
+}
+
+/*
+ * The warm-up the worker should do too: OpenSSL reads openssl.cnf and runs
+ * its one-time inits lazily, at the first KEX, which would be inside the
+ * sandbox (the open then fails with EACCES and the config is ignored).
+ */
+static int
+client_warmup(void *arg)
+{
+	(void)arg;
+	return OPENSSL_init_crypto(OPENSSL_INIT_LOAD_CONFIG, NULL) == 1 ? 0 : -1;
+}
+
+/* The worker's demotion, verbatim. */
+static void
+client_demote(const struct probe *p)
+{
+	struct demote_opts o = {
+		.empty_dir = p->empty, .uid = p->uid, .gid = p->gid,
+		.max_channels = 4, .control_fd = FD_CTL,
+		.warmup = p->no_warmup ? NULL : client_warmup,
+	};
+	struct demote_result r;
+
+	if (demote_all(&o, &r) != 0) {
+		ctl_send("fail demote step %s: %d errno %d",
+		    demote_step_name(r.failed), r.err, r.sys_errno);
+		_exit(1);
+	}
+	ctl_send("ready %s", sandbox_name());
+}
+
+/* KEX, pinned host key, public-key auth. */
+static void
+client_handshake(ssh_session s, ssh_key hostpub, ssh_key priv)
+{
+	ssh_key srv = NULL;
+	unsigned char *hash = NULL;
+	size_t hlen;
+	char *fp;
+
+	if (ssh_connect(s) != SSH_OK)
+		client_fail("connect", s);
+	if (ssh_get_server_publickey(s, &srv) != SSH_OK ||
+	    ssh_key_cmp(srv, hostpub, SSH_KEY_CMP_PUBLIC) != 0)
+		client_fail("host key mismatch", s);
+	if (ssh_get_publickey_hash(srv, SSH_PUBLICKEY_HASH_SHA256, &hash,
+	    &hlen) != 0)
+		client_fail("fingerprint", s);
+	fp = ssh_get_fingerprint_hash(SSH_PUBLICKEY_HASH_SHA256, hash, hlen);
+	ctl_send("trusted %s", fp != NULL ? fp : "?");
+	ssh_string_free_char(fp);
+	ssh_clean_pubkey_hash(&hash);
+	ssh_key_free(srv);
+	if (ssh_userauth_publickey(s, NULL, priv) != SSH_AUTH_SUCCESS)
+		client_fail("auth", s);
+}
+
+/* Receives the fd the driver "dialed", as the worker gets it from the dialer. */
+static int
+client_recv_fd(void)
+{
+	char data[16], cbuf[CMSG_SPACE(sizeof(int))];
+	struct iovec iov = { data, sizeof(data) };
+	struct msghdr mh = { .msg_iov = &iov, .msg_iovlen = 1,
+	    .msg_control = cbuf, .msg_controllen = sizeof(cbuf) };
+	struct cmsghdr *c;
+	int fd;
+
+	if (recvmsg(FD_CTL, &mh, MSG_CMSG_CLOEXEC) <= 0)
+		return -1;
+	c = CMSG_FIRSTHDR(&mh);
+	if (c == NULL || c->cmsg_level != SOL_SOCKET ||
+	    c->cmsg_type != SCM_RIGHTS)
+		return -1;
+	memcpy(&fd, CMSG_DATA(c), sizeof(fd));
+	return fd;
+}
+
+struct pump {
+	char	 buf[CHUNK];		/* channel -> fd, not yet written */
+	size_t	 off, len;
+	bool	 ch_eof, fd_eof, fd_shut;
+	uint64_t bytes;
+};
+
+/* Channel -> local fd; never blocks on the fd. */
+static void
+pump_to_fd(ssh_session s, ssh_channel ch, int fd, struct pump *pp)
+{
+	ssize_t n;
+	int r;
+
+	if (pp->len == 0 && !pp->ch_eof) {
+		r = ssh_channel_read_nonblocking(ch, pp->buf, sizeof(pp->buf), 0);
+		if (r == SSH_ERROR)
+			client_fail("channel read", s);
+		if (r > 0) {
+			pp->off = 0;
+			pp->len = (size_t)r;
+		} else if (ssh_channel_is_eof(ch)) {
+			pp->ch_eof = true;
+		}
+	}
+	if (pp->len > 0) {
+		n = write(fd, pp->buf + pp->off, pp->len);
+		if (n < 0 && errno != EAGAIN)
+			client_fail("fd write", NULL);
+		if (n > 0) {
+			pp->off += (size_t)n;
+			pp->len -= (size_t)n;
+		}
+	}
+	if (pp->ch_eof && pp->len == 0 && !pp->fd_shut) {
+		shutdown(fd, SHUT_WR);
+		pp->fd_shut = true;
+	}
+}
+
+/* Local fd -> channel; ssh_channel_write blocks until the window allows. */
+static void
+pump_to_channel(ssh_session s, ssh_channel ch, int fd, struct pump *pp)
+{
+	char buf[CHUNK];
+	ssize_t n;
+
+	if (pp->fd_eof)
+		return;
+	n = read(fd, buf, sizeof(buf));
+	if (n < 0 && errno == EAGAIN)
+		return;
+	if (n < 0)
+		client_fail("fd read", NULL);
+	if (n == 0) {
+		pp->fd_eof = true;
+		ssh_channel_send_eof(ch);
+		return;
+	}
+	if (ssh_channel_write(ch, buf, (uint32_t)n) != n)
+		client_fail("channel write", s);
+	pp->bytes += (uint64_t)n;
+}
+
+/* Pumps one forwarded channel against the dialed fd until both EOFs. */
+static uint64_t
+client_pump(ssh_session s, ssh_channel ch, int fd)
+{
+	struct pump pp = { .len = 0 };
+	struct pollfd pfd[2];
+
+	if (fcntl(fd, F_SETFL, fcntl(fd, F_GETFL) | O_NONBLOCK) == -1)
+		client_fail("fcntl", NULL);
+	while (!(pp.fd_eof && pp.fd_shut)) {
+		pfd[0].fd = fd;
+		pfd[0].events = POLLIN | (pp.len > 0 ? POLLOUT : 0);
+		pfd[1].fd = ssh_get_fd(s);
+		pfd[1].events = POLLIN;
+		if (poll(pfd, 2, 100) < 0 && errno != EINTR)
+			client_fail("poll", NULL);
+		pump_to_fd(s, ch, fd, &pp);
+		pump_to_channel(s, ch, fd, &pp);
+	}
+	return pp.bytes;
+}
+
+/*
+ * Waits for a forwarded channel the way the worker does: poll the session
+ * fd, then ask libssh with timeout 0.  A timeout > 0 makes libssh sleep in
+ * nanosleep(2) between rounds, which the filter does not allow.
+ */
+static ssh_channel
+client_accept(ssh_session s, int *dport, char **orig, int *oport)
+{
+	struct pollfd pfd = { .fd = ssh_get_fd(s), .events = POLLIN };
+	ssh_channel ch;
+
+	for (int i = 0; i < 300; i++) {
+		ch = ssh_channel_open_forward_port(s, 0, dport, orig, oport);
+		if (ch != NULL)
+			return ch;
+		if (ssh_get_status(s) & (SSH_CLOSED | SSH_CLOSED_ERROR))
+			break;
+		if (poll(&pfd, 1, 100) < 0 && errno != EINTR)
+			break;
+	}
+	client_fail("accept forward", s);
+}
+
+/* One forwarded connection: accept, ask for a dial, pump, close. */
+static void
+client_serve(ssh_session s)
+{
+	ssh_channel ch;
+	char *orig = NULL;
+	int dport = 0, oport = 0, fd;
+	uint64_t n;
+
+	ch = client_accept(s, &dport, &orig, &oport);
+	ctl_send("dial %d from %s:%d", dport, orig != NULL ? orig : "?", oport);
+	ssh_string_free_char(orig);
+	if ((fd = client_recv_fd()) < 0)
+		client_fail("recv fd", NULL);
+	n = client_pump(s, ch, fd);
+	close(fd);
+	ssh_channel_close(ch);
+	ssh_channel_free(ch);
+	ctl_send("served %llu", (unsigned long long)n);
+}
+
+static int
+client_main(const struct probe *p, const char *privpath, const char *hostpath)
+{
+	ssh_session s;
+	ssh_key priv = NULL, hostpub = NULL;
+	int bound = 0;
+
+	/* Keys are read before the filesystem goes away, as the signer's are. */
+	if (ssh_pki_import_privkey_file(privpath, NULL, NULL, NULL, &priv) != 0 ||
+	    ssh_pki_import_pubkey_file(hostpath, &hostpub) != 0)
+		client_fail("keys", NULL);
+	s = client_session(p);
+	client_demote(p);
+	client_handshake(s, hostpub, priv);
+	if (ssh_channel_listen_forward(s, "127.0.0.1", 0, &bound) != SSH_OK)
+		client_fail("tcpip-forward", s);
+	ctl_send("port %d", bound);
+	for (int i = 0; i < p->conns; i++)
+		client_serve(s);
+	ssh_send_keepalive(s);
+	if (ssh_channel_cancel_forward(s, "127.0.0.1", bound) != SSH_OK)
+		client_fail("cancel-tcpip-forward", s);
+	ssh_disconnect(s);
+	ssh_free(s);
+	ssh_key_free(priv);
+	ssh_key_free(hostpub);
+	ctl_send("done");
+	return 0;	/* exit(): libssh and OpenSSL destructors run sandboxed */
+}
+
+/* ====================================================================== */
+/* The driver: sshd, the "supervisor" end of the fds, the remote user.     */
+/* ====================================================================== */
+
+/* Runs argv to completion; dies unless it exits 0. */
+static void
+run(char *const argv[])
+{
+	int st;
+	pid_t pid = fork();
+
+	if (pid == -1)
+		die("fork: %s", strerror(errno));
+	if (pid == 0) {
+		execv(argv[0], argv);
+		_exit(127);
+	}
+	if (waitpid(pid, &st, 0) == -1 || !WIFEXITED(st) || WEXITSTATUS(st) != 0)
+		die("%s failed", argv[0]);
+}
+
+static void
+keygen(const char *dir, const char *name)
+{
+	char path[128];
+	char *argv[] = { SSH_KEYGEN, "-q", "-t", "ed25519", "-N", "", "-f",
+	    path, NULL };
+
+	snprintf(path, sizeof(path), "%s/%s", dir, name);
+	run(argv);
+}
+
+static void
+write_file(const char *path, const char *text)
+{
+	FILE *f = fopen(path, "w");
+
+	if (f == NULL || fputs(text, f) < 0 || fclose(f) != 0)
+		die("write %s: %s", path, strerror(errno));
+}
+
+static char *
+read_file(const char *path)
+{
+	static char buf[65536];
+	ssize_t n;
+	int fd = open(path, O_RDONLY | O_CLOEXEC);
+
+	if (fd == -1)
+		die("open %s: %s", path, strerror(errno));
+	n = read(fd, buf, sizeof(buf) - 1);
+	close(fd);
+	buf[n > 0 ? n : 0] = '\0';
+	return buf;
+}
+
+/* A free loopback port, found by binding port 0 (racy, fine for a probe). */
+static unsigned
+free_port(void)
+{
+	struct sockaddr_in sin = { .sin_family = AF_INET };
+	socklen_t len = sizeof(sin);
+	int fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+
+	sin.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+	if (fd == -1 || bind(fd, (struct sockaddr *)&sin, sizeof(sin)) == -1 ||
+	    getsockname(fd, (struct sockaddr *)&sin, &len) == -1)
+		die("free port: %s", strerror(errno));
+	close(fd);
+	return ntohs(sin.sin_port);
+}
+
+static int
+dial(unsigned port)
+{
+	struct sockaddr_in sin = { .sin_family = AF_INET };
+	int fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+
+	sin.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+	sin.sin_port = htons((uint16_t)port);
+	if (fd == -1)
+		die("socket: %s", strerror(errno));
+	if (connect(fd, (struct sockaddr *)&sin, sizeof(sin)) == -1) {
+		close(fd);
+		return -1;
+	}
+	return fd;
+}
+
+static void
+setup_files(struct probe *p)
+{
+	char path[128], conf[1024];
+
+	snprintf(p->dir, sizeof(p->dir), "/tmp/tp-sshprobe-XXXXXX");
+	snprintf(p->empty, sizeof(p->empty), "/tmp/tp-empty-XXXXXX");
+	if (mkdtemp(p->dir) == NULL || mkdtemp(p->empty) == NULL)
+		die("mkdtemp: %s", strerror(errno));
+	keygen(p->dir, "hostkey");
+	keygen(p->dir, "userkey");
+	snprintf(path, sizeof(path), "%s/userkey.pub", p->dir);
+	strcpy(conf, read_file(path));
+	snprintf(path, sizeof(path), "%s/authorized_keys", p->dir);
+	write_file(path, conf);
+	p->port = free_port();
+	snprintf(conf, sizeof(conf),
+	    "ListenAddress 127.0.0.1:%u\nHostKey %s/hostkey\nPidFile none\n"
+	    "AuthorizedKeysFile %s/authorized_keys\nStrictModes no\n"
+	    "UsePAM no\nPermitRootLogin prohibit-password\n"
+	    "AuthenticationMethods publickey\nPasswordAuthentication no\n"
+	    "KbdInteractiveAuthentication no\nAllowTcpForwarding remote\n"
+	    "X11Forwarding no\nPrintMotd no\nLogLevel DEBUG1\n"
+	    "RekeyLimit 256K 1\n", p->port, p->dir, p->dir);
+	snprintf(path, sizeof(path), "%s/sshd_config", p->dir);
+	write_file(path, conf);
+	/* sshd's privilege separation directory. */
+	if (mkdir("/run/sshd", 0755) == -1 && errno != EEXIST)
+		die("mkdir /run/sshd: %s", strerror(errno));
+}
+
+static void
+start_sshd(struct probe *p)
+{
+	char conf[128], log[128];
+	int fd;
+
+	snprintf(conf, sizeof(conf), "%s/sshd_config", p->dir);
+	snprintf(log, sizeof(log), "%s/sshd.log", p->dir);
+	if ((p->sshd = fork()) == -1)
+		die("fork: %s", strerror(errno));
+	if (p->sshd == 0) {
+		if ((fd = open(log, O_WRONLY | O_CREAT | O_TRUNC, 0600)) == -1)
+			_exit(127);
+		dup2(fd, STDERR_FILENO);
+		execl(SSHD, SSHD, "-D", "-e", "-f", conf, (char *)NULL);
+		_exit(127);
+	}
+	for (int i = 0; i < 100; i++) {
+		if ((fd = dial(p->port)) != -1) {
+			close(fd);
+			return;
+		}
+		usleep(50000);
+	}
+	die("sshd did not come up; see %s", log);
+}
+
+/* Moves fd to the number want without clobbering the others. */
+static void
+place_fd(int fd, int want)
+{
+	if (fd == want) {
+		(void)fcntl(fd, F_SETFD, 0);
+		return;
+	}
+	if (dup2(fd, want) == -1)
+		_exit(126);
+}
+
+static void
+spawn_client(struct probe *p, int net, const char *priv, const char *hostpub)
+{
+	int ctl[2], agent[2], hi[3], devnull;
+
+	if (socketpair(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC, 0, ctl) == -1 ||
+	    socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, agent) == -1)
+		die("socketpair: %s", strerror(errno));
+	if ((p->client = fork()) == -1)
+		die("fork: %s", strerror(errno));
+	if (p->client == 0) {
+		/* Out of the way first, so dup2 into 3..5 clobbers nothing. */
+		hi[0] = fcntl(ctl[1], F_DUPFD_CLOEXEC, 20);
+		hi[1] = fcntl(agent[1], F_DUPFD_CLOEXEC, 20);
+		hi[2] = fcntl(net, F_DUPFD_CLOEXEC, 20);
+		devnull = open("/dev/null", O_RDONLY);
+		if (hi[0] < 0 || hi[1] < 0 || hi[2] < 0 || devnull < 0)
+			_exit(126);
+		place_fd(devnull, STDIN_FILENO);
+		for (int i = 0; i < 3; i++)
+			place_fd(hi[i], FD_CTL + i);
+		_exit(client_main(p, priv, hostpub));
+	}
+	close(ctl[1]);
+	close(agent[1]);
+	close(agent[0]);	/* no agent in this probe: auth uses a key */
+	p->ctl = ctl[0];
+}
+
+/* The "local target": echoes its socket until EOF, in its own process. */
+static int
+spawn_echo(void)
+{
+	int sv[2];
+	char buf[CHUNK];
+	ssize_t n;
+
+	if (socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, sv) == -1)
+		die("socketpair: %s", strerror(errno));
+	switch (fork()) {
+	case -1:
+		die("fork: %s", strerror(errno));
+	case 0:
+		while ((n = read(sv[1], buf, sizeof(buf))) > 0)
+			if (write(sv[1], buf, (size_t)n) != n)
+				_exit(1);
+		_exit(n == 0 ? 0 : 1);
+	}
+	close(sv[1]);
+	return sv[0];
+}
+
+static void
+send_fd(int sock, int fd)
+{
+	char cbuf[CMSG_SPACE(sizeof(int))];
+	struct iovec iov = { "fd", 2 };
+	struct msghdr mh = { .msg_iov = &iov, .msg_iovlen = 1,
+	    .msg_control = cbuf, .msg_controllen = sizeof(cbuf) };
+	struct cmsghdr *c = CMSG_FIRSTHDR(&mh);
+
+	c->cmsg_level = SOL_SOCKET;
+	c->cmsg_type = SCM_RIGHTS;
+	c->cmsg_len = CMSG_LEN(sizeof(int));
+	memcpy(CMSG_DATA(c), &fd, sizeof(fd));
+	if (sendmsg(sock, &mh, 0) == -1)
+		die("sendmsg: %s", strerror(errno));
+}
+
+/* Prints a MSG_SANDBOX_VIOLATION as sandbox_violation_encode lays it out. */
+static void
+print_violation(const uint8_t *m, size_t len)
+{
+	size_t i = 6;
+	uint32_t nr = 0;
+	unsigned w = 0;
+
+	if (len < 8 || m[0] != 0x92 || m[2] != 0x82) {
+		fprintf(stderr, "sandbox-ssh-probe: malformed violation\n");
+		return;
+	}
+	if (m[i] < 0x80)
+		nr = m[i++];
+	else
+		w = m[i] == 0xcc ? 1 : m[i] == 0xcd ? 2 : 4, i++;
+	for (unsigned k = 0; k < w && i < len; k++)
+		nr = nr << 8 | m[i++];
+	i += 5;		/* "name" key */
+	fprintf(stderr, "sandbox-ssh-probe: VIOLATION nr=%u name=%.*s\n", nr,
+	    i < len ? (int)(m[i] & 0x1f) : 1, i < len ? (const char *)m + i + 1 :
+	    "?");
+}
+
+/* The remote user's side of one forwarded connection. */
+struct remote {
+	int		 fd;
+	const uint8_t	*data;
+	size_t		 len, sent, rcvd;
+	bool		 shut;
+};
+
+/* One poll round on the remote connection; returns true when finished. */
+static bool
+remote_step(struct remote *r, short revents)
+{
+	uint8_t buf[CHUNK];
+	ssize_t n;
+
+	if ((revents & POLLOUT) && r->sent < r->len) {
+		n = write(r->fd, r->data + r->sent, r->len - r->sent < CHUNK ?
+		    r->len - r->sent : CHUNK);
+		if (n > 0)
+			r->sent += (size_t)n;
+	}
+	if (r->sent == r->len && !r->shut) {
+		shutdown(r->fd, SHUT_WR);
+		r->shut = true;
+	}
+	if (!(revents & (POLLIN | POLLHUP | POLLERR)))
+		return false;
+	n = read(r->fd, buf, sizeof(buf));
+	if (n < 0 && errno == EAGAIN)
+		return false;
+	if (n < 0)
+		die("remote read: %s", strerror(errno));
+	if (n == 0) {
+		if (r->rcvd != r->len)
+			die("remote: EOF after %zu of %zu bytes", r->rcvd, r->len);
+		return true;
+	}
+	if (r->rcvd + (size_t)n > r->len ||
+	    memcmp(buf, r->data + r->rcvd, (size_t)n) != 0)
+		die("remote: echo differs at byte %zu", r->rcvd);
+	r->rcvd += (size_t)n;
+	return false;
+}
+
+/* Sequencing of the remote user's connections, one at a time. */
+struct drive {
+	struct remote	r;
+	unsigned	fwd_port;	/* 0 until the client bound the forward */
+	int		started, served;
+};
+
+/* Opens the next remote connection once the previous one is verified. */
+static void
+maybe_start(struct probe *p, struct drive *d)
+{
+	if (d->fwd_port == 0 || d->r.fd != -1 || d->started >= p->conns ||
+	    d->served != d->started)
+		return;
+	if ((d->r.fd = dial(d->fwd_port)) == -1)
+		die("connect to forwarded port %u failed", d->fwd_port);
+	fcntl(d->r.fd, F_SETFL, O_NONBLOCK);
+	d->r.sent = d->r.rcvd = 0;
+	d->r.shut = false;
+	d->started++;
+}
+
+/* Handles one datagram from the client; returns false when it is done. */
+static bool
+handle_ctl(struct probe *p, struct drive *d, const uint8_t *data, size_t n)
+{
+	const char *m = (const char *)data;
+	unsigned v;
+
+	if (data[0] == 0x92) {
+		print_violation(data, n);
+		return false;
+	}
+	fprintf(stderr, "sandbox-ssh-probe: client: %s\n", m);
+	if (strncmp(m, "fail", 4) == 0 || strcmp(m, "done") == 0)
+		return false;
+	if (sscanf(m, "port %u", &v) == 1)
+		d->fwd_port = v;
+	if (strncmp(m, "dial", 4) == 0)
+		send_fd(p->ctl, spawn_echo());
+	if (strncmp(m, "served", 6) == 0)
+		d->served++;
+	return true;
+}
+
+/* Runs the remote user and answers the client until it is done. */
+static bool
+drive(struct probe *p, const uint8_t *data, size_t len)
+{
+	struct drive d = { .r = { .fd = -1, .data = data, .len = len } };
+	struct pollfd pfd[2];
+	uint8_t msg[512];
+	ssize_t n;
+	time_t end = time(NULL) + DEADLINE_S;
+
+	while (time(NULL) < end) {
+		maybe_start(p, &d);
+		pfd[0] = (struct pollfd){ .fd = p->ctl, .events = POLLIN };
+		pfd[1] = (struct pollfd){ .fd = d.r.fd, .events = POLLIN |
+		    (d.r.sent < d.r.len ? POLLOUT : 0) };
+		if (poll(pfd, 2, 1000) < 0 && errno != EINTR)
+			die("poll: %s", strerror(errno));
+		if (d.r.fd != -1 && pfd[1].revents != 0 &&
+		    remote_step(&d.r, pfd[1].revents)) {
+			close(d.r.fd);
+			d.r.fd = -1;
+		}
+		if (!(pfd[0].revents & (POLLIN | POLLHUP)))
+			continue;
+		if ((n = recv(p->ctl, msg, sizeof(msg) - 1, 0)) <= 0)
+			return false;
+		msg[n] = '\0';
+		if (!handle_ctl(p, &d, msg, (size_t)n))
+			return strcmp((char *)msg, "done") == 0 &&
+			    d.served == p->conns;
+	}
+	fprintf(stderr, "sandbox-ssh-probe: timed out\n");
+	return false;
+}
+
+/* Reaps the client and judges how it ended. */
+static bool
+reap_client(struct probe *p, bool ok)
+{
+	int st;
+
+	if (!ok)
+		kill(p->client, SIGKILL);
+	if (waitpid(p->client, &st, 0) == -1)
+		die("waitpid: %s", strerror(errno));
+	if (WIFSIGNALED(st)) {
+		fprintf(stderr, "sandbox-ssh-probe: client killed by signal %d%s\n",
+		    WTERMSIG(st), WTERMSIG(st) == SIGSYS ? " (seccomp: rebuild "
+		    "with -Dsandbox_trap=true to see the syscall)" : "");
+		return false;
+	}
+	if (WEXITSTATUS(st) != 0) {
+		fprintf(stderr, "sandbox-ssh-probe: client exited %d%s\n",
+		    WEXITSTATUS(st), WEXITSTATUS(st) == WORKER_EXIT_SANDBOX ?
+		    " (sandbox violation)" : "");
+		return false;
+	}
+	return ok;
+}
+
+/* Counts server-side rekeys in sshd's debug log. */
+static int
+count_rekeys(const struct probe *p)
+{
+	char path[128];
+	const char *s;
+	int n = 0;
+
+	snprintf(path, sizeof(path), "%s/sshd.log", p->dir);
+	for (s = read_file(path); (s = strstr(s, "rekeying")) != NULL; s++)
+		n++;
+	return n;
+}
+
+static void
+cleanup(struct probe *p, bool keep)
+{
+	char *argv[] = { "/bin/rm", "-rf", p->dir, NULL };
+
+	if (p->sshd > 0) {
+		kill(p->sshd, SIGTERM);
+		waitpid(p->sshd, NULL, 0);
+	}
+	rmdir(p->empty);
+	if (keep)
+		fprintf(stderr, "sandbox-ssh-probe: kept %s\n", p->dir);
+	else
+		run(argv);
+}
+
+/* Resolves the unprivileged user before anything is chrooted. */
+static void
+resolve_user(struct probe *p)
+{
+	struct passwd *pw = getpwnam("tunnelpool");
+
+	if (pw == NULL)
+		pw = getpwnam("nobody");
+	if (pw == NULL)
+		die("no tunnelpool or nobody user");
+	p->uid = pw->pw_uid;
+	p->gid = pw->pw_gid;
+}
+
+int
+main(int argc, char **argv)
+{
+	struct probe p = { .bytes = 4 << 20, .conns = 2, .ctl = -1 };
+	char priv[128], hostpub[128];
+	uint8_t *data;
+	int c, net;
+	bool ok;
+
+	while ((c = getopt(argc, argv, "b:n:vW")) != -1) {
+		switch (c) {
+		case 'b': p.bytes = strtoul(optarg, NULL, 0); break;
+		case 'n': p.conns = atoi(optarg); break;
+		case 'v': p.verbose = verbose = 1; break;
+		case 'W': p.no_warmup = 1; break;
+		default:
+			fprintf(stderr, "usage: %s [-vW] [-b bytes] [-n conns]\n",
+			    argv[0]);
+			return 2;
+		}
+	}
+	if (geteuid() != 0 || access(SSHD, X_OK) != 0 ||
+	    access(SSH_KEYGEN, X_OK) != 0) {
+		fprintf(stderr, "sandbox-ssh-probe: SKIP: needs root and %s\n",
+		    SSHD);
+		return EXIT_SKIP;
+	}
+	signal(SIGPIPE, SIG_IGN);
+	resolve_user(&p);
+	if ((data = malloc(p.bytes)) == NULL ||
+	    getrandom(data, p.bytes, 0) < 0)
+		die("no test data");
+	setup_files(&p);
+	start_sshd(&p);
+	if ((net = dial(p.port)) == -1)
+		die("connect to sshd: %s", strerror(errno));
+	/* As the supervisor does it (LIBSSH-NOTES trap 1). */
+	struct timeval tv = { 0, 50000 };
+	setsockopt(net, SOL_SOCKET, SO_SNDTIMEO, &tv, sizeof(tv));
+	snprintf(priv, sizeof(priv), "%s/userkey", p.dir);
+	snprintf(hostpub, sizeof(hostpub), "%s/hostkey.pub", p.dir);
+	spawn_client(&p, net, priv, hostpub);
+	close(net);
+	ok = reap_client(&p, drive(&p, data, p.bytes));
+	fprintf(stderr, "sandbox-ssh-probe: %d x %zu bytes echoed, "
+	    "sshd logged %d rekey lines: %s\n", p.conns, p.bytes, count_rekeys(&p),
+	    ok ? "PASS" : "FAIL");
+	cleanup(&p, !ok);
+	free(data);
+	return ok ? 0 : 1;
+}
