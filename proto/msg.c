@@ -47,6 +47,7 @@ static const struct field f_config[] = {
 	U32(struct msg_config, "role", role, AGENT_ROLE_DISCOVERY),
 	ARR(struct msg_config, "pinned", pinned, n_pinned, s_fp, struct msg_fp),
 	ARR(struct msg_config, "ca", ca, n_ca, s_keyblob, struct msg_keyblob),
+	ARR(struct msg_config, "revoked", revoked, n_revoked, s_fp, struct msg_fp),
 	ARR(struct msg_config, "forwards", forwards, n_forwards, s_forward_spec,
 	    struct msg_forward_spec),
 	ARR(struct msg_config, "wanted", wanted, n_wanted, s_fp, struct msg_fp),

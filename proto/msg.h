@@ -108,7 +108,8 @@ struct msg_forward_spec {		/* one remote forward of the tunnel */
  * [ {fp} ] <= 32, "ca" [ {blob} ] <= 8, "forwards" [ {id,host,port} ] <= 32,
  * "wanted" [ {fp} ] <= 64 (discovery role only), "discovery" bool,
  * "ka_ms" u32 (keepalive interval, 100..3600000), "ka_count" u32 (1..100),
- * "hs_ms" u32 (handshake deadline), "max_ch" u32 (1..65535), "stats_ms" u32,
+ * "revoked" [ {fp} ] <= 32 (@revoked keys: never trusted, even with a valid
+ * certificate), "hs_ms" u32 (handshake deadline), "max_ch" u32 (1..65535), "stats_ms" u32,
  * "ciphers", "kex", "hostkeys" str (comma lists, "" = libssh default).
  */
 struct msg_config {
@@ -122,6 +123,8 @@ struct msg_config {
 	struct msg_fp		pinned[PROTO_MAX_PINNED];
 	uint32_t		n_ca;
 	struct msg_keyblob	ca[PROTO_MAX_CA];
+	uint32_t		n_revoked;
+	struct msg_fp		revoked[PROTO_MAX_PINNED];
 	uint32_t		n_forwards;
 	struct msg_forward_spec	forwards[PROTO_MAX_FORWARDS];
 	uint32_t		n_wanted;

@@ -95,6 +95,10 @@ fill_trust(struct child *c, struct msg_config *mc)
 	for (size_t i = 0; i < r.n_pinned && mc->n_pinned < PROTO_MAX_PINNED; i++)
 		snprintf(mc->pinned[mc->n_pinned++].fp, PROTO_FP_MAX, "%s",
 		    r.pinned[i]);
+	for (size_t i = 0; i < r.n_revoked && mc->n_revoked < PROTO_MAX_PINNED;
+	    i++)
+		snprintf(mc->revoked[mc->n_revoked++].fp, PROTO_FP_MAX, "%s",
+		    r.revoked[i]);
 	for (size_t i = 0; i < r.n_cas && mc->n_ca < PROTO_MAX_CA; i++) {
 		if (r.cas[i].len == 0 || r.cas[i].len > PROTO_KEYBLOB_MAX)
 			continue;

@@ -18,6 +18,7 @@
 #include <jansson.h>
 
 #include "common/log.h"
+#include "child.h"
 #include "config.h"
 #include "control.h"
 #include "pool.h"
@@ -120,6 +121,32 @@ cmd_close(struct control *ctl, json_t *req)
 	return json_pack("{s:b}", "ok", 1);
 }
 
+#ifdef TP_TEST_HOOKS
+/*
+ * Test-hooks builds only: {"cmd":"test_hook","pid":N,"action":K} makes the
+ * supervisor send TEST_HOOK to one worker.  The message type itself does
+ * not exist in other builds.
+ */
+static json_t *
+cmd_test_hook(struct control *ctl, json_t *req)
+{
+	json_int_t pid = json_integer_value(json_object_get(req, "pid"));
+	json_int_t action = json_integer_value(json_object_get(req, "action"));
+	struct child *c = child_by_pid(ctl->sup, (pid_t)pid);
+	struct msg m;
+
+	if (c == NULL || c->state != CH_RUNNING)
+		return error_obj("no running worker with that pid");
+	if (action < 1 || action > 255)
+		return error_obj("bad action");
+	msg_init(&m, MSG_TEST_HOOK);
+	m.u.test_hook.action = (uint32_t)action;
+	if (child_send(c, &m) != 0)
+		return error_obj("send failed");
+	return json_pack("{s:b}", "ok", 1);
+}
+#endif
+
 static void
 handle(struct client *cl, const char *line)
 {
@@ -143,6 +170,10 @@ handle(struct client *cl, const char *line)
 		    rc == 0 ? NULL : ctl->sup->config_error));
 	} else if (strcmp(cmd, "close") == 0)
 		reply(cl, cmd_close(ctl, req));
+#ifdef TP_TEST_HOOKS
+	else if (strcmp(cmd, "test_hook") == 0)
+		reply(cl, cmd_test_hook(ctl, req));
+#endif
 	else if (strcmp(cmd, "top") == 0 && cl->top == NULL) {
 		cl->top = evtimer_new(ctl->sup->base, on_top_tick, cl);
 		if (cl->top != NULL)

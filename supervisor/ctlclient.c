@@ -27,8 +27,12 @@ connect_unix(const char *path)
 	if ((fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0)) < 0)
 		return -1;
 	if (connect(fd, (struct sockaddr *)&sun, sizeof(sun)) != 0) {
-		fprintf(stderr, "tunnelpool: cannot reach the supervisor at %s: "
-		    "%s (is it running?)\n", path, strerror(errno));
+		if (errno == EACCES || errno == EPERM)
+			fprintf(stderr, "tunnelpool: %s: permission denied (root "
+			    "or members of control_group only)\n", path);
+		else
+			fprintf(stderr, "tunnelpool: cannot reach the supervisor "
+			    "at %s: %s (is it running?)\n", path, strerror(errno));
 		close(fd);
 		return -1;
 	}
@@ -152,6 +156,12 @@ ctlclient_status(const char *path, int as_json)
 	json_decref(req);
 	if (st == NULL)
 		return 1;
+	/* A refusal ({"ok":false,...}) is not a status document. */
+	if (json_is_false(json_object_get(st, "ok"))) {
+		fprintf(stderr, "tunnelpool: %s\n", str(st, "error"));
+		json_decref(st);
+		return 1;
+	}
 	if (as_json) {
 		json_dumpf(st, stdout, JSON_INDENT(2) | JSON_SORT_KEYS);
 		putchar('\n');

@@ -14,6 +14,7 @@
 #include "config.h"
 #include "ctlclient.h"
 #include "supervisor.h"
+#include "top.h"
 #include "proto/msg.h"
 
 #define DEFAULT_CONFIG	"/etc/tunnelpool/tunnelpool.yaml"
@@ -26,6 +27,7 @@ usage(void)
 	    "[--log-level LEVEL]\n"
 	    "       tunnelpool check-config [-c FILE]\n"
 	    "       tunnelpool status [--json] [-s SOCKET | -c FILE]\n"
+	    "       tunnelpool top [-s SOCKET | -c FILE]\n"
 	    "       tunnelpool reload [-s SOCKET | -c FILE]\n"
 	    "       tunnelpool close (--pid PID | CLUSTER DIALADDR) "
 	    "[-s SOCKET | -c FILE]\n"
@@ -163,6 +165,8 @@ main(int argc, char **argv)
 		return cmd_check_config(&a);
 	if (strcmp(cmd, "status") == 0)
 		return ctlclient_status(socket_path(&a), a.json);
+	if (strcmp(cmd, "top") == 0)
+		return top_main(socket_path(&a));
 	if (strcmp(cmd, "reload") == 0)
 		return simple_call(socket_path(&a), json_pack("{s:s}", "cmd",
 		    "reload"));

@@ -92,7 +92,10 @@ sums_of(struct sup *sup, size_t *n)
 		c->ch_total += k->channels_done;
 		c->dial_fail += k->dial_failures_done;
 		for (struct pool_agent *a = k->agents; a; a = a->next) {
-			if (a->state <= AGENT_STATE_MAX)
+			/* Not reported yet: being dialled, as status says. */
+			if (a->state == 0)
+				c->states[AGENT_CONNECTING]++;
+			else if (a->state <= AGENT_STATE_MAX)
 				c->states[a->state]++;
 			c->ch_open += a->stats.channels_open;
 			c->ch_total += a->stats.channels_total;
@@ -239,14 +242,37 @@ render_process(struct evbuffer *b, const struct sup *sup)
 	    (double)sup->started_wall_ms / 1000.0);
 }
 
+/*
+ * Two exit reasons share a name ("sandbox violation": the worker's own
+ * trap-mode report and a SIGSYS kill), and a series may appear only once:
+ * each name is emitted at its first index with the sum over all of them.
+ */
 static void
-render_supervisor(struct evbuffer *b, struct sup *sup)
+render_exits(struct evbuffer *b, const struct sup *sup)
 {
 	header(b, "tunnelpool_worker_exits_total", "counter",
 	    "Worker exits by reason.");
-	for (int r = 0; r < SUP_EXIT_REASONS; r++)
-		sample1(b, "tunnelpool_worker_exits_total", "reason",
-		    sup_reason_name(r), sup->counters.exits[r]);
+	for (int r = 0; r < SUP_EXIT_REASONS; r++) {
+		const char *name = sup_reason_name(r);
+		unsigned long long n = 0;
+		int first = r;
+
+		for (int o = 0; o < SUP_EXIT_REASONS; o++)
+			if (strcmp(sup_reason_name(o), name) == 0) {
+				if (o < first)
+					first = o;
+				n += sup->counters.exits[o];
+			}
+		if (first == r)
+			sample1(b, "tunnelpool_worker_exits_total", "reason",
+			    name, n);
+	}
+}
+
+static void
+render_supervisor(struct evbuffer *b, struct sup *sup)
+{
+	render_exits(b, sup);
 	header(b, "tunnelpool_signer_refusals_total", "counter",
 	    "Sign requests the signer refused.");
 	evbuffer_add_printf(b, "tunnelpool_signer_refusals_total %llu\n",

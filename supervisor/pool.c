@@ -280,6 +280,7 @@ pool_sync(struct pool *p, const struct pool_want *want, size_t n,
 /* --- agents ---------------------------------------------------------------- */
 
 static uint32_t wanted_set(const struct pool_key *k, char (*out)[PROTO_FP_MAX]);
+static void agent_fill_name(struct pool_agent *a);
 
 static struct pool_agent *
 agent_new(struct pool *p, struct pool_key *k, enum agent_role role,
@@ -537,6 +538,7 @@ pool_agent_state(struct pool *p, struct pool_agent *a,
 		memcpy(a->fp, st->fp, sizeof(a->fp));
 	if (st->name[0] != '\0')
 		memcpy(a->name, st->name, sizeof(a->name));
+	agent_fill_name(a);
 	if (st->state == AGENT_DISCONNECTED && st->reason[0] != '\0')
 		memcpy(a->last_error, st->reason, sizeof(a->last_error));
 	if (st->state == AGENT_CONNECTED || st->state == AGENT_DISCOVERED) {
@@ -552,6 +554,29 @@ is_announced(const struct pool_key *k, const char *fp)
 		if (strcmp(k->proxies[i].fp, fp) == 0)
 			return true;
 	return false;
+}
+
+static struct pool_proxy *
+proxy_find(struct pool_key *k, const char *fp)
+{
+	for (uint32_t i = 0; i < k->n_proxies; i++)
+		if (strcmp(k->proxies[i].fp, fp) == 0)
+			return &k->proxies[i];
+	return NULL;
+}
+
+/*
+ * A proxy is known by its host key; its name comes from the announced set
+ * when the agent has not learned it yet (its own stream may lag its claim).
+ */
+static void
+agent_fill_name(struct pool_agent *a)
+{
+	struct pool_proxy *px;
+
+	if (a->name[0] == '\0' && a->fp[0] != '\0' &&
+	    (px = proxy_find(a->key, a->fp)) != NULL)
+		memcpy(a->name, px->name, sizeof(a->name));
 }
 
 /* The decision alone; returns the refusal reason or NULL to grant. */
@@ -598,17 +623,10 @@ pool_agent_claim(struct pool *p, struct pool_agent *a,
 		return;
 	}
 	a->claimed = true;
+	agent_fill_name(a);
 	p->ops.claim_result(p->arg, a, true, "granted");
 }
 
-static struct pool_proxy *
-proxy_find(struct pool_key *k, const char *fp)
-{
-	for (uint32_t i = 0; i < k->n_proxies; i++)
-		if (strcmp(k->proxies[i].fp, fp) == 0)
-			return &k->proxies[i];
-	return NULL;
-}
 
 void
 pool_agent_discovery(struct pool *p, struct pool_agent *a,
@@ -636,6 +654,8 @@ pool_agent_discovery(struct pool *p, struct pool_agent *a,
 		memcpy(px->name, d->proxies[i].name, sizeof(px->name));
 		px->last_seen_ms = now_ms;
 	}
+	for (struct pool_agent *o = k->agents; o != NULL; o = o->next)
+		agent_fill_name(o);
 }
 
 void

@@ -15,14 +15,37 @@
 #include "sup.h"
 #include "tunnels.h"
 
+/*
+ * A forward id is its index in the tunnel spec the agent was started with;
+ * once the spec changed (a newer key generation) the index may name another
+ * forward, so the listen address is only given for the agent's own spec.
+ */
+static const char *
+forward_listen(const struct pool_agent *a, uint32_t id)
+{
+	const struct tunnel *t = a->key->tunnel;
+
+	if (t == NULL || a->gen != a->key->gen || id >= t->n_forwards)
+		return "";
+	return t->forwards[id].listen;
+}
+
+/* Before its first STATE message an agent is being dialled: connecting. */
+static const char *
+state_name(const struct pool_agent *a)
+{
+	return agent_state_name(a->state != 0 ? a->state : AGENT_CONNECTING);
+}
+
 static json_t *
 agent_json(const struct pool_agent *a, uint64_t now)
 {
 	json_t *fw = json_array(), *o;
 
 	for (uint32_t i = 0; i < a->n_forwards; i++)
-		json_array_append_new(fw, json_pack("{s:I,s:b,s:I,s:s}",
+		json_array_append_new(fw, json_pack("{s:I,s:s,s:b,s:I,s:s}",
 		    "id", (json_int_t)a->forwards[i].id,
+		    "listen", forward_listen(a, a->forwards[i].id),
 		    "bound", a->forwards[i].bound,
 		    "port", (json_int_t)a->forwards[i].port,
 		    "error", a->forwards[i].error));
@@ -31,8 +54,7 @@ agent_json(const struct pool_agent *a, uint64_t now)
 	    "cluster", a->key->cluster,
 	    "dial_addr", a->key->dial_addr,
 	    "pid", (json_int_t)a->pid,
-	    "state", a->phase == PHASE_CLOSING ? "closing" :
-		agent_state_name(a->state),
+	    "state", a->phase == PHASE_CLOSING ? "closing" : state_name(a),
 	    "role", a->role == AGENT_ROLE_DISCOVERY ? "discovery" : "tunnel",
 	    "proxy", "name", a->name, "host_key", a->fp,
 	    "since_s", (json_int_t)((now - a->state_ms) / 1000),
@@ -77,7 +99,7 @@ cluster_add(json_t *clusters, const struct pool_key *k)
 	    (json_int_t)k->misses));
 	st = json_object_get(c, "states");
 	for (const struct pool_agent *a = k->agents; a != NULL; a = a->next) {
-		const char *s = agent_state_name(a->state);
+		const char *s = state_name(a);
 
 		json_object_set_new(st, s, json_integer(
 		    json_integer_value(json_object_get(st, s)) + 1));

@@ -137,6 +137,12 @@ reload_tunnels(struct sup *sup)
 	struct cfg_errors errs = { 0 };
 	int rc;
 
+	/*
+	 * While shutting down no sync follows, so the pool would keep pointers
+	 * into tunnels a reload frees: the desired set is frozen instead.
+	 */
+	if (sup->shutting_down)
+		return 0;
 	rc = tunnel_cache_reload(sup->tunnels, sup->cfg->tunnels_dir, &errs);
 	if (rc != 0) {
 		/* Broken files keep their last good contents: log, keep going. */

@@ -63,7 +63,11 @@ record_proxies(struct discovery *d, const struct discovery_event *ev)
 	struct msg_discovery *md = &d->cur.u.discovery;
 
 	msg_init(&d->cur, MSG_DISCOVERY);
-	snprintf(md->cluster, sizeof(md->cluster), "%s", d->cluster);
+	/*
+	 * The cluster the proxy announces, not ours: the supervisor refuses a
+	 * set from another cluster (a mis-routed load balancer).
+	 */
+	snprintf(md->cluster, sizeof(md->cluster), "%s", ev->proxies.cluster);
 	md->n_proxies = 0;
 	for (size_t i = 0; i < ev->proxies.n && i < PROTO_MAX_PROXIES; i++) {
 		const struct discovery_proxy *p = &ev->proxies.v[i];
@@ -79,6 +83,7 @@ record_proxies(struct discovery *d, const struct discovery_event *ev)
 	}
 	d->have_set = true;
 	if (!d->changed && (d->sent.u.discovery.n_proxies != md->n_proxies ||
+	    strcmp(d->sent.u.discovery.cluster, md->cluster) != 0 ||
 	    memcmp(d->sent.u.discovery.proxies, md->proxies,
 	    md->n_proxies * sizeof(md->proxies[0])) != 0))
 		d->changed = true;

@@ -91,7 +91,7 @@ safe_word(const char *s)
 {
 	size_t i;
 
-	for (i = 0; s[i] != '\0' && i < 32; i++)
+	for (i = 0; i < 32 && s[i] != '\0'; i++)
 		if (!((s[i] >= 'a' && s[i] <= 'z') ||
 		    (s[i] >= '0' && s[i] <= '9') || s[i] == '_'))
 			return "?";

@@ -106,8 +106,9 @@ int discovery_stream_finish(struct discovery_stream *ds);
 
 /*
  * A one-line description of the sticky error ("line 3: proxies[1].fp: does
- * not match host_key"), safe to log: untrusted text is never copied into
- * it.  Returns "" while there is no error.
+ * not match host_key"), safe to log: text from the wire appears in it only
+ * as a short [a-z0-9_] word, anything else as "?".  Returns "" while there
+ * is no error.
  */
 const char *discovery_stream_errmsg(const struct discovery_stream *ds);
 

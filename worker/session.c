@@ -176,6 +176,15 @@ session_pinned(const struct session *ss, const struct msg_config *cfg)
 	return false;
 }
 
+bool
+session_revoked(const struct session *ss, const struct msg_config *cfg)
+{
+	for (uint32_t i = 0; i < cfg->n_revoked; i++)
+		if (strcmp(cfg->revoked[i].fp, ss->fp) == 0)
+			return true;
+	return false;
+}
+
 int
 session_auth_step(struct session *ss, const char *user)
 {

@@ -65,6 +65,8 @@ int session_load_host_key(struct session *ss);
 
 /* Returns true if the KEX host key's fingerprint is in CONFIG.pinned. */
 bool session_pinned(const struct session *ss, const struct msg_config *cfg);
+/* True if the KEX host key is listed as @revoked: never trusted. */
+bool session_revoked(const struct session *ss, const struct msg_config *cfg);
 
 /*
  * Advances user-auth through the agent.  Returns 0 (authenticated),

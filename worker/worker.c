@@ -319,8 +319,16 @@ handshake_step(struct worker *w, uint64_t now)
 	if (session_load_host_key(&w->ss) != 0)
 		report_exit(&w->rep, WEXIT_HOSTKEY,
 		    "host key not trusted: unreadable host key");
-	/* Trust before anything else is sent: not even the auth request. */
-	if (!w->ca_mode && !session_pinned(&w->ss, &w->cfg))
+	/*
+	 * Trust before anything else is sent, not even the auth request:
+	 * a revoked key never; a pinned key at once; otherwise only through
+	 * a host certificate checked after auth, if a CA applies at all.
+	 */
+	if (session_revoked(&w->ss, &w->cfg))
+		report_exit(&w->rep, WEXIT_HOSTKEY, "host key not trusted: %s "
+		    "(revoked)", w->ss.fp);
+	w->ca_mode = !session_pinned(&w->ss, &w->cfg);
+	if (w->ca_mode && w->cfg.n_ca == 0)
 		report_exit(&w->rep, WEXIT_HOSTKEY, "host key not trusted: %s",
 		    w->ss.fp);
 	alog_info(report_agent(&w->rep), "key exchange done, host key %s %s%s",

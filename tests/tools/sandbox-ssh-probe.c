@@ -71,7 +71,7 @@ struct probe {
 
 static int verbose;
 
-static void
+static void __attribute__((noreturn, format(printf, 1, 2)))
 die(const char *fmt, ...)
 {
 	va_list ap;
@@ -89,7 +89,7 @@ die(const char *fmt, ...)
 /* ====================================================================== */
 
 /* Sends one text datagram to the driver; works inside the sandbox. */
-static void
+static void __attribute__((format(printf, 1, 2)))
 ctl_send(const char *fmt, ...)
 {
 	char buf[256];
@@ -241,12 +241,12 @@ struct pump {
 	uint64_t bytes;
 };
 
-/* Channel -> local fd; never blocks on the fd. */
-static void
+/* Channel -> local fd; never blocks on the fd.  True if it moved data. */
+static bool
 pump_to_fd(ssh_session s, ssh_channel ch, int fd, struct pump *pp)
 {
-	ssize_t n;
-	int r;
+	ssize_t n = 0;
+	int r = 0;
 
 	if (pp->len == 0 && !pp->ch_eof) {
 		r = ssh_channel_read_nonblocking(ch, pp->buf, sizeof(pp->buf), 0);
@@ -272,30 +272,35 @@ pump_to_fd(ssh_session s, ssh_channel ch, int fd, struct pump *pp)
 		shutdown(fd, SHUT_WR);
 		pp->fd_shut = true;
 	}
+	return r > 0 || n > 0;
 }
 
-/* Local fd -> channel; ssh_channel_write blocks until the window allows. */
-static void
+/*
+ * Local fd -> channel; ssh_channel_write blocks until the window allows.
+ * True if it moved data.
+ */
+static bool
 pump_to_channel(ssh_session s, ssh_channel ch, int fd, struct pump *pp)
 {
 	char buf[CHUNK];
 	ssize_t n;
 
 	if (pp->fd_eof)
-		return;
+		return false;
 	n = read(fd, buf, sizeof(buf));
 	if (n < 0 && errno == EAGAIN)
-		return;
+		return false;
 	if (n < 0)
 		client_fail("fd read", NULL);
 	if (n == 0) {
 		pp->fd_eof = true;
 		ssh_channel_send_eof(ch);
-		return;
+		return true;
 	}
 	if (ssh_channel_write(ch, buf, (uint32_t)n) != n)
 		client_fail("channel write", s);
 	pp->bytes += (uint64_t)n;
+	return true;
 }
 
 /* Pumps one forwarded channel against the dialed fd until both EOFs. */
@@ -304,6 +309,7 @@ client_pump(ssh_session s, ssh_channel ch, int fd)
 {
 	struct pump pp = { .len = 0 };
 	struct pollfd pfd[2];
+	bool moved = false;
 
 	if (fcntl(fd, F_SETFL, fcntl(fd, F_GETFL) | O_NONBLOCK) == -1)
 		client_fail("fcntl", NULL);
@@ -312,10 +318,11 @@ client_pump(ssh_session s, ssh_channel ch, int fd)
 		pfd[0].events = POLLIN | (pp.len > 0 ? POLLOUT : 0);
 		pfd[1].fd = ssh_get_fd(s);
 		pfd[1].events = POLLIN;
-		if (poll(pfd, 2, 100) < 0 && errno != EINTR)
+		/* libssh may hold decrypted data the socket no longer shows. */
+		if (poll(pfd, 2, moved ? 0 : 100) < 0 && errno != EINTR)
 			client_fail("poll", NULL);
-		pump_to_fd(s, ch, fd, &pp);
-		pump_to_channel(s, ch, fd, &pp);
+		moved = pump_to_fd(s, ch, fd, &pp);
+		moved |= pump_to_channel(s, ch, fd, &pp);
 	}
 	return pp.bytes;
 }
@@ -596,8 +603,11 @@ spawn_echo(void)
 	case -1:
 		die("fork: %s", strerror(errno));
 	case 0:
-		while ((n = read(sv[1], buf, sizeof(buf))) > 0)
-			if (write(sv[1], buf, (size_t)n) != n)
+		/* Hold nothing else open, or EOFs elsewhere never arrive. */
+		if (dup2(sv[1], 3) == -1 || demote_close_fds(4) != 0)
+			_exit(1);
+		while ((n = read(3, buf, sizeof(buf))) > 0)
+			if (write(3, buf, (size_t)n) != n)
 				_exit(1);
 		_exit(n == 0 ? 0 : 1);
 	}
@@ -718,6 +728,7 @@ handle_ctl(struct probe *p, struct drive *d, const uint8_t *data, size_t n)
 {
 	const char *m = (const char *)data;
 	unsigned v;
+	int fd;
 
 	if (data[0] == 0x92) {
 		print_violation(data, n);
@@ -728,8 +739,11 @@ handle_ctl(struct probe *p, struct drive *d, const uint8_t *data, size_t n)
 		return false;
 	if (sscanf(m, "port %u", &v) == 1)
 		d->fwd_port = v;
-	if (strncmp(m, "dial", 4) == 0)
-		send_fd(p->ctl, spawn_echo());
+	if (strncmp(m, "dial", 4) == 0) {
+		fd = spawn_echo();
+		send_fd(p->ctl, fd);
+		close(fd);
+	}
 	if (strncmp(m, "served", 6) == 0)
 		d->served++;
 	return true;

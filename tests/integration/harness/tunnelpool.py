@@ -77,8 +77,12 @@ class Tunnelpool:
         if allow_root is not None:
             worker['allow_root'] = allow_root
         self.config['worker'] = worker
-        if metrics_listen is not None:
-            self.config['metrics_listen'] = metrics_listen
+        # A free port each: parallel runs must not fight over 9465.
+        if metrics_listen is None:
+            from . import ports
+            metrics_listen = '127.0.0.1:%d' % ports.free_port()
+        self.config['metrics_listen'] = metrics_listen
+        self.metrics_listen = metrics_listen
         if extra:
             self.config.update(extra)
 

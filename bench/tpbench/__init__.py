@@ -1,0 +1,1 @@
+"""tunnelpool benchmarks (see bench/README.md)."""

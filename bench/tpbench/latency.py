@@ -1,0 +1,5 @@
+"""latency (todo)."""
+NAME = "latency"
+
+def run(bench):
+    return {}, []

@@ -1,0 +1,122 @@
+"""`tunnelpool top` in a real terminal (tmux): the header names the
+supervisor, the agent table shows each agent's cluster, pid and state and
+follows changes live (a closed agent's replacement appears), q quits with
+status 0; without a supervisor it exits 1 saying so."""
+
+import os
+import re
+
+from harness import expect, ports, procs
+
+NAME = 'ops_top_tmux'
+REQUIRES = {'root': True, 'binaries': ['tunnelpool', 'tunnelpool-agent'],
+            'tools': ['sshd', 'ssh', 'ssh-keygen', 'socat', 'ip', 'ss',
+                      'tmux']}
+TIMEOUT = 120
+
+
+class Tmux:
+    """A private tmux server (its own socket in the work dir), one session
+    running one command; closed (kill-server) at teardown."""
+
+    def __init__(self, ctx, command):
+        self.sock = ctx.path('tmux.sock')
+        self.rc_path = ctx.path('top.rc')
+        shell = '%s; echo $? > %s' % (command, self.rc_path)
+        self.tmux(['-f', '/dev/null', 'new-session', '-d', '-s', 'top',
+                   '-x', '200', '-y', '50',
+                   'sh', '-c', shell])
+        ctx.defer(self.close, 'tmux server')
+
+    def tmux(self, args, check=True):
+        return procs.run(['tmux', '-S', self.sock] + args, check=check)
+
+    def screen(self):
+        return self.tmux(['capture-pane', '-p', '-t', 'top']).stdout
+
+    def keys(self, *keys):
+        self.tmux(['send-keys', '-t', 'top'] + list(keys))
+
+    def exit_code(self):
+        try:
+            with open(self.rc_path) as f:
+                return int(f.read().strip())
+        except (OSError, ValueError):
+            return None
+
+    def close(self):
+        self.tmux(['kill-server'], check=False)
+
+
+def wait_screen(ctx, tm, pred, what, timeout=15):
+    last = ['']
+
+    def check():
+        last[0] = tm.screen()
+        return pred(last[0])
+    try:
+        return procs.wait_for(check, timeout, what, interval=0.2)
+    except procs.WaitTimeout:
+        expect(False, 'top never showed %s; the screen was:\n%s', what,
+               last[0])
+
+
+def agent_row(screen, cluster, pid, state):
+    rx = re.compile(r'^%s\s.*\s%s\s+%d\s' % (re.escape(cluster),
+                                             re.escape(state), pid), re.M)
+    return rx.search(screen)
+
+
+def run(ctx):
+    binary = ctx.binary('tunnelpool')
+    cp = procs.run([binary, 'top', '-s', ctx.path('nothing.sock')],
+                   check=False)
+    expect(cp.returncode == 1 and 'is it running' in cp.stderr,
+           'top without a supervisor: exit %d, stderr %r', cp.returncode,
+           cp.stderr)
+
+    node_key = ctx.keygen('node_key')
+    echo = ctx.echo_server()
+    proxy = ctx.sshd('p1', authorized_keys=[node_key])
+    kh = ctx.known_hosts('known_hosts', proxy.known_hosts_pins())
+    fwd = ports.free_ports(2)
+    tp = ctx.tunnelpool(node_key, kh, backoff=('200ms', '1s'))
+    for i, name in enumerate(('alpha', 'beta')):
+        tp.add_tunnel(name, name, [proxy.address()],
+                      [('127.0.0.1:%d' % fwd[i], '127.0.0.1:%d' % echo.port)])
+    tp.start()
+    st = tp.wait_state(lambda s: len([a for a in s['agents']
+                                      if a['state'] == 'connected']) == 2,
+                       30, 'both connected')
+    pids = {a['cluster']: a['pid'] for a in st['agents']}
+
+    tm = Tmux(ctx, '%s top -s %s' % (binary, tp.control_socket))
+    screen = wait_screen(ctx, tm, lambda s: all(
+        agent_row(s, c, p, 'connected') for c, p in pids.items()) and s,
+        'both agent rows')
+    ctx.log('top screen:\n%s', screen.rstrip())
+    expect('supervisor pid %d' % tp.pid in screen, 'header lacks the pid')
+    for what in ('CLUSTER', 'DIAL ADDR', 'PROXY', 'STATE', 'PID', 'UPTIME',
+                 'RECONNECTS', 'CHANNELS', 'RX', 'TX', 'LAST ERROR',
+                 'ANNOUNCED', 'CLAIMED', 'loop lag', 'p50', 'p99.9',
+                 'spawns/s', 'messages/s', 'rss ', 'fds ', 'workers 2'):
+        expect(what in screen, 'top screen lacks %r', what)
+    # Rates need two documents: they show as numbers once a second passed.
+    wait_screen(ctx, tm, lambda s: re.search(r'messages/s \d+\.\d', s),
+                'a messages/s rate')
+
+    # Live: close alpha's agent; its replacement shows up with a new pid.
+    tp.ctl('close', '--pid', str(pids['alpha']))
+    st = tp.wait_state(lambda s: [a for a in s['agents']
+                                  if a['cluster'] == 'alpha' and
+                                  a['state'] == 'connected' and
+                                  a['pid'] != pids['alpha']], 30,
+                       'alpha reconnected')
+    new = [a['pid'] for a in st['agents'] if a['cluster'] == 'alpha'][0]
+    wait_screen(ctx, tm, lambda s: agent_row(s, 'alpha', new, 'connected'),
+                'the new alpha agent (pid %d)' % new)
+
+    tm.keys('q')
+    procs.wait_for(lambda: tm.exit_code() is not None, 10, 'top to exit')
+    expect(tm.exit_code() == 0, 'top exited %r after q', tm.exit_code())
+    expect(not ctx.find_processes(' top -s '), 'top still running')
