@@ -333,8 +333,6 @@ spawn_agent(struct pool *p, struct pool_key *k, enum agent_role role,
 		}
 		a->n_wanted = wanted_set(k, a->wanted);
 	}
-	if (k->connects + k->misses > 0)
-		k->reconnects++;
 	p->stats.spawns++;
 	if (p->ops.spawn(p->arg, a) != 0)
 		pool_agent_lost(p, a, "spawn failed", true, now_ms);
@@ -692,6 +690,9 @@ pool_agent_lost(struct pool *p, struct pool_agent *a, const char *reason,
 	k->tx_done += a->stats.tx_bytes;
 	k->channels_done += a->stats.channels_total;
 	k->dial_failures_done += a->stats.dial_failures;
+	/* A reconnect is a proxy we held and lost, not a discovery dial. */
+	if (a->claimed && failed)
+		k->reconnects++;
 	if (a->missed) {
 		/* A miss is expected under a load balancer: no backoff. */
 	} else if (failed) {
