@@ -397,12 +397,16 @@ static void
 on_signer_error(void *arg, const char *why)
 {
 	struct child *c = arg;
+	char reason[128];
+	bool eof = strcmp(why, "eof") == 0;
 
-	/* EOF on the agent socket is normal at exit; anything else is not. */
+	/* why may point into the connection: copy it before freeing. */
+	snprintf(reason, sizeof(reason), "%s", why);
 	signer_conn_free(c->signer);
 	c->signer = NULL;
-	if (strcmp(why, "eof") != 0 && c->state != CH_DYING)
-		child_kill(c, SR_PROTOCOL, "agent socket: %s", why);
+	/* EOF on the agent socket is normal at exit; anything else is not. */
+	if (!eof && c->state != CH_DYING)
+		child_kill(c, SR_PROTOCOL, "agent socket: %s", reason);
 }
 
 int

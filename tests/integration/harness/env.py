@@ -120,6 +120,20 @@ class Env:
                                '["binaries"])' % (name, self.build_dir))
         return p
 
+    def sandbox(self):
+        """The worker sandbox backend the build under test was configured
+        with ('seccomp' or 'none'; the ASan+UBSan build uses 'none'), read
+        from meson's introspection data."""
+        try:
+            with open(os.path.join(self.build_dir, 'meson-info',
+                                   'intro-buildoptions.json')) as f:
+                for opt in json.load(f):
+                    if opt.get('name') == 'sandbox':
+                        return opt.get('value')
+        except (OSError, ValueError, TypeError):
+            pass
+        return 'seccomp'
+
     def have_binary(self, name):
         return find_binary(self.build_dir, name) is not None
 
