@@ -103,14 +103,11 @@ cmd_close(struct control *ctl, json_t *req)
 	const char *cluster, *dial;
 
 	if (json_is_integer(pid)) {
-		for (struct pool_key *k = pool_keys(ctl->sup->pool); k; k = k->lnext)
-			for (struct pool_agent *a = k->agents; a; a = a->next)
-				if (a->pid == (pid_t)json_integer_value(pid)) {
-					pool_close_key(ctl->sup->pool, k->cluster,
-					    k->dial_addr, "closed by operator");
-					return json_pack("{s:b}", "ok", 1);
-				}
-		return error_obj("no agent with that pid");
+		/* One agent only: the pool re-dials it (or its proxy) as usual. */
+		if (pool_close_pid(ctl->sup->pool, (pid_t)json_integer_value(pid),
+		    "closed by operator") != 0)
+			return error_obj("no agent with that pid");
+		return json_pack("{s:b}", "ok", 1);
 	}
 	cluster = json_string_value(json_object_get(req, "cluster"));
 	dial = json_string_value(json_object_get(req, "dial_addr"));
@@ -174,9 +171,14 @@ handle(struct client *cl, const char *line)
 	else if (strcmp(cmd, "test_hook") == 0)
 		reply(cl, cmd_test_hook(ctl, req));
 #endif
-	else if (strcmp(cmd, "top") == 0 && cl->top == NULL) {
-		cl->top = evtimer_new(ctl->sup->base, on_top_tick, cl);
+	else if (strcmp(cmd, "top") == 0) {
+		/* The stream is the answer; only a failure gets a line. */
 		if (cl->top != NULL)
+			reply(cl, error_obj("already subscribed"));
+		else if ((cl->top = evtimer_new(ctl->sup->base, on_top_tick,
+		    cl)) == NULL)
+			reply(cl, error_obj("out of memory"));
+		else
 			evtimer_add(cl->top, &now);
 	} else
 		reply(cl, error_obj("unknown command"));
@@ -255,9 +257,15 @@ on_accept(struct evconnlistener *lis, evutil_socket_t fd, struct sockaddr *sa,
 	(void)salen;
 	if (!peer_allowed(ctl, fd) || ctl->nclients >= CONTROL_MAX_CLIENTS) {
 		static const char no[] = "{\"ok\":false,\"error\":\"permission denied\"}\n";
+		static const char busy[] = "{\"ok\":false,\"error\":\"too many control clients\"}\n";
+		int allowed = peer_allowed(ctl, fd);
 
-		log_warnx("control connection refused");
-		(void)!write(fd, no, sizeof(no) - 1);
+		log_warnx("control connection refused: %s", allowed ?
+		    "too many clients" : "peer not root nor in control_group");
+		if (allowed)
+			(void)!write(fd, busy, sizeof(busy) - 1);
+		else
+			(void)!write(fd, no, sizeof(no) - 1);
 		close(fd);
 		return;
 	}

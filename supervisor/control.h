@@ -1,6 +1,6 @@
 /*
  * The control socket: AF_UNIX stream, newline-delimited JSON requests and
- * answers (docs/control.md).  Peers are checked with SO_PEERCRED: root, or
+ * answers (docs/operators.md).  Peers are checked with SO_PEERCRED: root, or
  * members of control_group.
  */
 #ifndef TP_SUPERVISOR_CONTROL_H

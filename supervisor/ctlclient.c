@@ -77,17 +77,25 @@ ctlclient_call(const char *path, const json_t *req)
 	char *s = json_dumps(req, JSON_COMPACT), *line;
 	json_error_t jerr;
 	json_t *ans = NULL;
-	int fd = connect_unix(path);
+	int fd = connect_unix(path), werr = 0;
 
 	if (fd < 0 || s == NULL)
 		goto out;
-	if (write(fd, s, strlen(s)) < 0 || write(fd, "\n", 1) < 0) {
-		fprintf(stderr, "tunnelpool: write to %s: %s\n", path,
-		    strerror(errno));
-		goto out;
-	}
+	/*
+	 * A refused peer is answered and closed at once, so the request may
+	 * meet EPIPE (no SIGPIPE: MSG_NOSIGNAL) while the refusal waits to be
+	 * read: read it before reporting the write error.
+	 */
+	if (send(fd, s, strlen(s), MSG_NOSIGNAL) < 0 ||
+	    send(fd, "\n", 1, MSG_NOSIGNAL) < 0)
+		werr = errno;
 	if ((line = read_line(fd)) == NULL) {
-		fprintf(stderr, "tunnelpool: no answer from the supervisor\n");
+		if (werr != 0)
+			fprintf(stderr, "tunnelpool: write to %s: %s\n", path,
+			    strerror(werr));
+		else
+			fprintf(stderr, "tunnelpool: no answer from the "
+			    "supervisor\n");
 		goto out;
 	}
 	ans = json_loads(line, 0, &jerr);

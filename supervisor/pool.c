@@ -714,6 +714,18 @@ pool_close_all(struct pool *p, const char *reason)
 }
 
 int
+pool_close_pid(struct pool *p, pid_t pid, const char *reason)
+{
+	for (struct pool_key *k = p->keys; k != NULL; k = k->lnext)
+		for (struct pool_agent *a = k->agents; a != NULL; a = a->next)
+			if (pid > 0 && a->pid == pid) {
+				agent_close(p, a, reason);
+				return 0;
+			}
+	return TP_ENOENT;
+}
+
+int
 pool_close_key(struct pool *p, const char *cluster, const char *dial,
     const char *reason)
 {

@@ -174,8 +174,10 @@ void pool_agent_forward(struct pool *p, struct pool_agent *a,
 void pool_agent_lost(struct pool *p, struct pool_agent *a, const char *reason,
     bool failed, uint64_t now_ms);
 
-/* Asks every agent of every key, or of one key, to close. */
+/* Asks every agent of every key, or of one key, or one agent, to close. */
 void pool_close_all(struct pool *p, const char *reason);
+/* Closes the agent whose worker has this pid; returns 0 or TP_ENOENT. */
+int pool_close_pid(struct pool *p, pid_t pid, const char *reason);
 int pool_close_key(struct pool *p, const char *cluster, const char *dial,
     const char *reason);
 

@@ -142,9 +142,10 @@ fork_worker(struct child *c)
 	char logenv[64];
 
 	/* Two strings in one buffer: TP_LOG_LEVEL at 0, TP_LOG_FORMAT at 32. */
-	snprintf(logenv, 32, "TP_LOG_LEVEL=%s", levels[sup->cfg->log.level]);
+	/* Workers log like the supervisor does now (command line included). */
+	snprintf(logenv, 32, "TP_LOG_LEVEL=%s", levels[log_get_level()]);
 	snprintf(logenv + 32, 32, "TP_LOG_FORMAT=%s",
-	    sup->cfg->log.format == LOG_FMT_JSON ? "json" : "logfmt");
+	    log_get_format() == LOG_FMT_JSON ? "json" : "logfmt");
 
 	if (socketpair(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC, 0, ctl) != 0) {
 		spawn_fail(c, "socketpair: %s", strerror(errno));

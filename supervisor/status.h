@@ -1,7 +1,7 @@
 /*
  * The supervisor's state as one JSON document (`tunnelpool status --json`,
  * the control socket's "status" and "top"), and the periodic stats line.
- * The schema is documented in docs/status.md and is stable.
+ * The schema is documented in docs/operators.md and is stable.
  */
 #ifndef TP_SUPERVISOR_STATUS_H
 #define TP_SUPERVISOR_STATUS_H

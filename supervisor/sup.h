@@ -24,6 +24,7 @@ struct tunnel_cache;
 struct child;
 struct control;
 struct metrics;
+struct supervisor_opts;
 
 #define SUP_EXIT_REASONS	(WEXIT_MAX + 1 + 6)
 
@@ -73,8 +74,12 @@ struct sup {
 	char			 worker_env[512];	/* TUNNELPOOL_WORKER=... */
 	uint64_t		 started_ms;
 	uint64_t		 started_wall_ms;
+	const struct supervisor_opts *opts;	/* command line: wins over the file */
+	/* config_ok / config_error are derived from the two below. */
 	bool			 config_ok;
 	char			 config_error[512];
+	char			 main_error[512];	/* "" = main file good */
+	char			 tunnels_error[512];	/* "" = every tunnel file good */
 	uint64_t		 last_reload_ok_wall_ms;
 	bool			 shutting_down;
 	struct sup_counters	 counters;

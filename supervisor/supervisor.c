@@ -80,12 +80,38 @@ log_errors(const struct cfg_errors *errs)
 		log_errorx("%s", errs->msg[i]);
 }
 
+/*
+ * config_ok is good only while both the main file and every tunnel file
+ * are: a tunnel file fixed and picked up by the watcher clears its error
+ * without an explicit reload.
+ */
 static void
-note_config_error(struct sup *sup, const struct cfg_errors *errs)
+config_state_update(struct sup *sup)
 {
-	sup->config_ok = false;
+	bool was_ok = sup->config_ok;
+
+	sup->config_ok = sup->main_error[0] == '\0' &&
+	    sup->tunnels_error[0] == '\0';
 	snprintf(sup->config_error, sizeof(sup->config_error), "%s",
-	    errs->n > 0 ? errs->msg[0] : "unknown error");
+	    sup->main_error[0] != '\0' ? sup->main_error : sup->tunnels_error);
+	if (sup->config_ok && (!was_ok || sup->last_reload_ok_wall_ms == 0))
+		sup->last_reload_ok_wall_ms = tp_wall_ms();
+}
+
+static void
+note_error(char *dst, size_t cap, const struct cfg_errors *errs)
+{
+	snprintf(dst, cap, "%s", errs->n > 0 ? errs->msg[0] : "unknown error");
+}
+
+/* The command line's --log-level/--log-format win over the file's. */
+static void
+apply_log_settings(struct sup *sup)
+{
+	const struct supervisor_opts *o = sup->opts;
+
+	log_set_level(o->log_level_set ? o->log_level : sup->cfg->log.level);
+	log_set_format(o->log_format_set ? o->log_format : sup->cfg->log.format);
 }
 
 /* --- sync ------------------------------------------------------------------ */
@@ -147,8 +173,10 @@ reload_tunnels(struct sup *sup)
 	if (rc != 0) {
 		/* Broken files keep their last good contents: log, keep going. */
 		log_errors(&errs);
-		note_config_error(sup, &errs);
-	}
+		note_error(sup->tunnels_error, sizeof(sup->tunnels_error), &errs);
+	} else
+		sup->tunnels_error[0] = '\0';
+	config_state_update(sup);
 	cfg_errors_free(&errs);
 	return rc;
 }
@@ -191,8 +219,6 @@ sup_reload(struct sup *sup)
 	sup->counters.reloads++;
 	notify_send("RELOADING=1");
 	log_info("reloading %s", sup->config_path);
-	sup->config_ok = true;
-	sup->config_error[0] = '\0';
 	if (config_load(sup->config_path, &defs, &ncfg, &errs) != 0 ||
 	    load_trust(ncfg, &kh) != 0) {
 		/* A broken main file keeps the whole running configuration. */
@@ -200,7 +226,8 @@ sup_reload(struct sup *sup)
 		if (errs.n == 0)
 			cfg_errors_add(&errs, "%s: cannot load known_hosts",
 			    sup->config_path);
-		note_config_error(sup, &errs);
+		note_error(sup->main_error, sizeof(sup->main_error), &errs);
+		config_state_update(sup);
 		cfg_errors_free(&errs);
 		config_free(ncfg);
 		sup->counters.reload_failures++;
@@ -216,7 +243,8 @@ sup_reload(struct sup *sup)
 	sup->trust = kh;
 	config_free(sup->cfg);
 	sup->cfg = ncfg;
-	log_set_level(ncfg->log.level);
+	sup->main_error[0] = '\0';
+	apply_log_settings(sup);
 	worker_env_update(sup);
 	{
 		struct pool_config pc = pool_config_of(ncfg);
@@ -225,7 +253,7 @@ sup_reload(struct sup *sup)
 	}
 	if (reload_tunnels(sup) != 0)
 		sup->counters.reload_failures++;
-	if (sup->config_ok)
+	else if (sup->config_ok)
 		sup->last_reload_ok_wall_ms = tp_wall_ms();
 	sup_sync(sup);
 	notify_send("READY=1");
@@ -573,6 +601,7 @@ supervisor_main(const struct supervisor_opts *opts)
 
 	signal(SIGPIPE, SIG_IGN);
 	sup->config_path = (char *)opts->config_path;
+	sup->opts = opts;
 	sup->started_ms = tp_now_ms();
 	sup->started_wall_ms = tp_wall_ms();
 	if (config_load(opts->config_path, &defs, &sup->cfg, &errs) != 0) {
@@ -581,9 +610,8 @@ supervisor_main(const struct supervisor_opts *opts)
 		cfg_errors_free(&errs);
 		return 1;
 	}
-	log_init("tunnelpool", opts->log_level_set ? opts->log_level :
-	    sup->cfg->log.level, opts->log_format_set ? opts->log_format :
-	    sup->cfg->log.format, 2);
+	log_init("tunnelpool", LOG_LVL_INFO, LOG_FMT_LOGFMT, 2);
+	apply_log_settings(sup);
 	if ((sup->devnull = open("/dev/null", O_RDWR | O_CLOEXEC)) < 0)
 		fatal("/dev/null");
 	resolve_worker_user(sup);
@@ -593,10 +621,8 @@ supervisor_main(const struct supervisor_opts *opts)
 		fatalx("%s: cannot load known_hosts", sup->cfg->trust.known_hosts);
 	if ((sup->tunnels = tunnel_cache_new()) == NULL)
 		fatalx("out of memory");
-	sup->config_ok = true;
 	setup_events(sup);
-	if (reload_tunnels(sup) == 0)
-		sup->last_reload_ok_wall_ms = tp_wall_ms();
+	reload_tunnels(sup);
 	if ((sup->control = control_new(sup)) == NULL)
 		fatalx("cannot open the control socket %s",
 		    sup->cfg->control_socket);

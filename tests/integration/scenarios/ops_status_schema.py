@@ -91,6 +91,24 @@ def ctl_lines(path, request, n=1, timeout=5):
         s.close()
 
 
+def check_second_top(path):
+    """A second "top" on a subscribed connection is refused, and the
+    stream goes on."""
+    s = ports.connect_unix(path, 10)
+    try:
+        f = s.makefile('rb')
+        s.sendall(b'{"cmd":"top"}\n')
+        expect('supervisor' in json.loads(f.readline()), 'no first document')
+        s.sendall(b'{"cmd":"top"}\n')
+        lines = [json.loads(f.readline()) for _ in range(3)]
+        errs = [l for l in lines if 'supervisor' not in l]
+        expect(errs == [{'ok': False, 'error': 'already subscribed'}] and
+               len(lines) - len(errs) >= 2,
+               'second top answered %r', lines)
+    finally:
+        s.close()
+
+
 def check_protocol(ctx, tp, schema):
     v = ctl_lines(tp.control_socket, {'cmd': 'version'})[0]
     expect(v.get('ok') is True and isinstance(v.get('version'), str) and
@@ -113,6 +131,7 @@ def check_protocol(ctx, tp, schema):
     lag = [d['supervisor']['loop_lag']['buckets'][-1]['count'] for d in docs]
     expect(lag[0] < lag[2], 'top documents do not advance: lag counts %r',
            lag)
+    check_second_top(tp.control_socket)
     ctx.log('control protocol answers ok; top stream: %d documents', len(docs))
 
 

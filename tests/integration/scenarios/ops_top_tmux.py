@@ -1,7 +1,8 @@
 """`tunnelpool top` in a real terminal (tmux): the header names the
 supervisor, the agent table shows each agent's cluster, pid and state and
 follows changes live (a closed agent's replacement appears), q quits with
-status 0; without a supervisor it exits 1 saying so."""
+status 0; without a supervisor it exits 1 saying so, and when the
+supervisor goes away under it, it restores the terminal and exits 1."""
 
 import os
 import re
@@ -19,23 +20,25 @@ class Tmux:
     """A private tmux server (its own socket in the work dir), one session
     running one command; closed (kill-server) at teardown."""
 
-    def __init__(self, ctx, command):
+    def __init__(self, ctx, command, name='top'):
         self.sock = ctx.path('tmux.sock')
-        self.rc_path = ctx.path('top.rc')
-        shell = '%s; echo $? > %s' % (command, self.rc_path)
-        self.tmux(['-f', '/dev/null', 'new-session', '-d', '-s', 'top',
-                   '-x', '200', '-y', '50',
-                   'sh', '-c', shell])
+        self.rc_path = ctx.path('%s.rc' % name)
+        self.err_path = ctx.path('%s.stderr' % name)
+        self.name = name
+        shell = '%s 2>%s; echo $? > %s' % (command, self.err_path,
+                                            self.rc_path)
+        self.tmux(['-f', '/dev/null', 'new-session', '-d', '-s', name,
+                   '-x', '200', '-y', '50', 'sh', '-c', shell])
         ctx.defer(self.close, 'tmux server')
 
     def tmux(self, args, check=True):
         return procs.run(['tmux', '-S', self.sock] + args, check=check)
 
     def screen(self):
-        return self.tmux(['capture-pane', '-p', '-t', 'top']).stdout
+        return self.tmux(['capture-pane', '-p', '-t', self.name]).stdout
 
     def keys(self, *keys):
-        self.tmux(['send-keys', '-t', 'top'] + list(keys))
+        self.tmux(['send-keys', '-t', self.name] + list(keys))
 
     def exit_code(self):
         try:
@@ -119,4 +122,18 @@ def run(ctx):
     tm.keys('q')
     procs.wait_for(lambda: tm.exit_code() is not None, 10, 'top to exit')
     expect(tm.exit_code() == 0, 'top exited %r after q', tm.exit_code())
-    expect(not ctx.find_processes(' top -s '), 'top still running')
+    # (the pane's sh, which wrote the status, may take a moment to go)
+    procs.wait_for(lambda: not ctx.find_processes(' top -s '), 5,
+                   'top and its pane to be gone')
+
+    # The supervisor stops under a running top: exit 1, with a message.
+    tm2 = Tmux(ctx, '%s top -s %s' % (binary, tp.control_socket), 'top2')
+    wait_screen(ctx, tm2, lambda s: 'supervisor pid %d' % tp.pid in s,
+                'the second top')
+    tp.stop()
+    procs.wait_for(lambda: tm2.exit_code() is not None, 10,
+                   'top to notice the supervisor left')
+    err = open(tm2.err_path).read()
+    expect(tm2.exit_code() == 1 and 'closed the connection' in err,
+           'top after the supervisor left: exit %r, stderr %r',
+           tm2.exit_code(), err)

@@ -1,0 +1,121 @@
+"""Broken configuration on reload never tears tunnels down.  A broken
+tunnel file: `tunnelpool reload` reports the failure, every tunnel stays up
+with the same worker, `status --json` says config_ok false with file:line
+in config_error, metrics say the last reload failed.  A broken main file:
+`tunnelpool reload` (and SIGHUP) fail, every tunnel stays up, and the
+previous configuration keeps running (same control socket, same metrics
+endpoint, same tunnels).  Fixing the files and reloading clears it all."""
+
+import os
+import re
+import urllib.request
+
+from harness import expect, expect_eq, ports
+from harness.target import send_and_check
+
+NAME = 'ops_broken_reload'
+REQUIRES = {'root': True, 'binaries': ['tunnelpool', 'tunnelpool-agent']}
+TIMEOUT = 120
+
+
+def pids(st):
+    return sorted((a['cluster'], a['pid']) for a in st['agents']
+                  if a['state'] == 'connected')
+
+
+def reload_failed(tp, pattern):
+    cp = tp.ctl('reload', check=False)
+    expect(cp.returncode == 1, '`tunnelpool reload` exit %d on a broken '
+           'config (want 1): %s', cp.returncode, cp.stderr)
+    expect(re.search(pattern, cp.stderr), 'reload error %r lacks /%s/',
+           cp.stderr, pattern)
+    return cp.stderr.strip()
+
+
+def reload_metric(port):
+    with urllib.request.urlopen('http://127.0.0.1:%d/metrics' % port,
+                                timeout=5) as r:
+        text = r.read().decode()
+    m = re.search(r'^tunnelpool_config_last_reload_successful (\d+)$', text,
+                  re.M)
+    expect(m, 'no tunnelpool_config_last_reload_successful')
+    return int(m.group(1))
+
+
+def still_up(ctx, tp, want, fwd):
+    """The same workers, connected, carrying data."""
+    st = tp.status_json()
+    expect_eq(pids(st), want, 'connected workers')
+    for port in fwd:
+        send_and_check('127.0.0.1', port, 64 * 1024)
+    return st
+
+
+def run(ctx):
+    node_key = ctx.keygen('node_key')
+    echo = ctx.echo_server()
+    proxy = ctx.sshd('p1', authorized_keys=[node_key])
+    kh = ctx.known_hosts('known_hosts', proxy.known_hosts_pins())
+    fwd = ports.free_ports(2)
+    mport = ports.free_port()
+    tp = ctx.tunnelpool(node_key, kh, backoff=('500ms', '2s'),
+                        metrics_listen='127.0.0.1:%d' % mport)
+    for i, c in enumerate(('c1', 'c2')):
+        tp.add_tunnel(c, c, [proxy.address()],
+                      [('127.0.0.1:%d' % fwd[i], '127.0.0.1:%d' % echo.port)])
+    tp.start()
+    st = tp.wait_state(lambda s: len(pids(s)) == 2, 30, 'c1, c2 connected')
+    want = pids(st)
+    for port in fwd:
+        proxy.wait_forward(port)
+
+    # 1. A broken tunnel file next to the good ones.
+    tp.write_tunnel_raw('broken', 'kind: reverse_tunnel\nversion: v2\n'
+                        'spec: [\n')
+    err = reload_failed(tp, r'broken\.yaml:\d+')
+    ctx.log('reload with a broken tunnel file: %s', err)
+    st = still_up(ctx, tp, want, fwd)
+    sup = st['supervisor']
+    expect(sup['config_ok'] is False, 'config_ok is %r', sup['config_ok'])
+    expect(re.search(r'broken\.yaml:\d+', sup['config_error'] or ''),
+           'config_error lacks file:line: %r', sup['config_error'])
+    expect_eq(reload_metric(mport), 0, 'last_reload_successful')
+    tp.remove_tunnel('broken')
+    expect(tp.ctl('reload', check=False).returncode == 0,
+           'reload after removing the broken file failed')
+    st = still_up(ctx, tp, want, fwd)
+    expect(st['supervisor']['config_ok'] is True, 'config_ok stays false')
+    expect_eq(reload_metric(mport), 1, 'last_reload_successful')
+
+    # 2. A broken main file: the whole running configuration stays.
+    good = open(tp.config_path).read()
+    with open(tp.config_path, 'a') as f:
+        f.write('control_socket: [\n')
+    err = reload_failed(tp, r'tunnelpool\.yaml:\d+')
+    ctx.log('reload with a broken main file: %s', err)
+    mark = tp.log_mark()
+    tp.reload()                    # SIGHUP takes the same path
+    tp.wait_log(r'reload failed: keeping the running configuration', 10,
+                since=mark)
+    st = still_up(ctx, tp, want, fwd)
+    expect(st['supervisor']['config_ok'] is False and
+           'tunnelpool.yaml:' in (st['supervisor']['config_error'] or ''),
+           'status after a broken main file: %r', st['supervisor'])
+    expect(os.path.exists(tp.control_socket), 'control socket gone')
+    expect_eq(reload_metric(mport), 0, 'last_reload_successful')
+
+    # An unknown key is as fatal as a syntax error, and changes nothing.
+    with open(tp.config_path, 'w') as f:
+        f.write(good.replace('\nlog:', '\nno_such_key: 1\nlog:', 1))
+    reload_failed(tp, r'no_such_key')
+    still_up(ctx, tp, want, fwd)
+
+    with open(tp.config_path, 'w') as f:
+        f.write(good)
+    cp = tp.ctl('reload', check=False)
+    expect(cp.returncode == 0, 'reload of the restored file: %s', cp.stderr)
+    st = still_up(ctx, tp, want, fwd)
+    expect(st['supervisor']['config_ok'] is True and
+           st['supervisor']['config_error'] is None,
+           'config state after the fix: %r', st['supervisor'])
+    expect(tp.alive(), 'supervisor died')
