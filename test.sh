@@ -39,6 +39,9 @@ stage "integration scenarios" python3 tests/integration/run.py --build-dir build
 stage "build (gcc, production)" tests/meson-build build-prod
 stage "unit tests (production build)" meson test -C build-prod --suite unit --print-errorlogs
 
+# The Debian packages: build, lintian, install, check, run, purge.
+stage "debian package" tests/packaging/test-deb.sh
+
 # clang must compile everything with -Werror too.
 stage "build (clang)" env CC=clang tests/meson-build build-clang -Dtest_hooks=true
 
