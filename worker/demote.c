@@ -28,7 +28,7 @@
 #define CLOSE_LOOP_CAP		(1U << 20)
 
 /* Landlock rights newer than the build's headers; values are kernel ABI. */
-#define LL_FS_ABI1		((1ULL << 13) - 1)	/* EXECUTE .. MAKE_SYM */
+#define LL_FS_ABI1		((1ULL << 13) - 1)	/* EXECUTE..MAKE_SYM */
 #define LL_FS_REFER		(1ULL << 13)		/* ABI 2 */
 #define LL_FS_TRUNCATE		(1ULL << 14)		/* ABI 3 */
 #define LL_FS_IOCTL_DEV		(1ULL << 15)		/* ABI 5 */
@@ -93,8 +93,8 @@ close_loop(int lowfd)
 	struct rlimit rl;
 	rlim_t max = CLOSE_LOOP_CAP;
 
-	if (getrlimit(RLIMIT_NOFILE, &rl) == 0 && rl.rlim_cur != RLIM_INFINITY &&
-	    rl.rlim_cur < max)
+	if (getrlimit(RLIMIT_NOFILE, &rl) == 0 &&
+	    rl.rlim_cur != RLIM_INFINITY && rl.rlim_cur < max)
 		max = rl.rlim_cur;
 	for (rlim_t fd = (rlim_t)lowfd; fd < max; fd++)
 		(void)close((int)fd);
@@ -134,7 +134,8 @@ dir_is_empty(int fd)
 	}
 	errno = 0;
 	while (rc == 0 && (de = readdir(d)) != NULL)
-		if (strcmp(de->d_name, ".") != 0 && strcmp(de->d_name, "..") != 0)
+		if (strcmp(de->d_name, ".") != 0 &&
+		    strcmp(de->d_name, "..") != 0)
 			rc = TP_EDENIED;
 	if (rc == 0 && errno != 0)
 		rc = TP_ESYS;
@@ -172,7 +173,8 @@ demote_chroot(const char *dir)
 	 */
 	fd = open(dir, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
 	if (fd == -1)
-		return (errno == ELOOP || errno == ENOTDIR) ? TP_EDENIED : TP_ESYS;
+		return (errno == ELOOP || errno == ENOTDIR) ? TP_EDENIED :
+		    TP_ESYS;
 	if ((rc = check_empty_root(fd)) == 0 &&
 	    (fchdir(fd) == -1 || chroot(".") == -1 || chdir("/") == -1))
 		rc = TP_ESYS;
@@ -266,7 +268,9 @@ demote_fs(const struct demote_opts *o, struct demote_result *res)
 static int
 drop_caps(void)
 {
-	struct __user_cap_header_struct hdr = { _LINUX_CAPABILITY_VERSION_3, 0 };
+	struct __user_cap_header_struct hdr = {
+		_LINUX_CAPABILITY_VERSION_3, 0
+	};
 	struct __user_cap_data_struct data[_LINUX_CAPABILITY_U32S_3];
 
 	/* EINVAL: a kernel without ambient capabilities has none to clear. */
@@ -283,7 +287,9 @@ drop_caps(void)
 static int
 verify_no_caps(void)
 {
-	struct __user_cap_header_struct hdr = { _LINUX_CAPABILITY_VERSION_3, 0 };
+	struct __user_cap_header_struct hdr = {
+		_LINUX_CAPABILITY_VERSION_3, 0
+	};
 	struct __user_cap_data_struct data[_LINUX_CAPABILITY_U32S_3];
 
 	if (syscall(SYS_capget, &hdr, data) == -1)

@@ -35,8 +35,8 @@ enum demote_step {
 };
 
 struct demote_opts {
-	const char	*empty_dir;	/* chroot target as root; NULL = default */
-	uid_t		 uid;		/* resolved by the caller, before chroot */
+	const char	*empty_dir;	/* root: chroot here; NULL: default */
+	uid_t		 uid;		/* resolved by the caller pre-chroot */
 	gid_t		 gid;
 	bool		 allow_root;	/* permit uid/gid 0; not recommended */
 	uint32_t	 max_channels;	/* sizes RLIMIT_NOFILE; 1..65535 */
@@ -55,8 +55,8 @@ struct demote_result {
 	enum demote_step failed;	/* DEMOTE_STEP_NONE on success */
 	int		 err;		/* the failed step's TP_E* code */
 	int		 sys_errno;	/* errno when err == TP_ESYS */
-	bool		 fs_unconfined;	/* non-root and the kernel has no Landlock */
-	bool		 fsize_kept;	/* log fd is a file: RLIMIT_FSIZE kept */
+	bool		 fs_unconfined;	/* non-root, kernel without Landlock */
+	bool		 fsize_kept;	/* log is a file: RLIMIT_FSIZE kept */
 };
 
 /*

@@ -28,7 +28,7 @@
 #define WORKER_EXIT_SANDBOX	12
 
 struct sandbox_opts {
-	int	control_fd;	/* SOCK_SEQPACKET to the supervisor; -1 = none */
+	int	control_fd;	/* SEQPACKET to the supervisor; -1: none */
 };
 
 /*

@@ -55,7 +55,7 @@ static const int deny_eacces[] = {
 	SCMP_SYS(faccessat2),	/* precaution */
 	SCMP_SYS(fstat),	/* precaution: old-style fstat */
 	SCMP_SYS(lstat),	/* precaution */
-	SCMP_SYS(newfstatat),	/* precaution: glibc fstat/stat (stdio warm-up) */
+	SCMP_SYS(newfstatat),	/* precaution: glibc fstat/stat, stdio */
 	SCMP_SYS(open),		/* precaution: open(2) on old call paths */
 	SCMP_SYS(openat),	/* seen: known_hosts at every KEX/rekey */
 	SCMP_SYS(openat2),	/* precaution */
@@ -73,18 +73,17 @@ static const int allow_plain[] = {
 	SCMP_SYS(epoll_ctl),	/* the worker's libevent loop */
 	SCMP_SYS(epoll_wait),	/* the worker's libevent loop */
 	SCMP_SYS(exit_group),	/* seen: exit(), _exit() */
-	SCMP_SYS(getpid),	/* seen: OpenSSL RNG fork check, glibc raise() */
+	SCMP_SYS(getpid),	/* seen: OpenSSL RNG fork check; raise() */
 	SCMP_SYS(getrandom),	/* seen: OpenSSL DRBG reseed */
 	SCMP_SYS(gettid),	/* glibc raise(), for abort() */
-	SCMP_SYS(gettimeofday),	/* libevent clock sync; vDSO like clock_gettime */
+	SCMP_SYS(gettimeofday),	/* libevent clock sync; vDSO fallback */
 	SCMP_SYS(mremap),	/* realloc of mmap'ed chunks under load */
 	SCMP_SYS(munmap),	/* free of mmap'ed chunks (>= 128 KiB) */
 	SCMP_SYS(poll),		/* seen: libssh's socket polling */
 	SCMP_SYS(read),		/* seen: control, agent, dialed fds */
 	SCMP_SYS(recvfrom),	/* seen: libssh recv() on the proxy socket */
-	SCMP_SYS(recvmsg),	/* seen: proto's datagram receive, SCM_RIGHTS fds */
+	SCMP_SYS(recvmsg),	/* seen: dialed fds arrive with SCM_RIGHTS */
 	SCMP_SYS(rt_sigprocmask),/* glibc abort(): die of SIGABRT, not SIGSYS */
-	SCMP_SYS(restart_syscall),/* seen: poll resumed after SIGSTOP/SIGCONT */
 	SCMP_SYS(rt_sigreturn),	/* return from a signal handler (libevent's) */
 	SCMP_SYS(sendmsg),	/* proto's datagram send to the supervisor */
 	SCMP_SYS(sendto),	/* seen: libssh send() on the proxy socket */
@@ -108,7 +107,7 @@ static const struct {
 	unsigned		n;
 	struct scmp_arg_cmp	cmp[2];
 } filtered[] = {
-	/* fcntl: seen, libssh clears O_NONBLOCK at connect; the pump sets it. */
+	/* fcntl: seen; libssh clears O_NONBLOCK at connect, pumps set it. */
 	{ SCMP_SYS(fcntl), 1, { ARG_EQ(1, F_GETFL) } },
 	{ SCMP_SYS(fcntl), 1, { ARG_EQ(1, F_SETFL) } },
 	/*
@@ -147,34 +146,44 @@ static const int never[] = {
 #define SYSNAME(x)	{ SCMP_SYS(x), #x }
 /*
  * Names the trap reporter can give without libseccomp (which allocates):
- * the forbidden calls and the usual suspects.  Anything else is reported
- * as "?" with its number; resolve it with scmp_sys_resolver(1).
+ * the forbidden calls, the usual suspects, and the allowlist itself (so a
+ * call dropped from it by mistake is named).  Anything else is reported as
+ * "?" with its number; resolve it with scmp_sys_resolver(1).
  */
 static const struct { int nr; const char *name; } sysnames[] = {
-	SYSNAME(accept), SYSNAME(accept4), SYSNAME(bind), SYSNAME(capget),
-	SYSNAME(chdir), SYSNAME(chroot), SYSNAME(clock_nanosleep),
-	SYSNAME(clone), SYSNAME(clone3), SYSNAME(connect), SYSNAME(dup),
+	SYSNAME(accept), SYSNAME(accept4), SYSNAME(bind), SYSNAME(brk),
+	SYSNAME(capget), SYSNAME(chdir), SYSNAME(chroot),
+	SYSNAME(clock_gettime), SYSNAME(clock_nanosleep), SYSNAME(clone),
+	SYSNAME(clone3), SYSNAME(close), SYSNAME(connect), SYSNAME(dup),
 	SYSNAME(dup2), SYSNAME(dup3), SYSNAME(epoll_create1),
-	SYSNAME(eventfd2), SYSNAME(execve), SYSNAME(execveat), SYSNAME(fcntl),
-	SYSNAME(fork), SYSNAME(futex), SYSNAME(getdents64), SYSNAME(getegid),
-	SYSNAME(geteuid), SYSNAME(getgid), SYSNAME(getpeername),
-	SYSNAME(getppid), SYSNAME(getrlimit), SYSNAME(getsockname),
-	SYSNAME(getsockopt), SYSNAME(gettid), SYSNAME(getuid), SYSNAME(ioctl),
-	SYSNAME(kill), SYSNAME(listen), SYSNAME(lseek), SYSNAME(madvise),
-	SYSNAME(mkdir), SYSNAME(mmap), SYSNAME(mount), SYSNAME(mprotect),
-	SYSNAME(nanosleep), SYSNAME(open_by_handle_at), SYSNAME(pipe2),
-	SYSNAME(pkey_mprotect), SYSNAME(prctl), SYSNAME(pread64),
-	SYSNAME(prlimit64), SYSNAME(process_vm_readv),
-	SYSNAME(process_vm_writev), SYSNAME(ptrace), SYSNAME(pwrite64),
-	SYSNAME(readv), SYSNAME(rename), SYSNAME(rseq), SYSNAME(rt_sigaction),
+	SYSNAME(epoll_ctl), SYSNAME(epoll_pwait), SYSNAME(epoll_wait),
+	SYSNAME(eventfd2), SYSNAME(execve), SYSNAME(execveat), SYSNAME(exit),
+	SYSNAME(exit_group), SYSNAME(fcntl), SYSNAME(fork), SYSNAME(futex),
+	SYSNAME(getdents64), SYSNAME(getegid), SYSNAME(geteuid),
+	SYSNAME(getgid), SYSNAME(getpeername), SYSNAME(getpid),
+	SYSNAME(getppid), SYSNAME(getrandom), SYSNAME(getrlimit),
+	SYSNAME(getsockname), SYSNAME(getsockopt), SYSNAME(gettid),
+	SYSNAME(gettimeofday), SYSNAME(getuid), SYSNAME(ioctl), SYSNAME(kill),
+	SYSNAME(listen), SYSNAME(lseek), SYSNAME(madvise), SYSNAME(mkdir),
+	SYSNAME(mmap), SYSNAME(mount), SYSNAME(mprotect), SYSNAME(mremap),
+	SYSNAME(munmap), SYSNAME(nanosleep), SYSNAME(open_by_handle_at),
+	SYSNAME(pipe2), SYSNAME(pkey_mprotect), SYSNAME(poll), SYSNAME(ppoll),
+	SYSNAME(prctl), SYSNAME(pread64), SYSNAME(prlimit64),
+	SYSNAME(process_vm_readv), SYSNAME(process_vm_writev),
+	SYSNAME(ptrace), SYSNAME(pwrite64), SYSNAME(read), SYSNAME(readv),
+	SYSNAME(recvfrom), SYSNAME(recvmmsg), SYSNAME(recvmsg),
+	SYSNAME(rename), SYSNAME(rseq), SYSNAME(rt_sigaction),
+	SYSNAME(rt_sigprocmask), SYSNAME(rt_sigreturn),
 	SYSNAME(sched_getaffinity), SYSNAME(sched_yield), SYSNAME(select),
-	SYSNAME(sendmmsg), SYSNAME(setgid), SYSNAME(setgroups),
-	SYSNAME(setitimer), SYSNAME(setresgid), SYSNAME(setresuid),
-	SYSNAME(setrlimit), SYSNAME(setsockopt), SYSNAME(setuid),
+	SYSNAME(sendmmsg), SYSNAME(sendmsg), SYSNAME(sendto),
+	SYSNAME(setgid), SYSNAME(setgroups), SYSNAME(setitimer),
+	SYSNAME(setresgid), SYSNAME(setresuid), SYSNAME(setrlimit),
+	SYSNAME(setsockopt), SYSNAME(setuid), SYSNAME(shutdown),
 	SYSNAME(sigaltstack), SYSNAME(socket), SYSNAME(socketpair),
-	SYSNAME(sysinfo), SYSNAME(tgkill), SYSNAME(time), SYSNAME(timerfd_create),
-	SYSNAME(tkill), SYSNAME(umask), SYSNAME(uname), SYSNAME(unlink),
-	SYSNAME(vfork), SYSNAME(wait4),
+	SYSNAME(sysinfo), SYSNAME(tgkill), SYSNAME(time),
+	SYSNAME(timerfd_create), SYSNAME(tkill), SYSNAME(umask),
+	SYSNAME(uname), SYSNAME(unlink), SYSNAME(vfork), SYSNAME(wait4),
+	SYSNAME(write), SYSNAME(writev),
 };
 #endif
 
@@ -262,7 +271,8 @@ sys_name(int nr)
 static size_t
 trap_line(char *buf, size_t len, unsigned nr, const char *name)
 {
-	static const char head[] = "tunnelpool-agent: sandbox: trapped syscall ";
+	static const char head[] =
+	    "tunnelpool-agent: sandbox: trapped syscall ";
 	char digits[12];
 	size_t n = 0, d = 0, nl = strlen(name);
 

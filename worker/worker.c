@@ -28,6 +28,7 @@
 #include <unistd.h>
 
 #include <libssh/libssh.h>
+#include <openssl/crypto.h>
 #include <libssh/server.h>
 
 #include "common/error.h"
@@ -49,6 +50,9 @@
 #include "worker/sandbox.h"
 #include "worker/session.h"
 #include "worker/worker.h"
+#ifdef TP_TEST_HOOKS
+#include "common/sshbuf.h"
+#endif
 
 /* Receiver states of the handler table (bit numbers, see proto/dispatch.h). */
 enum phase {
@@ -200,9 +204,318 @@ on_claim_result(void *ctx, struct msg *m)
 
 #ifdef TP_TEST_HOOKS
 /*
- * Fault injection for the sandbox tests.  Each forbidden call is made for
- * real, with arguments that do no harm if no filter stops it.
+ * Fault injection for the sandbox and reliability tests.  Each forbidden
+ * call is made for real, with arguments that do no harm if no filter stops
+ * it.  The hostile actions play a compromised worker: they break the
+ * protocol towards the supervisor (which must end this worker and nothing
+ * else) or ask the signer for signatures it must refuse.  They use only
+ * what the sandbox allows: sendmsg/recvmsg, read/write and poll on the
+ * fds the worker already holds.
  */
+#define HOOK_AGENT_MAX		8192
+#define HOOK_AGENT_MS		3000
+#define HOOK_FLOOD		5000
+#define HOOK_AGENTC_IDENTITIES	11
+#define HOOK_AGENT_IDENTITIES	12
+#define HOOK_AGENTC_SIGN	13
+#define HOOK_USERAUTH_REQUEST	50
+#define HOOK_RSA_SHA2_256	2
+
+/* Sends a whole buffer as one datagram on the control socket, fd or -1. */
+static ssize_t
+hook_sendmsg(int sock, const void *buf, size_t len, int fd)
+{
+	union {
+		struct cmsghdr	hdr;
+		char		buf[CMSG_SPACE(sizeof(int))];
+	} cbuf;
+	struct iovec iov = { .iov_base = (void *)buf, .iov_len = len };
+	struct msghdr mh;
+	struct cmsghdr *c;
+
+	memset(&mh, 0, sizeof(mh));
+	mh.msg_iov = &iov;
+	mh.msg_iovlen = 1;
+	if (fd >= 0) {
+		memset(&cbuf, 0, sizeof(cbuf));
+		mh.msg_control = cbuf.buf;
+		mh.msg_controllen = sizeof(cbuf.buf);
+		c = CMSG_FIRSTHDR(&mh);
+		c->cmsg_level = SOL_SOCKET;
+		c->cmsg_type = SCM_RIGHTS;
+		c->cmsg_len = CMSG_LEN(sizeof(int));
+		memcpy(CMSG_DATA(c), &fd, sizeof(int));
+	}
+	return sendmsg(sock, &mh, MSG_NOSIGNAL);
+}
+
+/* Encodes m and sends it, optionally with fd attached; rc of sendmsg. */
+static long
+hook_send_raw(struct worker *w, const struct msg *m, int fd)
+{
+	static uint8_t buf[PROTO_MAX_MSG];
+	int n = msg_encode(m, buf, sizeof(buf));
+
+	if (n < 0)
+		return n;
+	return (long)hook_sendmsg(w->rep.ctl, buf, (size_t)n, fd);
+}
+
+/* Random datagrams: the first one is already a protocol violation. */
+static long
+hook_garbage(struct worker *w)
+{
+	uint8_t buf[512];
+	long sent = 0;
+
+	for (int i = 0; i < 16; i++) {
+		size_t len = 1 + arc4random_uniform(sizeof(buf));
+
+		arc4random_buf(buf, len);
+		if (hook_sendmsg(w->rep.ctl, buf, len, -1) < 0)
+			break;
+		sent++;
+	}
+	return sent;
+}
+
+/* READY again, in the running state: once-only and out of state. */
+static long
+hook_ready_again(struct worker *w)
+{
+	struct msg m;
+
+	msg_init(&m, MSG_READY);
+	m.u.ready.version = PROTO_VERSION;
+	snprintf(m.u.ready.sandbox, sizeof(m.u.ready.sandbox), "%s",
+	    sandbox_name());
+	return hook_send_raw(w, &m, -1);
+}
+
+/* The claim was made at auth; two more of the same. */
+static long
+hook_claim_twice(struct worker *w)
+{
+	struct msg m;
+
+	msg_init(&m, MSG_CLAIM);
+	snprintf(m.u.claim.fp, sizeof(m.u.claim.fp), "%s", w->ss.fp);
+	snprintf(m.u.claim.name, sizeof(m.u.claim.name), "%s", w->rep.name);
+	if (hook_send_raw(w, &m, -1) < 0)
+		return -1;
+	return hook_send_raw(w, &m, -1);
+}
+
+/* Thousands of STATS as fast as the socket takes them. */
+static long
+hook_stats_flood(struct worker *w)
+{
+	struct pollfd p = { .fd = w->rep.ctl, .events = POLLOUT };
+	struct msg m;
+	long sent = 0;
+	int rc;
+
+	msg_init(&m, MSG_STATS);
+	while (sent < HOOK_FLOOD) {
+		m.u.stats.channels_total = (uint64_t)sent;
+		rc = proto_send(w->rep.ctl, &m);
+		if (rc == 0) {
+			sent++;
+			continue;
+		}
+		if (rc != TP_EAGAIN || poll(&p, 1, 500) <= 0)
+			break;
+	}
+	return sent;
+}
+
+/* One datagram larger than any message may be. */
+static long
+hook_oversize(struct worker *w)
+{
+	static uint8_t big[PROTO_MAX_MSG + 4096];
+
+	memset(big, 0xa5, sizeof(big));
+	big[0] = 0x92;		/* looks like the start of a message */
+	big[1] = MSG_STATS;
+	return (long)hook_sendmsg(w->rep.ctl, big, sizeof(big), -1);
+}
+
+/* A valid STATE carrying a descriptor it must not carry (our stdin). */
+static long
+hook_fd_on_state(struct worker *w)
+{
+	struct msg m;
+
+	msg_init(&m, MSG_STATE);
+	m.u.state.state = up_state(w);
+	snprintf(m.u.state.fp, sizeof(m.u.state.fp), "%s", w->rep.fp);
+	snprintf(m.u.state.reason, sizeof(m.u.state.reason), "test hook");
+	return hook_send_raw(w, &m, STDIN_FILENO);
+}
+
+/* Writes all of buf to fd (the agent socket) before deadline; 0 or -1. */
+static int
+hook_write_all(int fd, const uint8_t *p, size_t len, uint64_t deadline)
+{
+	struct pollfd pf = { .fd = fd, .events = POLLOUT };
+	ssize_t n;
+
+	while (len > 0) {
+		if ((n = write(fd, p, len)) > 0) {
+			p += n;
+			len -= (size_t)n;
+			continue;
+		}
+		if (n < 0 && errno != EAGAIN && errno != EINTR)
+			return -1;
+		if (tp_now_ms() >= deadline ||
+		    poll(&pf, 1, (int)(deadline - tp_now_ms())) < 0)
+			return -1;
+	}
+	return 0;
+}
+
+static int
+hook_read_all(int fd, uint8_t *p, size_t len, uint64_t deadline)
+{
+	struct pollfd pf = { .fd = fd, .events = POLLIN };
+	ssize_t n;
+
+	while (len > 0) {
+		if ((n = read(fd, p, len)) > 0) {
+			p += n;
+			len -= (size_t)n;
+			continue;
+		}
+		if (n == 0 || (errno != EAGAIN && errno != EINTR))
+			return -1;
+		if (tp_now_ms() >= deadline ||
+		    poll(&pf, 1, (int)(deadline - tp_now_ms())) < 0)
+			return -1;
+	}
+	return 0;
+}
+
+/*
+ * One ssh-agent round trip on the agent socket (idle after user-auth:
+ * libssh talks to it only while authenticating).  The reply body goes to
+ * out (at most cap bytes).  Returns the body length or -1.
+ */
+static long
+hook_agent_call(const struct sshbuf_writer *req, uint8_t *out, size_t cap)
+{
+	uint64_t deadline = tp_now_ms() + HOOK_AGENT_MS;
+	uint8_t hdr[4];
+	uint32_t len;
+
+	hdr[0] = (uint8_t)(req->len >> 24);
+	hdr[1] = (uint8_t)(req->len >> 16);
+	hdr[2] = (uint8_t)(req->len >> 8);
+	hdr[3] = (uint8_t)req->len;
+	if (hook_write_all(WORKER_FD_AGENT, hdr, 4, deadline) != 0 ||
+	    hook_write_all(WORKER_FD_AGENT, req->p, req->len, deadline) != 0 ||
+	    hook_read_all(WORKER_FD_AGENT, hdr, 4, deadline) != 0)
+		return -1;
+	len = (uint32_t)hdr[0] << 24 | (uint32_t)hdr[1] << 16 |
+	    (uint32_t)hdr[2] << 8 | hdr[3];
+	if (len == 0 || len > cap ||
+	    hook_read_all(WORKER_FD_AGENT, out, len, deadline) != 0)
+		return -1;
+	return (long)len;
+}
+
+/* The node key's public blob (the last identity: the plain key). */
+static int
+hook_agent_key(uint8_t *blob, size_t cap, size_t *bloblen)
+{
+	static uint8_t reply[HOOK_AGENT_MAX];
+	struct sshbuf_writer req;
+	struct sshbuf_reader r;
+	const uint8_t *kb = NULL, *p;
+	size_t kblen = 0, plen;
+	uint32_t n;
+	uint8_t type;
+	long len;
+
+	sshbuf_writer_init(&req, 16);
+	sshbuf_put_u8(&req, HOOK_AGENTC_IDENTITIES);
+	len = hook_agent_call(&req, reply, sizeof(reply));
+	sshbuf_writer_free(&req);
+	if (len < 0)
+		return -1;
+	sshbuf_reader_init(&r, reply, (size_t)len);
+	if (sshbuf_get_u8(&r, &type) != 0 || type != HOOK_AGENT_IDENTITIES ||
+	    sshbuf_get_u32(&r, &n) != 0 || n == 0)
+		return -1;
+	for (uint32_t i = 0; i < n; i++)
+		if (sshbuf_get_string(&r, &kb, &kblen) != 0 ||
+		    sshbuf_get_string(&r, &p, &plen) != 0)
+			return -1;
+	if (kblen > cap)
+		return -1;
+	memcpy(blob, kb, kblen);
+	*bloblen = kblen;
+	return 0;
+}
+
+/*
+ * Asks the signer to sign something it must refuse: with other_data, bytes
+ * that are no userauth request at all; otherwise a well-formed publickey
+ * userauth request for the node key, but for the user "root".  Returns the
+ * reply's message type (5 = SSH_AGENT_FAILURE) or -1.
+ */
+static long
+hook_sign(struct worker *w, bool other_data)
+{
+	static uint8_t blob[HOOK_AGENT_MAX], reply[HOOK_AGENT_MAX];
+	struct sshbuf_writer data, req;
+	struct sshbuf_reader r;
+	const uint8_t *kt;
+	size_t bloblen, ktlen;
+	char alg[64];
+	uint8_t sid[32];
+	uint32_t flags = 0;
+	long len;
+
+	(void)w;
+	if (hook_agent_key(blob, sizeof(blob), &bloblen) != 0)
+		return -1;
+	sshbuf_reader_init(&r, blob, bloblen);
+	if (sshbuf_get_string(&r, &kt, &ktlen) != 0 || ktlen >= sizeof(alg))
+		return -1;
+	snprintf(alg, sizeof(alg), "%.*s", (int)ktlen, (const char *)kt);
+	if (strcmp(alg, "ssh-rsa") == 0) {
+		snprintf(alg, sizeof(alg), "rsa-sha2-256");
+		flags = HOOK_RSA_SHA2_256;
+	}
+	arc4random_buf(sid, sizeof(sid));
+	sshbuf_writer_init(&data, HOOK_AGENT_MAX);
+	if (other_data) {
+		sshbuf_put_bytes(&data, "tunnelpool test hook: sign this ", 32);
+		sshbuf_put_bytes(&data, sid, sizeof(sid));
+	} else {
+		sshbuf_put_string(&data, sid, sizeof(sid));
+		sshbuf_put_u8(&data, HOOK_USERAUTH_REQUEST);
+		sshbuf_put_cstring(&data, "root");
+		sshbuf_put_cstring(&data, "ssh-connection");
+		sshbuf_put_cstring(&data, "publickey");
+		sshbuf_put_u8(&data, 1);
+		sshbuf_put_cstring(&data, alg);
+		sshbuf_put_string(&data, blob, bloblen);
+	}
+	sshbuf_writer_init(&req, HOOK_AGENT_MAX);
+	sshbuf_put_u8(&req, HOOK_AGENTC_SIGN);
+	sshbuf_put_string(&req, blob, bloblen);
+	sshbuf_put_string(&req, data.p, data.len);
+	sshbuf_put_u32(&req, flags);
+	len = sshbuf_writer_error(&req) != 0 ? -1 :
+	    hook_agent_call(&req, reply, sizeof(reply));
+	sshbuf_writer_free(&data);
+	sshbuf_writer_free(&req);
+	return len > 0 ? (long)reply[0] : -1;
+}
+
 static int
 on_test_hook(void *ctx, struct msg *m)
 {
@@ -246,6 +559,30 @@ on_test_hook(void *ctx, struct msg *m)
 		rc = send(w->rep.ctl, garbage, sizeof(garbage),
 		    MSG_DONTWAIT | MSG_NOSIGNAL);
 		break;
+	case HOOK_GARBAGE:
+		rc = hook_garbage(w);
+		break;
+	case HOOK_READY_AGAIN:
+		rc = hook_ready_again(w);
+		break;
+	case HOOK_CLAIM_TWICE:
+		rc = hook_claim_twice(w);
+		break;
+	case HOOK_STATS_FLOOD:
+		rc = hook_stats_flood(w);
+		break;
+	case HOOK_OVERSIZE:
+		rc = hook_oversize(w);
+		break;
+	case HOOK_FD_ON_STATE:
+		rc = hook_fd_on_state(w);
+		break;
+	case HOOK_SIGN_OTHER:
+	case HOOK_SIGN_WRONG_USER:
+		rc = hook_sign(w, m->u.test_hook.action == HOOK_SIGN_OTHER);
+		alog_warnx(a, "test hook %u: agent answered type %ld",
+		    m->u.test_hook.action, rc);
+		return 0;
 	default:
 		return TP_EINVAL;
 	}
@@ -741,6 +1078,12 @@ warmup(void *arg)
 	char fp[SSHPUB_FP_LEN];
 
 	(void)arg;
+	/*
+	 * OpenSSL reads openssl.cnf on first use: do it now, or the first
+	 * KEX inside the sandbox gets EACCES and silently runs unconfigured.
+	 */
+	if (OPENSSL_init_crypto(OPENSSL_INIT_LOAD_CONFIG, NULL) != 1)
+		return TP_ECRYPTO;
 	if (arc4random() == 0)
 		(void)0;	/* only its first-use probing matters */
 	(void)sshpub_fingerprint(probe, sizeof(probe), fp, sizeof(fp));
@@ -779,6 +1122,9 @@ enter_sandbox(struct worker *w)
 	if (res.fs_unconfined)
 		alog_warnx(report_agent(&w->rep), "no Landlock in this kernel: "
 		    "filesystem confined by seccomp only");
+	if (res.fsize_kept)
+		alog_info(report_agent(&w->rep), "log goes to a regular file: "
+		    "RLIMIT_FSIZE left as is");
 }
 
 static void

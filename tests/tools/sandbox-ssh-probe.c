@@ -70,7 +70,9 @@ struct probe {
 };
 
 static int verbose;
+static pid_t kill_on_die[2];	/* sshd and the client, once started */
 
+/* Fails the probe; never leaves sshd or the client behind. */
 static void __attribute__((noreturn, format(printf, 1, 2)))
 die(const char *fmt, ...)
 {
@@ -81,6 +83,11 @@ die(const char *fmt, ...)
 	vfprintf(stderr, fmt, ap);
 	fprintf(stderr, "\n");
 	va_end(ap);
+	for (int i = 0; i < 2; i++)
+		if (kill_on_die[i] > 0) {
+			kill(kill_on_die[i], SIGKILL);
+			waitpid(kill_on_die[i], NULL, 0);
+		}
 	exit(1);
 }
 
@@ -133,9 +140,10 @@ static ssh_session
 client_session(const struct probe *p)
 {
 	ssh_session s = ssh_new();
-	int fd = FD_NET, verbosity = p->verbose ? SSH_LOG_PROTOCOL : SSH_LOG_WARN;
+	int fd = FD_NET;
+	int verbosity = p->verbose ? SSH_LOG_PROTOCOL : SSH_LOG_WARN;
 	bool no = false;
-	uint64_t rekey = 256 * 1024;
+	uint64_t rekey = 1024 * 1024;
 	long timeout = 20;
 
 	if (s == NULL)
@@ -165,7 +173,9 @@ static int
 client_warmup(void *arg)
 {
 	(void)arg;
-	return OPENSSL_init_crypto(OPENSSL_INIT_LOAD_CONFIG, NULL) == 1 ? 0 : -1;
+	if (OPENSSL_init_crypto(OPENSSL_INIT_LOAD_CONFIG, NULL) != 1)
+		return -1;
+	return 0;
 }
 
 /* The worker's demotion, verbatim. */
@@ -213,7 +223,7 @@ client_handshake(ssh_session s, ssh_key hostpub, ssh_key priv)
 		client_fail("auth", s);
 }
 
-/* Receives the fd the driver "dialed", as the worker gets it from the dialer. */
+/* Receives the fd the driver "dialed", as a worker gets it from the dialer. */
 static int
 client_recv_fd(void)
 {
@@ -249,7 +259,8 @@ pump_to_fd(ssh_session s, ssh_channel ch, int fd, struct pump *pp)
 	int r = 0;
 
 	if (pp->len == 0 && !pp->ch_eof) {
-		r = ssh_channel_read_nonblocking(ch, pp->buf, sizeof(pp->buf), 0);
+		r = ssh_channel_read_nonblocking(ch, pp->buf, sizeof(pp->buf),
+		    0);
 		if (r == SSH_ERROR)
 			client_fail("channel read", s);
 		if (r > 0) {
@@ -378,9 +389,9 @@ client_main(const struct probe *p, const char *privpath, const char *hostpath)
 	ssh_key priv = NULL, hostpub = NULL;
 	int bound = 0;
 
-	/* Keys are read before the filesystem goes away, as the signer's are. */
-	if (ssh_pki_import_privkey_file(privpath, NULL, NULL, NULL, &priv) != 0 ||
-	    ssh_pki_import_pubkey_file(hostpath, &hostpub) != 0)
+	/* Keys are read before the filesystem goes away. */
+	if (ssh_pki_import_privkey_file(privpath, NULL, NULL, NULL,
+	    &priv) != 0 || ssh_pki_import_pubkey_file(hostpath, &hostpub) != 0)
 		client_fail("keys", NULL);
 	s = client_session(p);
 	client_demote(p);
@@ -398,7 +409,7 @@ client_main(const struct probe *p, const char *privpath, const char *hostpath)
 	ssh_key_free(priv);
 	ssh_key_free(hostpub);
 	ctl_send("done");
-	return 0;	/* exit(): libssh and OpenSSL destructors run sandboxed */
+	return 0;	/* exit(): libssh, OpenSSL destructors run confined */
 }
 
 /* ====================================================================== */
@@ -418,7 +429,8 @@ run(char *const argv[])
 		execv(argv[0], argv);
 		_exit(127);
 	}
-	if (waitpid(pid, &st, 0) == -1 || !WIFEXITED(st) || WEXITSTATUS(st) != 0)
+	if (waitpid(pid, &st, 0) == -1 || !WIFEXITED(st) ||
+	    WEXITSTATUS(st) != 0)
 		die("%s failed", argv[0]);
 }
 
@@ -513,7 +525,7 @@ setup_files(struct probe *p)
 	    "AuthenticationMethods publickey\nPasswordAuthentication no\n"
 	    "KbdInteractiveAuthentication no\nAllowTcpForwarding remote\n"
 	    "X11Forwarding no\nPrintMotd no\nLogLevel DEBUG1\n"
-	    "RekeyLimit 256K 1\n", p->port, p->dir, p->dir);
+	    "RekeyLimit 1M 1\n", p->port, p->dir, p->dir);
 	snprintf(path, sizeof(path), "%s/sshd_config", p->dir);
 	write_file(path, conf);
 	/* sshd's privilege separation directory. */
@@ -532,12 +544,17 @@ start_sshd(struct probe *p)
 	if ((p->sshd = fork()) == -1)
 		die("fork: %s", strerror(errno));
 	if (p->sshd == 0) {
-		if ((fd = open(log, O_WRONLY | O_CREAT | O_TRUNC, 0600)) == -1)
+		/* Hold none of our stdio: a caller's pipe must see EOF. */
+		fd = open(log, O_WRONLY | O_CREAT | O_TRUNC, 0600);
+		if (fd == -1 || dup2(fd, STDOUT_FILENO) == -1 ||
+		    dup2(fd, STDERR_FILENO) == -1 ||
+		    (fd = open("/dev/null", O_RDONLY)) == -1 ||
+		    dup2(fd, STDIN_FILENO) == -1)
 			_exit(127);
-		dup2(fd, STDERR_FILENO);
 		execl(SSHD, SSHD, "-D", "-e", "-f", conf, (char *)NULL);
 		_exit(127);
 	}
+	kill_on_die[0] = p->sshd;
 	for (int i = 0; i < 100; i++) {
 		if ((fd = dial(p->port)) != -1) {
 			close(fd);
@@ -583,6 +600,7 @@ spawn_client(struct probe *p, int net, const char *priv, const char *hostpub)
 			place_fd(hi[i], FD_CTL + i);
 		_exit(client_main(p, priv, hostpub));
 	}
+	kill_on_die[1] = p->client;
 	close(ctl[1]);
 	close(agent[1]);
 	close(agent[0]);	/* no agent in this probe: auth uses a key */
@@ -636,24 +654,26 @@ send_fd(int sock, int fd)
 static void
 print_violation(const uint8_t *m, size_t len)
 {
-	size_t i = 6;
+	size_t i = 6, w = 0, nl;
 	uint32_t nr = 0;
-	unsigned w = 0;
 
+	/* [0x92, 72, 0x82, "nr", <uint>, "name", <fixstr>] */
 	if (len < 8 || m[0] != 0x92 || m[2] != 0x82) {
 		fprintf(stderr, "sandbox-ssh-probe: malformed violation\n");
 		return;
 	}
 	if (m[i] < 0x80)
-		nr = m[i++];
+		nr = m[i];
 	else
-		w = m[i] == 0xcc ? 1 : m[i] == 0xcd ? 2 : 4, i++;
-	for (unsigned k = 0; k < w && i < len; k++)
+		w = m[i] == 0xcc ? 1 : m[i] == 0xcd ? 2 : 4;
+	for (i++; w > 0 && i < len; w--)
 		nr = nr << 8 | m[i++];
-	i += 5;		/* "name" key */
+	i += 5;				/* the "name" key */
+	nl = i < len ? (m[i] & 0x1f) : 0;
+	if (i + 1 + nl > len)
+		nl = 0;
 	fprintf(stderr, "sandbox-ssh-probe: VIOLATION nr=%u name=%.*s\n", nr,
-	    i < len ? (int)(m[i] & 0x1f) : 1, i < len ? (const char *)m + i + 1 :
-	    "?");
+	    (int)nl, nl > 0 ? (const char *)m + i + 1 : "");
 }
 
 /* The remote user's side of one forwarded connection. */
@@ -664,8 +684,10 @@ struct remote {
 	bool		 shut;
 };
 
-/* One poll round on the remote connection; returns true when finished. */
-static bool
+enum remote_state { R_BUSY, R_DONE, R_BROKEN };
+
+/* One poll round on the remote connection. */
+static enum remote_state
 remote_step(struct remote *r, short revents)
 {
 	uint8_t buf[CHUNK];
@@ -682,28 +704,29 @@ remote_step(struct remote *r, short revents)
 		r->shut = true;
 	}
 	if (!(revents & (POLLIN | POLLHUP | POLLERR)))
-		return false;
+		return R_BUSY;
 	n = read(r->fd, buf, sizeof(buf));
 	if (n < 0 && errno == EAGAIN)
-		return false;
-	if (n < 0)
-		die("remote read: %s", strerror(errno));
-	if (n == 0) {
-		if (r->rcvd != r->len)
-			die("remote: EOF after %zu of %zu bytes", r->rcvd, r->len);
-		return true;
+		return R_BUSY;
+	/* A client that died cuts the tunnel: report, let reaping say why. */
+	if (n <= 0) {
+		if (n == 0 && r->rcvd == r->len)
+			return R_DONE;
+		fprintf(stderr, "sandbox-ssh-probe: remote: connection ended "
+		    "after %zu of %zu bytes\n", r->rcvd, r->len);
+		return R_BROKEN;
 	}
 	if (r->rcvd + (size_t)n > r->len ||
 	    memcmp(buf, r->data + r->rcvd, (size_t)n) != 0)
 		die("remote: echo differs at byte %zu", r->rcvd);
 	r->rcvd += (size_t)n;
-	return false;
+	return R_BUSY;
 }
 
 /* Sequencing of the remote user's connections, one at a time. */
 struct drive {
 	struct remote	r;
-	unsigned	fwd_port;	/* 0 until the client bound the forward */
+	unsigned	fwd_port;	/* 0 until the forward is bound */
 	int		started, served;
 };
 
@@ -757,6 +780,7 @@ drive(struct probe *p, const uint8_t *data, size_t len)
 	struct pollfd pfd[2];
 	uint8_t msg[512];
 	ssize_t n;
+	enum remote_state rs = R_BUSY;
 	time_t end = time(NULL) + DEADLINE_S;
 
 	while (time(NULL) < end) {
@@ -767,9 +791,11 @@ drive(struct probe *p, const uint8_t *data, size_t len)
 		if (poll(pfd, 2, 1000) < 0 && errno != EINTR)
 			die("poll: %s", strerror(errno));
 		if (d.r.fd != -1 && pfd[1].revents != 0 &&
-		    remote_step(&d.r, pfd[1].revents)) {
+		    (rs = remote_step(&d.r, pfd[1].revents)) != R_BUSY) {
 			close(d.r.fd);
 			d.r.fd = -1;
+			if (rs == R_BROKEN)
+				return false;
 		}
 		if (!(pfd[0].revents & (POLLIN | POLLHUP)))
 			continue;
@@ -784,18 +810,39 @@ drive(struct probe *p, const uint8_t *data, size_t len)
 	return false;
 }
 
+/* Prints what the client said last (a violation report, a failure). */
+static void
+drain_ctl(struct probe *p)
+{
+	uint8_t msg[512];
+	ssize_t n;
+
+	while ((n = recv(p->ctl, msg, sizeof(msg) - 1, MSG_DONTWAIT)) > 0) {
+		msg[n] = '\0';
+		if (msg[0] == 0x92)
+			print_violation(msg, (size_t)n);
+		else
+			fprintf(stderr, "sandbox-ssh-probe: client: %s\n", msg);
+	}
+}
+
 /* Reaps the client and judges how it ended. */
 static bool
 reap_client(struct probe *p, bool ok)
 {
 	int st;
 
-	if (!ok)
+	if (!ok) {
+		usleep(200000);		/* a dying client may still report */
+		drain_ctl(p);
 		kill(p->client, SIGKILL);
+	}
 	if (waitpid(p->client, &st, 0) == -1)
 		die("waitpid: %s", strerror(errno));
+	kill_on_die[1] = 0;
 	if (WIFSIGNALED(st)) {
-		fprintf(stderr, "sandbox-ssh-probe: client killed by signal %d%s\n",
+		fprintf(stderr,
+		    "sandbox-ssh-probe: client killed by signal %d%s\n",
 		    WTERMSIG(st), WTERMSIG(st) == SIGSYS ? " (seccomp: rebuild "
 		    "with -Dsandbox_trap=true to see the syscall)" : "");
 		return false;
@@ -831,6 +878,7 @@ cleanup(struct probe *p, bool keep)
 	if (p->sshd > 0) {
 		kill(p->sshd, SIGTERM);
 		waitpid(p->sshd, NULL, 0);
+		kill_on_die[0] = 0;
 	}
 	rmdir(p->empty);
 	if (keep)
@@ -869,8 +917,8 @@ main(int argc, char **argv)
 		case 'v': p.verbose = verbose = 1; break;
 		case 'W': p.no_warmup = 1; break;
 		default:
-			fprintf(stderr, "usage: %s [-vW] [-b bytes] [-n conns]\n",
-			    argv[0]);
+			fprintf(stderr,
+			    "usage: %s [-vW] [-b bytes] [-n conns]\n", argv[0]);
 			return 2;
 		}
 	}
@@ -897,9 +945,12 @@ main(int argc, char **argv)
 	spawn_client(&p, net, priv, hostpub);
 	close(net);
 	ok = reap_client(&p, drive(&p, data, p.bytes));
-	fprintf(stderr, "sandbox-ssh-probe: %d x %zu bytes echoed, "
-	    "sshd logged %d rekey lines: %s\n", p.conns, p.bytes, count_rekeys(&p),
-	    ok ? "PASS" : "FAIL");
+	if (ok)
+		fprintf(stderr, "sandbox-ssh-probe: %d x %zu bytes echoed, "
+		    "sshd logged %d rekey lines: PASS\n", p.conns, p.bytes,
+		    count_rekeys(&p));
+	else
+		fprintf(stderr, "sandbox-ssh-probe: FAIL\n");
 	cleanup(&p, !ok);
 	free(data);
 	return ok ? 0 : 1;
