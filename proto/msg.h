@@ -82,6 +82,16 @@ enum test_hook_action {
 	HOOK_FORK		= 5,
 	HOOK_MMAP_WX		= 6,
 	HOOK_HOSTILE		= 7,	/* send the supervisor garbage */
+	/* hostile worker (rel_hostile_worker): each one ends the worker */
+	HOOK_GARBAGE		= 8,	/* random-byte datagrams */
+	HOOK_READY_AGAIN	= 9,	/* a second READY */
+	HOOK_CLAIM_TWICE	= 10,	/* CLAIM again (twice) after the claim */
+	HOOK_STATS_FLOOD	= 11,	/* thousands of STATS at once */
+	HOOK_OVERSIZE		= 12,	/* one datagram > PROTO_MAX_MSG */
+	HOOK_FD_ON_STATE	= 13,	/* STATE with an SCM_RIGHTS fd attached */
+	/* hostile worker on the agent socket: refused, the worker stays */
+	HOOK_SIGN_OTHER		= 14,	/* sign a blob that is not a userauth */
+	HOOK_SIGN_WRONG_USER	= 15,	/* sign a userauth for another user */
 };
 
 /* --- payloads ----------------------------------------------------------- */

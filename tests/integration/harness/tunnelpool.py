@@ -180,6 +180,46 @@ class Tunnelpool:
         return run([self.binary] + list(args) + ['-s', self.control_socket],
                    timeout=timeout, check=check)
 
+    def control(self, request, timeout=5):
+        """One raw request on the control socket: sends the dict as a JSON
+        line, returns the parsed reply line (a dict).  For commands the
+        CLI does not expose (e.g. test_hook in test-hooks builds)."""
+        import socket
+        s = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        s.settimeout(timeout)
+        try:
+            s.connect(self.control_socket)
+            s.sendall((json.dumps(request) + '\n').encode())
+            buf = b''
+            while not buf.endswith(b'\n'):
+                chunk = s.recv(65536)
+                if not chunk:
+                    break
+                buf += chunk
+        except OSError as exc:
+            raise HarnessError('control request %r: %s' % (request, exc))
+        finally:
+            s.close()
+        try:
+            return json.loads(buf)
+        except ValueError as exc:
+            raise HarnessError('control reply to %r is not JSON: %s: %r' % (
+                request, exc, buf[:500]))
+
+    def metrics_text(self, timeout=5):
+        """The body of GET /metrics on metrics_listen."""
+        import urllib.request
+        with urllib.request.urlopen('http://%s/metrics' % self.metrics_listen,
+                                    timeout=timeout) as r:
+            return r.read().decode()
+
+    def metric(self, name, timeout=5):
+        """Value of an unlabelled sample NAME in /metrics (float), or None."""
+        import re
+        m = re.search(r'^%s (\S+)$' % re.escape(name),
+                      self.metrics_text(timeout), re.M)
+        return float(m.group(1)) if m else None
+
     def status_json(self, timeout=10):
         """Parsed output of `tunnelpool status --json -s SOCK`."""
         cp = self.ctl('status', '--json', timeout=timeout)
