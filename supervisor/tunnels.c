@@ -454,6 +454,13 @@ struct tfile {
 	uint64_t		 content_hash;
 	struct tunnel_list	 good;		/* last good contents */
 	struct cfg_errors	 errs;		/* of the current contents */
+	/*
+	 * Clusters this file contributed to the last desired set, sorted:
+	 * on a duplicate the running definition stays, so a new file that
+	 * redefines a running cluster cannot take it over.
+	 */
+	char			**owned;
+	size_t			 nowned;
 };
 
 struct tunnel_cache {
@@ -485,6 +492,9 @@ tfile_free(struct tfile *f)
 		return;
 	tunnel_list_free(&f->good);
 	cfg_errors_free(&f->errs);
+	for (size_t i = 0; i < f->nowned; i++)
+		free(f->owned[i]);
+	free(f->owned);
 	free(f->name);
 	free(f->path);
 	free(f);
@@ -755,7 +765,50 @@ set_add(struct tunnel_cache *tc, const struct tunnel *t, struct cfg_errors *e)
 	tc->slots[s] = (uint32_t)tc->nset;
 }
 
-/* Rebuilds the desired set from every file's good tunnels, in order. */
+static int
+cmp_str(const void *a, const void *b)
+{
+	return strcmp(*(char *const *)a, *(char *const *)b);
+}
+
+static int
+owned_has(const struct tfile *f, const char *cluster)
+{
+	return f->nowned > 0 && bsearch(&cluster, f->owned, f->nowned,
+	    sizeof(*f->owned), cmp_str) != NULL;
+}
+
+/* Records, per file, the clusters of the set it defines (sorted). */
+static void
+owned_rebuild(struct tunnel_cache *tc)
+{
+	for (size_t i = 0; i < tc->nfiles; i++) {
+		struct tfile *f = tc->files[i];
+		size_t n = 0;
+
+		for (size_t k = 0; k < f->nowned; k++)
+			free(f->owned[k]);
+		free(f->owned);
+		f->owned = calloc(f->good.n ? f->good.n : 1, sizeof(*f->owned));
+		for (size_t j = 0; f->owned != NULL && j < f->good.n; j++) {
+			const struct tunnel *t = &f->good.v[j];
+			size_t s = slot_of(tc, t->cluster_name);
+
+			if (tc->slots[s] != 0 && tc->set[tc->slots[s] - 1] == t &&
+			    (f->owned[n] = strdup(t->cluster_name)) != NULL)
+				n++;
+		}
+		f->nowned = n;
+		if (n > 1)
+			qsort(f->owned, n, sizeof(*f->owned), cmp_str);
+	}
+}
+
+/*
+ * Rebuilds the desired set from every file's good tunnels: first the
+ * definitions that were already running (so a duplicate never displaces
+ * a running tunnel), then the rest in file order.
+ */
 static int
 build_set(struct tunnel_cache *tc, struct cfg_errors *e)
 {
@@ -769,11 +822,19 @@ build_set(struct tunnel_cache *tc, struct cfg_errors *e)
 		return TP_ENOMEM;
 	for (i = 0; i < tc->nfiles; i++) {
 		f = tc->files[i];
+		for (j = 0; j < f->good.n; j++)
+			if (owned_has(f, f->good.v[j].cluster_name))
+				set_add(tc, &f->good.v[j], e);
+	}
+	for (i = 0; i < tc->nfiles; i++) {
+		f = tc->files[i];
 		for (j = 0; j < f->errs.n; j++)
 			cfg_errors_add(e, "%s", f->errs.msg[j]);
 		for (j = 0; j < f->good.n; j++)
-			set_add(tc, &f->good.v[j], e);
+			if (!owned_has(f, f->good.v[j].cluster_name))
+				set_add(tc, &f->good.v[j], e);
 	}
+	owned_rebuild(tc);
 	for (i = 0; i < tc->nset; i++)
 		h = fnv_bytes(h, &tc->set[i]->spec_hash, sizeof(uint64_t));
 	if (h != tc->set_hash || tc->reloads == 0)

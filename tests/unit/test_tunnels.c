@@ -493,6 +493,42 @@ START_TEST(test_cache_duplicates)
 }
 END_TEST
 
+/*
+ * A new file that redefines a running cluster must not take it over, even
+ * when its name sorts first: the running definition stays, the newcomer
+ * is the duplicate.  Once the running file goes away, the newcomer wins.
+ */
+START_TEST(test_cache_duplicate_keeps_running)
+{
+	struct tunnel_cache *tc;
+	struct cfg_errors e;
+	char want[512];
+
+	setup_tmp();
+	cfg_errors_init(&e);
+	tc = tunnel_cache_new();
+	put_tunnel("running.yaml", "x", "lb.running:1");
+	ck_assert_int_eq(reload(tc, &e), 0);
+	put_tunnel("aaa_dup.yaml", "x", "lb.newcomer:1");
+	ck_assert_int_eq(reload(tc, &e), TP_ESYNTAX);
+	ck_assert_uint_eq(e.n, 1);
+	snprintf(want, sizeof(want), "%s/aaa_dup.yaml:5:17: spec.cluster_name: "
+	    "duplicate cluster \"x\" (first defined at %s/running.yaml:5:17)",
+	    tmpdir, tmpdir);
+	ck_assert_str_eq(e.msg[0], want);
+	ck_assert_str_eq(find(tc, "x")->dial_addrs[0], "lb.running:1");
+	/* Reloading again changes nothing: still the running one. */
+	ck_assert_int_eq(reload(tc, &e), TP_ESYNTAX);
+	ck_assert_str_eq(find(tc, "x")->dial_addrs[0], "lb.running:1");
+	del("running.yaml");
+	ck_assert_int_eq(reload(tc, &e), 0);
+	ck_assert_str_eq(find(tc, "x")->dial_addrs[0], "lb.newcomer:1");
+	tunnel_cache_free(tc);
+	cfg_errors_free(&e);
+	teardown_tmp();
+}
+END_TEST
+
 START_TEST(test_cache_ignored_files)
 {
 	struct tunnel_cache *tc;
@@ -793,6 +829,7 @@ tunnels_suite(void)
 	tcase_add_test(tc, test_cache_add_remove_change);
 	tcase_add_test(tc, test_cache_broken_keeps_last_good);
 	tcase_add_test(tc, test_cache_duplicates);
+	tcase_add_test(tc, test_cache_duplicate_keeps_running);
 	tcase_add_test(tc, test_cache_ignored_files);
 	tcase_add_test(tc, test_cache_same_size_rewrite);
 	suite_add_tcase(s, tc);

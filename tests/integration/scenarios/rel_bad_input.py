@@ -37,13 +37,7 @@ CORPUS = os.path.normpath(os.path.join(os.path.dirname(__file__), '..',
 REGEN = os.environ.get('TP_BAD_CONFIG_REGEN') == '1'
 # Cases that still change what runs, with the diagnosis.  Strict: a case
 # listed here that stops misbehaving fails the scenario (remove it then).
-KNOWN_BUGS = {
-    'tunnels/duplicate_cluster':
-        'a new file redefining a running cluster wins when its name sorts '
-        'first: reload says "duplicate cluster" about the running file, yet '
-        'the new definition replaces the running tunnel (supervisor/'
-        'tunnels.c build_set: first file in name order wins)',
-}
+KNOWN_BUGS = {}
 MAIN_MAX = 1024 * 1024              # supervisor/config.h CONFIG_MAX_FILE
 TUNNEL_MAX = 16 * 1024 * 1024       # supervisor/tunnels.h TUNNEL_MAX_FILE
 
