@@ -31,13 +31,15 @@ stage() {	# stage NAME COMMAND...: runs, counts, never aborts the suite
 
 # gcc, with test hooks: the build every functional test runs against.
 stage "build (gcc, test hooks)" tests/meson-build build-test -Dtest_hooks=true
-stage "unit tests" meson test -C build-test --suite unit --print-errorlogs --verbose
-stage "integration tests (meson)" meson test -C build-test --suite integration --print-errorlogs
-stage "integration scenarios" python3 tests/integration/run.py --build-dir build-test --require-all
-
-# A production build: no test hooks (the TEST_HOOK message must not exist).
+# A production build: no test hooks (the TEST_HOOK message must not exist;
+# sandbox_hooks checks this build too).
 stage "build (gcc, production)" tests/meson-build build-prod
 stage "unit tests (production build)" meson test -C build-prod --suite unit --print-errorlogs
+stage "unit tests" meson test -C build-test --suite unit --print-errorlogs --verbose
+stage "integration tests (meson)" meson test -C build-test --suite integration --print-errorlogs
+stage "integration scenarios" env TP_PROD_BUILD_DIR="$PWD/build-prod" \
+	python3 tests/integration/run.py --build-dir build-test --require-all
+
 
 # The Debian packages: build, lintian, install, check, run, purge.
 stage "debian package" tests/packaging/test-deb.sh

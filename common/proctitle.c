@@ -10,6 +10,8 @@ extern char **environ;
 
 static char	*title_start;
 static size_t	 title_len;
+/* Our copy of the environment; kept so it stays reachable (valgrind). */
+static char	**env_copy;
 
 int
 proctitle_init(int argc, char **argv)
@@ -35,7 +37,7 @@ proctitle_init(int argc, char **argv)
 		if ((newenv[i] = strdup(environ[i])) == NULL)
 			return TP_ENOMEM;	/* leaks the copies; fatal anyway */
 	}
-	environ = newenv;
+	environ = env_copy = newenv;
 	/* argv[] itself keeps pointing at the original strings, which we own now. */
 	for (int i = 1; i < argc; i++)
 		if ((argv[i] = strdup(argv[i])) == NULL)
