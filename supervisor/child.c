@@ -584,7 +584,8 @@ void
 child_lost(struct child *c, int reason, const char *detail)
 {
 	struct sup *sup = c->sup;
-	bool failed = !(c->close_requested && reason == WEXIT_CLOSED);
+	bool missed = reason == WEXIT_CLAIM_REFUSED;
+	bool failed = !missed && !(c->close_requested && reason == WEXIT_CLOSED);
 
 	stop_io(c);
 	if (c->dns_req != NULL)
@@ -598,7 +599,10 @@ child_lost(struct child *c, int reason, const char *detail)
 	set_state_name(c, "disconnected");
 	if (reason >= 0 && reason < SUP_EXIT_REASONS)
 		sup->counters.exits[reason]++;
-	if (failed)
+	if (missed)
+		alog_info(&c->who, "discovery miss: %s (%s)",
+		    sup_reason_name(reason), detail);
+	else if (failed)
 		alog_warnx(&c->who, "worker lost: %s (%s)",
 		    sup_reason_name(reason), detail);
 	else
@@ -609,6 +613,9 @@ child_lost(struct child *c, int reason, const char *detail)
 			    sizeof(c->agent->key->last_error), "%s: %s",
 			    sup_reason_name(reason), detail);
 		c->agent->owner = NULL;
+		/* Landing on an unwanted proxy is expected behind a balancer. */
+		if (missed)
+			pool_agent_missed(sup->pool, c->agent, tp_now_ms());
 		pool_agent_lost(sup->pool, c->agent, sup_reason_name(reason),
 		    failed, tp_now_ms());
 	}

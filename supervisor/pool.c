@@ -598,7 +598,32 @@ claim_decide(struct pool *p, struct pool_agent *a, const char *fp)
 	}
 	if (a->role == AGENT_ROLE_DISCOVERY && !is_announced(k, fp))
 		return "proxy not in the wanted set";
+	/*
+	 * Once a discovery key knows its proxy set, a proxy outside it (one
+	 * that expired, or was never announced) is not wanted by any role:
+	 * a tunnel agent landing there through the load balancer would hold
+	 * it forever, since only announced proxies expire.
+	 */
+	if (k->discovery && k->n_proxies > 0 && !is_announced(k, fp))
+		return "proxy not in the announced set";
 	return NULL;
+}
+
+void
+pool_agent_missed(struct pool *p, struct pool_agent *a, uint64_t now_ms)
+{
+	struct pool_key *k = a->key;
+
+	if (a->missed)
+		return;
+	a->missed = true;
+	k->misses++;
+	p->stats.misses++;
+	/* Retry soon, jittered, so parallel dials do not march in step. */
+	k->next_disc_ms = now_ms + 50 +
+	    arc4random_uniform((uint32_t)p->cfg.miss_retry_ms + 1);
+	if (a->role == AGENT_ROLE_TUNNEL)
+		k->next_dial_ms = k->next_disc_ms;
 }
 
 void
@@ -606,17 +631,11 @@ pool_agent_claim(struct pool *p, struct pool_agent *a,
     const struct msg_claim *c, uint64_t now_ms)
 {
 	const char *why = claim_decide(p, a, c->fp);
-	struct pool_key *k = a->key;
 
 	memcpy(a->fp, c->fp, sizeof(a->fp));
 	memcpy(a->name, c->name, sizeof(a->name));
 	if (why != NULL) {
-		a->missed = true;
-		k->misses++;
-		p->stats.misses++;
-		/* Retry soon, jittered, so parallel dials do not march in step. */
-		k->next_disc_ms = now_ms + 50 +
-		    arc4random_uniform((uint32_t)p->cfg.miss_retry_ms + 1);
+		pool_agent_missed(p, a, now_ms);
 		p->ops.claim_result(p->arg, a, false, why);
 		return;
 	}

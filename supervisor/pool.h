@@ -157,6 +157,12 @@ void pool_agent_spawned(struct pool *p, struct pool_agent *a, pid_t pid,
     uint64_t now_ms);
 void pool_agent_state(struct pool *p, struct pool_agent *a,
     const struct msg_state *st, uint64_t now_ms);
+/*
+ * A discovery dial landed on a proxy nobody wants (refused by the pool, or
+ * by the worker itself against its wanted list): counted as a miss and
+ * retried after a short jitter, without backoff.
+ */
+void pool_agent_missed(struct pool *p, struct pool_agent *a, uint64_t now_ms);
 /* Decides a CLAIM and answers it through ops->claim_result. */
 void pool_agent_claim(struct pool *p, struct pool_agent *a,
     const struct msg_claim *c, uint64_t now_ms);

@@ -41,6 +41,7 @@ struct discovery {
 	struct msg			 sent;	/* last DISCOVERY sent */
 	bool				 have_set;
 	bool				 changed;
+	bool				 refresh;	/* re-announce at a heartbeat */
 	char				 own_name[PROTO_NAME_MAX];
 	uint8_t				 cert[HOSTCERT_MAX];
 	size_t				 cert_len;
@@ -105,7 +106,9 @@ on_event(const struct discovery_event *ev, void *arg)
 		d->cert_len = ev->cert.len;
 		break;
 	case DISCOVERY_EV_HEARTBEAT:
-		break;	/* its bytes already proved the proxy alive */
+		/* Re-announce the set: the supervisor's TTL counts from it. */
+		d->refresh = d->have_set;
+		break;
 	}
 	return 0;
 }
@@ -212,11 +215,12 @@ discovery_poll(struct discovery *d, bool send)
 {
 	if (d->err != 0)
 		return d->err;
-	if (send && d->changed && d->have_set) {
-		d->changed = false;
+	if (send && (d->changed || d->refresh) && d->have_set) {
+		if (d->changed)
+			alog_info(report_agent(d->rep), "discovery: %u proxies",
+			    d->cur.u.discovery.n_proxies);
+		d->changed = d->refresh = false;
 		d->sent = d->cur;
-		alog_info(report_agent(d->rep), "discovery: %u proxies",
-		    d->cur.u.discovery.n_proxies);
 		report_send(d->rep, &d->cur);
 	}
 	return 0;

@@ -212,6 +212,23 @@ START_TEST(ttl_expiry_closes_agent)
 	ck_assert_int_eq(nclosed, 1);
 	ck_assert_int_eq(spawned[1]->phase, PHASE_CLOSING);
 	ck_assert_int_eq(spawned[0]->phase, PHASE_RUNNING);
+	/*
+	 * The tunnel agent dies; its replacement lands (through the balancer)
+	 * on the expired P1: outside the announced set, refused as a miss,
+	 * for the tunnel role too, and retried without backoff.
+	 */
+	pool_agent_lost(p, spawned[1], "closed", false, 180002);
+	pool_agent_lost(p, spawned[0], "killed", true, 180002);
+	pool_tick(p, 180002 + 30001);
+	ck_assert_int_eq(nspawned, 3);
+	ck_assert_int_eq(spawned[2]->role, AGENT_ROLE_TUNNEL);
+	land(p, spawned[2], "SHA256:P1", 210003);
+	ck_assert_int_eq(nrefused, 1);
+	ck_assert(spawned[2]->missed);
+	ck_assert_uint_eq(spawned[2]->key->misses, 1);
+	pool_agent_lost(p, spawned[2], "claim refused", false, 210003);
+	pool_tick(p, 210003 + 600);
+	ck_assert_int_eq(nspawned, 4);
 	free(d);
 	pool_free(p);
 }

@@ -116,9 +116,14 @@ class Netns:
         if port in self._bridges:
             return self._bridges[port]
         path = self.env.path('%s-%s.sock' % (name or self.name, port))
+        # -t: after one side's EOF socat gives the other side only 0.5 s
+        # (by default) of silence before it quits, which cuts an echo whose
+        # reply is slow to start (a client that sends, half-closes and
+        # waits, while the tunnel dials its target): allow 30 s.
         p = self.spawn('socat-%s-%d' % (self.name, port),
-                       [SOCAT, '-d', 'UNIX-LISTEN:%s,fork,mode=600,'
-                        'unlink-early' % path, 'TCP:127.0.0.1:%d' % port])
+                       [SOCAT, '-d', '-t', '30',
+                        'UNIX-LISTEN:%s,fork,mode=600,unlink-early' % path,
+                        'TCP:127.0.0.1:%d' % port])
         ports.wait_unix_listening(path, 10, pid=p.pid, fail_if=p.died)
         self._bridges[port] = path
         return path

@@ -407,6 +407,10 @@ class Sshd:
         """SIGKILL listener and every session at once (a crash)."""
         if self.proc is None:
             return
+        # Stopped first, the listener forks no session after the snapshot
+        # below (one accepted in between would survive the crash).
+        if self.alive():
+            self.proc.signal(signal.SIGSTOP)
         self.session_pids()
         pids = self.all_pids()
         for p in pids:
