@@ -13,8 +13,8 @@
 
 #define REPLY_MAX	(16 * 1024 * 1024)
 
-static int
-connect_unix(const char *path)
+int
+ctlclient_connect(const char *path)
 {
 	struct sockaddr_un sun = { .sun_family = AF_UNIX };
 	int fd;
@@ -24,8 +24,10 @@ connect_unix(const char *path)
 		return -1;
 	}
 	snprintf(sun.sun_path, sizeof(sun.sun_path), "%s", path);
-	if ((fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0)) < 0)
+	if ((fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0)) < 0) {
+		fprintf(stderr, "tunnelpool: socket: %s\n", strerror(errno));
 		return -1;
+	}
 	if (connect(fd, (struct sockaddr *)&sun, sizeof(sun)) != 0) {
 		if (errno == EACCES || errno == EPERM)
 			fprintf(stderr, "tunnelpool: %s: permission denied (root "
@@ -77,7 +79,7 @@ ctlclient_call(const char *path, const json_t *req)
 	char *s = json_dumps(req, JSON_COMPACT), *line;
 	json_error_t jerr;
 	json_t *ans = NULL;
-	int fd = connect_unix(path), werr = 0;
+	int fd = ctlclient_connect(path), werr = 0;
 
 	if (fd < 0 || s == NULL)
 		goto out;

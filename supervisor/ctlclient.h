@@ -5,6 +5,11 @@
 #include <jansson.h>
 
 /*
+ * Connects to the control socket at path; returns the fd, or -1 with the
+ * reason (not running, permission denied) on stderr.
+ */
+int ctlclient_connect(const char *path);
+/*
  * Connects to the control socket at path, sends req (one JSON line) and
  * returns the first answer line as JSON, or NULL with a message on stderr
  * (exit 1: "the supervisor is not running").

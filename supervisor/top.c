@@ -123,34 +123,6 @@ fmt_rate(char *b, size_t n, double r)
 
 /* --- the connection --------------------------------------------------------------- */
 
-/* Returns a connected socket, or -1 with the reason on stderr. */
-static int
-top_connect(const char *path)
-{
-	struct sockaddr_un sun = { .sun_family = AF_UNIX };
-	int fd;
-
-	if (strlen(path) >= sizeof(sun.sun_path)) {
-		fprintf(stderr, "tunnelpool: %s: path too long\n", path);
-		return -1;
-	}
-	snprintf(sun.sun_path, sizeof(sun.sun_path), "%s", path);
-	if ((fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0)) < 0) {
-		fprintf(stderr, "tunnelpool: socket: %s\n", strerror(errno));
-		return -1;
-	}
-	if (connect(fd, (struct sockaddr *)&sun, sizeof(sun)) == 0)
-		return fd;
-	if (errno == EACCES || errno == EPERM)
-		fprintf(stderr, "tunnelpool: %s: permission denied (root or "
-		    "members of control_group only)\n", path);
-	else
-		fprintf(stderr, "tunnelpool: cannot reach the supervisor at %s: "
-		    "%s (is it running?)\n", path, strerror(errno));
-	close(fd);
-	return -1;
-}
-
 static int
 top_grow(struct top *t)
 {
@@ -648,7 +620,7 @@ top_main(const char *path)
 	struct top t = { .fd = -1, .spawn_rate = -1, .msg_rate = -1 };
 	char err[512] = "";
 
-	if ((t.fd = top_connect(path)) < 0)
+	if ((t.fd = ctlclient_connect(path)) < 0)
 		return 1;
 	if (top_subscribe(&t, err, sizeof(err)) == 0) {
 		if (!isatty(STDIN_FILENO) || !isatty(STDOUT_FILENO))
