@@ -28,6 +28,7 @@
 #include "pool.h"
 #include "signer.h"
 #include "sup.h"
+#include "supervisor.h"
 #include "tunnels.h"
 
 #define CHILD_DYING_GRACE_MS	2000	/* EOF or SIGTERM until SIGKILL */
@@ -198,6 +199,8 @@ recv_claim(void *arg, struct msg *m)
 	snprintf(c->proxy, sizeof(c->proxy), "%s",
 	    m->u.claim.name[0] != '\0' ? m->u.claim.name : m->u.claim.fp);
 	pool_agent_claim(c->sup->pool, c->agent, &m->u.claim, tp_now_ms());
+	/* A claim changes what is wanted (granted) or when to retry (miss). */
+	sup_kick(c->sup);
 	return 0;
 }
 
@@ -212,8 +215,10 @@ recv_discovery(void *arg, struct msg *m)
 		    m->u.discovery.cluster);
 		return 0;
 	}
-	pool_agent_discovery(c->sup->pool, c->agent, &m->u.discovery,
-	    tp_now_ms());
+	/* New proxies are wanted now, not at the next idle tick. */
+	if (pool_agent_discovery(c->sup->pool, c->agent, &m->u.discovery,
+	    tp_now_ms()))
+		sup_kick(c->sup);
 	return 0;
 }
 

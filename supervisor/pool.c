@@ -645,12 +645,13 @@ pool_agent_claim(struct pool *p, struct pool_agent *a,
 }
 
 
-void
+bool
 pool_agent_discovery(struct pool *p, struct pool_agent *a,
     const struct msg_discovery *d, uint64_t now_ms)
 {
 	struct pool_key *k = a->key;
 	struct pool_proxy *grown;
+	bool added = false;
 
 	(void)p;
 	/* Full lists: every proxy listed is refreshed; absent ones age out. */
@@ -667,12 +668,14 @@ pool_agent_discovery(struct pool *p, struct pool_agent *a,
 			k->proxies = grown;
 			px = &k->proxies[k->n_proxies++];
 			memcpy(px->fp, d->proxies[i].fp, sizeof(px->fp));
+			added = true;
 		}
 		memcpy(px->name, d->proxies[i].name, sizeof(px->name));
 		px->last_seen_ms = now_ms;
 	}
 	for (struct pool_agent *o = k->agents; o != NULL; o = o->next)
 		agent_fill_name(o);
+	return added;
 }
 
 void

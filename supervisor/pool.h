@@ -166,7 +166,8 @@ void pool_agent_missed(struct pool *p, struct pool_agent *a, uint64_t now_ms);
 /* Decides a CLAIM and answers it through ops->claim_result. */
 void pool_agent_claim(struct pool *p, struct pool_agent *a,
     const struct msg_claim *c, uint64_t now_ms);
-void pool_agent_discovery(struct pool *p, struct pool_agent *a,
+/* Returns true when the set gained a proxy (the pool has work to do). */
+bool pool_agent_discovery(struct pool *p, struct pool_agent *a,
     const struct msg_discovery *d, uint64_t now_ms);
 void pool_agent_stats(struct pool *p, struct pool_agent *a,
     const struct msg_stats *s);

@@ -387,7 +387,7 @@ on_cert(struct discovery_stream *ds, json_t *o, struct discovery_event *ev,
     discovery_cb cb, void *arg)
 {
 	uint8_t *blob;
-	size_t len;
+	size_t len = 0;
 	int rc;
 
 	if ((rc = check_fields(ds, o, cert_fields, "")) != 0 ||
@@ -406,7 +406,7 @@ static int
 on_heartbeat(struct discovery_stream *ds, json_t *o,
     struct discovery_event *ev, discovery_cb cb, void *arg)
 {
-	json_int_t interval;
+	json_int_t interval = 0;
 	int rc;
 
 	if ((rc = check_fields(ds, o, heartbeat_fields, "")) != 0 ||
@@ -425,8 +425,8 @@ on_heartbeat(struct discovery_stream *ds, json_t *o,
 static int
 check_envelope(struct discovery_stream *ds, json_t *o, const char **type)
 {
-	json_int_t seq;
-	size_t len;
+	json_int_t seq = 0;
+	size_t len = 0;
 	int rc;
 
 	if (!json_is_object(o))
