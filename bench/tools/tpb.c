@@ -15,7 +15,13 @@
  *       One connection, TCP_NODELAY; COUNT request/response round trips of
  *       SIZE bytes to an echo.  Prints each round trip time in ns, one a
  *       line.
+ *   tpb lag SECONDS
+ *       The machine's share of event-loop lag: a 100 ms timer measured the
+ *       way the supervisor measures its own (lateness of each expiry, the
+ *       next one armed from "now"), for SECONDS.  Prints the cumulative
+ *       histogram as JSON, same buckets as the supervisor's loop_lag.
  */
+#define _GNU_SOURCE
 #include <sys/socket.h>
 #include <sys/types.h>
 
@@ -23,6 +29,7 @@
 #include <errno.h>
 #include <netinet/in.h>
 #include <netinet/tcp.h>
+#include <poll.h>
 #include <pthread.h>
 #include <signal.h>
 #include <stdint.h>
@@ -303,6 +310,50 @@ cmd_ping(int argc, char **argv)
 	return 0;
 }
 
+static const uint64_t lag_bounds_us[] = {
+	100, 250, 500, 1000, 2500, 5000, 10000, 25000, 50000, 100000,
+	250000, 500000, 1000000, 2500000,
+};
+#define NLAG	(sizeof(lag_bounds_us) / sizeof(lag_bounds_us[0]))
+
+static int
+cmd_lag(int argc, char **argv)
+{
+	uint64_t count[NLAG + 1] = { 0 }, end, expected, now, lag, sum = 0, cum;
+	size_t b;
+
+	if (argc != 1)
+		return 2;
+	end = now_ns() + (uint64_t)(atof(argv[0]) * 1e9);
+	expected = now_ns() + 100000000ULL;
+	while ((now = now_ns()) < end) {
+		if (now < expected) {
+			struct timespec ts;
+
+			ts.tv_sec = (time_t)((expected - now) / 1000000000ULL);
+			ts.tv_nsec = (long)((expected - now) % 1000000000ULL);
+			ppoll(NULL, 0, &ts, NULL);
+			continue;
+		}
+		lag = (now - expected) / 1000;
+		for (b = 0; b < NLAG && lag > lag_bounds_us[b]; b++)
+			;
+		count[b]++;
+		sum += lag;
+		expected = now + 100000000ULL;
+	}
+	printf("{\"sum_us\":%llu,\"buckets\":[", (unsigned long long)sum);
+	cum = 0;
+	for (b = 0; b <= NLAG; b++) {
+		cum += count[b];
+		printf("%s{\"le_us\":%lld,\"count\":%llu}", b ? "," : "",
+		    b < NLAG ? (long long)lag_bounds_us[b] : -1LL,
+		    (unsigned long long)cum);
+	}
+	printf("]}\n");
+	return 0;
+}
+
 int
 main(int argc, char **argv)
 {
@@ -315,8 +366,10 @@ main(int argc, char **argv)
 		rc = cmd_blast(argc - 2, argv + 2);
 	else if (argc >= 2 && strcmp(argv[1], "ping") == 0)
 		rc = cmd_ping(argc - 2, argv + 2);
+	else if (argc >= 2 && strcmp(argv[1], "lag") == 0)
+		rc = cmd_lag(argc - 2, argv + 2);
 	if (rc == 2)
 		fprintf(stderr, "usage: tpb server sink|echo PORT | blast HOST "
-		    "PORT BYTES NCONN | ping HOST PORT COUNT SIZE [WARMUP]\n");
+		    "PORT BYTES NCONN | ping HOST PORT COUNT SIZE [WARMUP] | lag SECONDS\n");
 	return rc;
 }

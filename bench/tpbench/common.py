@@ -18,8 +18,7 @@ sys.path.insert(0, os.path.join(REPO, 'tests', 'integration'))
 
 from harness import procs                       # noqa: E402
 from harness.env import Env                     # noqa: E402
-from harness.errors import HarnessError         # noqa: E402
-from harness.procs import wait_for, wait_log    # noqa: E402
+from harness.procs import wait_log              # noqa: E402
 
 CLK_TCK = os.sysconf('SC_CLK_TCK')
 GIB = 1 << 30
@@ -138,7 +137,7 @@ def ratio(a, b):
 # /proc
 
 def cpu_ticks(pid):
-    """utime + stime of a process in clock ticks (0 if gone)."""
+    """utime + stime of a process in clock ticks (None if gone)."""
     try:
         f = procs.stat_fields(pid)
         return int(f[13]) + int(f[14])
@@ -146,14 +145,29 @@ def cpu_ticks(pid):
         return None
 
 
+def io_syscalls(pid):
+    """syscr + syscw of /proc/PID/io: read-type and write-type syscalls
+    (read, recv*, write, send*, ...), counted without ptrace."""
+    try:
+        with open('/proc/%d/io' % pid) as f:
+            d = dict(line.split(':', 1) for line in f)
+        return int(d['syscr']) + int(d['syscw'])
+    except (OSError, ValueError, KeyError):
+        return None
+
+
 class CpuMeter:
     """CPU seconds of named groups of processes between start() and stop().
     groups: name -> callable returning the current pids of the group (a
     process that appears meanwhile counts from zero, one that vanished is
-    lost: the benchmarks keep their processes alive across a measure)."""
+    lost: the benchmarks keep their processes alive across a measure).
+    With reader=io_syscalls it counts I/O syscalls instead."""
 
-    def __init__(self, groups):
+    def __init__(self, groups, reader=None, scale=None):
         self.groups = groups
+        self.reader = reader or cpu_ticks
+        self.scale = scale if scale is not None else (
+            float(CLK_TCK) if reader is None else 1.0)
         self.t0 = {}
 
     def _snap(self):
@@ -161,7 +175,7 @@ class CpuMeter:
         for name, fn in self.groups.items():
             d = {}
             for pid in fn():
-                t = cpu_ticks(pid)
+                t = self.reader(pid)
                 if t is not None:
                     d[pid] = t
             snap[name] = d
@@ -176,7 +190,7 @@ class CpuMeter:
         for name, d in t1.items():
             before = self.t0.get(name, {})
             out[name] = sum(v - before.get(pid, 0)
-                            for pid, v in d.items()) / float(CLK_TCK)
+                            for pid, v in d.items()) / self.scale
         return out
 
 
@@ -194,9 +208,42 @@ def smaps_rollup(pid):
     return out
 
 
+def smaps_breakdown(pid, top=8):
+    """Private, private dirty and PSS KiB per mapping name ([heap], [anon],
+    [stack], each library by base name), largest dirty first: where the
+    memory is.  Dirty private pages are what a process costs whatever
+    else runs; clean private pages of a library are only private while no
+    other process maps it."""
+    agg = {}
+    name = None
+    with open('/proc/%d/smaps' % pid) as f:
+        for line in f:
+            parts = line.split()
+            if not parts:
+                continue
+            if not parts[0].endswith(':'):          # a mapping header
+                name = parts[5] if len(parts) >= 6 else '[anon]'
+                name = os.path.basename(name) if name.startswith('/') \
+                    else name
+                agg.setdefault(name, {'private_kib': 0, 'dirty_kib': 0,
+                                      'pss_kib': 0, 'rss_kib': 0})
+            elif parts[0] in ('Private_Clean:', 'Private_Dirty:'):
+                agg[name]['private_kib'] += int(parts[1])
+                if parts[0] == 'Private_Dirty:':
+                    agg[name]['dirty_kib'] += int(parts[1])
+            elif parts[0] == 'Pss:':
+                agg[name]['pss_kib'] += int(parts[1])
+            elif parts[0] == 'Rss:':
+                agg[name]['rss_kib'] += int(parts[1])
+    items = sorted(agg.items(), key=lambda kv: (-kv[1]['dirty_kib'],
+                                                -kv[1]['private_kib']))
+    return [dict(name=k, **v) for k, v in items[:top]]
+
+
 def mem_summary(pid):
     m = smaps_rollup(pid)
     return {'pss_kib': m.get('Pss'), 'private_kib': m.get('Private'),
+            'dirty_kib': m.get('Private_Dirty'),
             'rss_kib': m.get('Rss'), 'swap_kib': m.get('Swap', 0)}
 
 

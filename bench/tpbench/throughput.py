@@ -2,19 +2,18 @@
 once, tunnelpool's worker against OpenSSH `ssh -N -R`, same sshd, same
 cipher, same sink; interleaved A B A B.  Also the crypto ceiling (openssl
 speed, one core) and CPU seconds per GiB of every process on the path, and
-a syscall profile (strace -c) of the worker and of ssh."""
+a syscall and CPU profile (perf) of the worker and of ssh."""
 
 import os
 import re
-import signal
 import subprocess
-import time
 
 from harness import ports
-from harness.procs import descendants
 
+from . import perfprof
 from .common import (Row, CpuMeter, BenchError, GIB, MIB, median, ratio,
-                     fmt_num, fmt_ratio, tpb_server, run_tool, loadavg)
+                     fmt_num, fmt_ratio, tpb_server, run_tool, loadavg,
+                     io_syscalls)
 
 NAME = 'throughput'
 CIPHERS = [('aes128-gcm@openssh.com', 'aes128-gcm', 'aes-128-gcm'),
@@ -43,43 +42,32 @@ def blast(bench, port, nbytes, nconn):
     return r['seconds']
 
 
-def strace_profile(ctx, bench, pid, port, nbytes, label):
-    """strace -c -f of one process while nbytes cross one channel: total
-    syscalls, per MiB, and the top calls."""
-    out_path = ctx.path('strace-%s.txt' % label)
-    p = ctx.spawn('strace-%s' % label, ['strace', '-c', '-f', '-S', 'calls',
-                                        '-o', out_path, '-p', str(pid)])
-    time.sleep(0.5)                  # attached (strace prints nothing)
-    secs = blast(bench, port, nbytes, 1)
-    p.signal(signal.SIGINT)
-    p.wait(20)
-    text = open(out_path).read()
-    calls = {}
-    total = None
-    for line in text.splitlines():
-        parts = line.split()
-        if len(parts) >= 5 and parts[0][0].isdigit():
-            try:
-                n = int(parts[3])
-            except ValueError:
-                continue
-            name = parts[-1]
-            if name == 'total':
-                total = n
-            else:
-                calls[name] = n
-    if total is None:
-        total = sum(calls.values())
-    top = sorted(calls.items(), key=lambda kv: -kv[1])[:8]
-    return {'bytes': nbytes, 'seconds_under_strace': secs,
-            'syscalls': total, 'syscalls_per_mib': total / (nbytes / MIB),
-            'top': top, 'raw': text}
+def profile(ctx, bench, short, sides, pids, nbytes):
+    """One transfer of nbytes per side under perf: syscalls per MiB by
+    name and a CPU profile, per process (see perfprof for why not strace)."""
+    out = {}
+    for name, side in sides.items():
+        counts, secs = perfprof.syscalls(
+            ctx, 'sys-%s-%s' % (short, name),
+            lambda: blast(bench, side['port'], nbytes, 1), pids[name])
+        prof, _ = perfprof.cpu(
+            ctx, 'cpu-%s-%s' % (short, name),
+            lambda: blast(bench, side['port'], nbytes, 1), pids[name])
+        o = {}
+        for label, c in counts.items():
+            total = sum(c.values())
+            o[label] = {'syscalls': total,
+                        'per_mib': total / (nbytes / MIB),
+                        'top': c.most_common(10),
+                        'cpu': prof.get(label)}
+        out[name] = o
+    return out
 
 
 def run(bench):
     size = bench.pick(256 * MIB, GIB)
     reps = bench.pick(3, 5)
-    strace_bytes = bench.pick(32 * MIB, 128 * MIB)
+    prof_bytes = bench.pick(64 * MIB, 256 * MIB)
     res = {'bytes_per_run': size, 'reps': reps, 'ceiling': {},
            'ciphers': {}, 'load_before': loadavg()}
     rows = []
@@ -97,9 +85,11 @@ def run(bench):
         kh = ctx.known_hosts('known_hosts', proxy.known_hosts_pins())
         for cipher, short, evp in CIPHERS:
             bench.log('throughput %s: setting up', short)
+            # quick mode profiles one cipher only (perf -a is slow)
+            prof = prof_bytes if (not bench.quick or
+                                  short == 'aes128-gcm') else 0
             r = one_cipher(ctx, bench, proxy, node_key, kh, sink_port,
-                           cipher, short, size, reps,
-                           strace_bytes if short == 'aes128-gcm' else 0)
+                           cipher, short, size, reps, prof)
             res['ciphers'][short] = r
             rows += cipher_rows(short, r, res['ceiling'].get(short))
     res['load_after'] = loadavg()
@@ -107,7 +97,7 @@ def run(bench):
 
 
 def one_cipher(ctx, bench, proxy, node_key, kh, sink_port, cipher, short,
-               size, reps, strace_bytes):
+               size, reps, prof_bytes):
     f_tp, f_ssh = ports.free_ports(2)
     target = '127.0.0.1:%d' % sink_port
     tp = ctx.tunnelpool(node_key, kh, name='tp-%s' % short, log_level='info',
@@ -152,43 +142,55 @@ def one_cipher(ctx, bench, proxy, node_key, kh, sink_port, cipher, short,
         for rep in range(reps):
             for name, side in sides.items():          # A B A B ...
                 meter = CpuMeter(groups)
+                iom = CpuMeter(groups, reader=io_syscalls)
                 meter.start()
+                iom.start()
                 secs = blast(bench, side['port'], size, nconn)
                 cpu = meter.stop()
+                io = iom.stop()
                 runs[name].append({'seconds': secs,
-                                   'mb_s': size / secs / 1e6, 'cpu': cpu})
+                                   'mb_s': size / secs / 1e6, 'cpu': cpu,
+                                   'io_syscalls': io})
             bench.log('throughput %s x%d rep %d: tunnelpool %.0f MB/s, '
                       'ssh %.0f MB/s', short, nconn, rep + 1,
                       runs['tunnelpool'][-1]['mb_s'],
                       runs['ssh'][-1]['mb_s'])
         summary = {}
         for name, rs in runs.items():
-            cpu_per_gib = {}
+            cpu_per_gib, io_per_mib = {}, {}
             for g in groups:
                 cpu_per_gib[g] = median([x['cpu'][g] / (size / GIB)
                                          for x in rs])
+                io_per_mib[g] = median([x['io_syscalls'][g] / (size / MIB)
+                                        for x in rs])
             summary[name] = {'mb_s_median': median([x['mb_s'] for x in rs]),
                              'mb_s_all': [x['mb_s'] for x in rs],
-                             'cpu_s_per_gib': cpu_per_gib, 'runs': rs}
+                             'cpu_s_per_gib': cpu_per_gib,
+                             'io_syscalls_per_mib': io_per_mib, 'runs': rs}
         summary['ratio'] = ratio(summary['tunnelpool']['mb_s_median'],
                                  summary['ssh']['mb_s_median'])
         out['x%d' % nconn] = summary
 
-    if strace_bytes:
-        bench.log('throughput %s: strace -c of worker and ssh', short)
+    if prof_bytes and perfprof.have_perf():
+        bench.log('throughput %s: perf profile (syscalls, CPU)', short)
+        sessions = lambda: [p for p in proxy.all_pids() if p != proxy.pid]
+        pids = {'tunnelpool': {'worker': [worker], 'sshd': sessions()},
+                'ssh': {'ssh': [ssh.pid], 'sshd': sessions()}}
         try:
-            out['strace'] = {
-                'worker': strace_profile(ctx, bench, worker, f_tp,
-                                         strace_bytes, 'worker'),
-                'ssh': strace_profile(ctx, bench, ssh.pid, f_ssh,
-                                      strace_bytes, 'ssh'),
-            }
+            out['profile'] = profile(ctx, bench, short, sides, pids,
+                                     prof_bytes)
         except Exception as exc:          # a profile is a bonus
-            out['strace_error'] = str(exc)
-            bench.log('strace: %s', exc)
+            out['profile_error'] = str(exc)
+            bench.log('perf profile: %s', exc)
     ssh.stop()
     tp.stop()
     return out
+
+
+def short_dso(d):
+    if d == '[kernel.kallsyms]':
+        return 'kernel'
+    return re.sub(r'\.so(\.[0-9]+)*$', '', os.path.basename(d))
 
 
 def cipher_rows(short, r, ceiling):
@@ -208,19 +210,36 @@ def cipher_rows(short, r, ceiling):
                                      fmt_num(tc['sshd'])),
                         '%s / %s' % (fmt_num(sc['ssh']), fmt_num(sc['sshd'])),
                         fmt_ratio(ratio(tc['worker'], sc['ssh'])),
-                        note='supervisor %s s/GiB' % fmt_num(
-                            tc['supervisor'])))
+                        note='whole path (client + sshd + supervisor) %s vs '
+                        '%s s/GiB; read+write syscalls/MiB (/proc/PID/io) '
+                        'worker %s, ssh %s' % (
+                            fmt_num(tc['worker'] + tc['sshd'] +
+                                    tc['supervisor']),
+                            fmt_num(sc['ssh'] + sc['sshd']),
+                            fmt_num(s['tunnelpool']['io_syscalls_per_mib'][
+                                'worker']),
+                            fmt_num(s['ssh']['io_syscalls_per_mib'][
+                                'ssh']))))
     if ceiling:
         rows.append(Row(sec, 'openssl speed (1 core, 16 KiB), MB/s',
                         fmt_num(ceiling / 1e6), note='crypto ceiling'))
-    st = r.get('strace')
-    if st:
-        w, s = st['worker'], st['ssh']
-        rows.append(Row(sec, 'syscalls per MiB (strace -c, 1ch)',
-                        fmt_num(w['syscalls_per_mib']),
-                        '%s (ssh)' % fmt_num(s['syscalls_per_mib']),
-                        fmt_ratio(ratio(w['syscalls_per_mib'],
-                                        s['syscalls_per_mib'])),
-                        note='worker top: ' + ', '.join(
-                            '%s %d' % kv for kv in w['top'][:4])))
+    pr = r.get('profile')
+    if pr:
+        w, o = pr['tunnelpool']['worker'], pr['ssh']['ssh']
+        rows.append(Row(sec, 'syscalls per MiB, 1ch (perf)',
+                        fmt_num(w['per_mib']),
+                        '%s (ssh)' % fmt_num(o['per_mib']),
+                        fmt_ratio(ratio(w['per_mib'], o['per_mib'])),
+                        note='worker: ' + ', '.join(
+                            '%s %d' % kv for kv in w['top'][:5]) +
+                        ' | ssh: ' + ', '.join(
+                            '%s %d' % kv for kv in o['top'][:5])))
+        split = lambda p: ' '.join('%s %.0f%%' % (short_dso(d), v) for d, v
+                                   in (p.get('cpu') or {}).get('dso_pct',
+                                                               [])[:3])
+        rows.append(Row(sec, 'CPU split by DSO, 1ch (perf)', split(w),
+                        split(o) + ' (ssh)',
+                        note='worker top symbols: ' + ', '.join(
+                            '%s %.0f%%' % kv for kv in
+                            (w.get('cpu') or {}).get('top_pct', [])[:5])))
     return rows
