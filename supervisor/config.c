@@ -589,7 +589,7 @@ find_key(const struct cfg_key *keys, const char *name)
 {
 	int i;
 
-	for (i = 0; keys[i].name != NULL && i < KEYS_MAX; i++)
+	for (i = 0; i < KEYS_MAX && keys[i].name != NULL; i++)
 		if (strcmp(keys[i].name, name) == 0)
 			return i;
 	return -1;
@@ -603,7 +603,7 @@ check_required(struct cfg_doc *d, yaml_node_t *map, const struct cfg_key *keys,
 	char path[KEYPATH_MAX];
 	int i;
 
-	for (i = 0; keys[i].name != NULL && i < KEYS_MAX; i++) {
+	for (i = 0; i < KEYS_MAX && keys[i].name != NULL; i++) {
 		if (!keys[i].required || seen[i])
 			continue;
 		key_path(path, sizeof(path), prefix, keys[i].name);
