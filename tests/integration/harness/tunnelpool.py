@@ -257,3 +257,34 @@ class Tunnelpool:
         return wait_log(self.log_path, regex, timeout, since=since,
                         what='tunnelpool log',
                         fail_if=self.proc.died if self.proc else None)
+
+
+def one_proxy_pool(env, clusters=('c1', 'c2'), backoff=('500ms', '2s'),
+                   timeout=30):
+    """The common operator-test fixture: one sshd proxy, an echo target,
+    and a started supervisor (metrics on a free port) with one tunnel per
+    cluster, each forwarding its own port to the echo.  Waits until every
+    tunnel is connected and its forward bound.  Returns a namespace with
+    tp, proxy, echo, fwd (ports, in cluster order), mport and status (the
+    status --json seen when everything was up)."""
+    from types import SimpleNamespace
+    from . import ports
+    node_key = env.keygen('node_key')
+    echo = env.echo_server()
+    proxy = env.sshd('p1', authorized_keys=[node_key])
+    kh = env.known_hosts('known_hosts', proxy.known_hosts_pins())
+    fwd = ports.free_ports(len(clusters))
+    mport = ports.free_port()
+    tp = env.tunnelpool(node_key, kh, backoff=backoff,
+                        metrics_listen='127.0.0.1:%d' % mport)
+    for port, cluster in zip(fwd, clusters):
+        tp.add_tunnel(cluster, cluster, [proxy.address()],
+                      [('127.0.0.1:%d' % port, '127.0.0.1:%d' % echo.port)])
+    tp.start()
+    status = tp.wait_state(
+        lambda s: len([a for a in s['agents'] if a['state'] == 'connected'])
+        == len(clusters), timeout, '%s connected' % ', '.join(clusters))
+    for port in fwd:
+        proxy.wait_forward(port)
+    return SimpleNamespace(tp=tp, proxy=proxy, echo=echo, fwd=fwd,
+                           mport=mport, status=status)

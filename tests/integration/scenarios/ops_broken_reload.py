@@ -10,8 +10,9 @@ import os
 import re
 import urllib.request
 
-from harness import expect, expect_eq, ports
+from harness import expect, expect_eq
 from harness.target import send_and_check
+from harness.tunnelpool import one_proxy_pool
 
 NAME = 'ops_broken_reload'
 REQUIRES = {'root': True, 'binaries': ['tunnelpool', 'tunnelpool-agent']}
@@ -52,22 +53,9 @@ def still_up(ctx, tp, want, fwd):
 
 
 def run(ctx):
-    node_key = ctx.keygen('node_key')
-    echo = ctx.echo_server()
-    proxy = ctx.sshd('p1', authorized_keys=[node_key])
-    kh = ctx.known_hosts('known_hosts', proxy.known_hosts_pins())
-    fwd = ports.free_ports(2)
-    mport = ports.free_port()
-    tp = ctx.tunnelpool(node_key, kh, backoff=('500ms', '2s'),
-                        metrics_listen='127.0.0.1:%d' % mport)
-    for i, c in enumerate(('c1', 'c2')):
-        tp.add_tunnel(c, c, [proxy.address()],
-                      [('127.0.0.1:%d' % fwd[i], '127.0.0.1:%d' % echo.port)])
-    tp.start()
-    st = tp.wait_state(lambda s: len(pids(s)) == 2, 30, 'c1, c2 connected')
-    want = pids(st)
-    for port in fwd:
-        proxy.wait_forward(port)
+    pool = one_proxy_pool(ctx)
+    tp, fwd, mport = pool.tp, pool.fwd, pool.mport
+    want = pids(pool.status)
 
     # 1. A broken tunnel file next to the good ones.
     tp.write_tunnel_raw('broken', 'kind: reverse_tunnel\nversion: v2\n'

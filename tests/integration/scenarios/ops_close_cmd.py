@@ -7,8 +7,9 @@ error (exit 1)."""
 import re
 import urllib.request
 
-from harness import expect, expect_eq, ports, procs
+from harness import expect, expect_eq, procs
 from harness.target import send_and_check
+from harness.tunnelpool import one_proxy_pool
 
 NAME = 'ops_close_cmd'
 REQUIRES = {'root': True, 'binaries': ['tunnelpool', 'tunnelpool-agent']}
@@ -50,22 +51,9 @@ def close_and_wait(ctx, tp, args, cluster, old, fwd):
 
 
 def run(ctx):
-    node_key = ctx.keygen('node_key')
-    echo = ctx.echo_server()
-    proxy = ctx.sshd('p1', authorized_keys=[node_key])
-    kh = ctx.known_hosts('known_hosts', proxy.known_hosts_pins())
-    fwd = ports.free_ports(2)
-    mport = ports.free_port()
-    tp = ctx.tunnelpool(node_key, kh, backoff=('200ms', '1s'),
-                        metrics_listen='127.0.0.1:%d' % mport)
-    for i, c in enumerate(('c1', 'c2')):
-        tp.add_tunnel(c, c, [proxy.address()],
-                      [('127.0.0.1:%d' % fwd[i], '127.0.0.1:%d' % echo.port)])
-    tp.start()
-    st = tp.wait_state(lambda s: len(connected(s)) == 2, 30, 'both up')
-    pids = connected(st)
-    for port in fwd:
-        proxy.wait_forward(port)
+    pool = one_proxy_pool(ctx, backoff=('200ms', '1s'))
+    tp, proxy, fwd, mport = pool.tp, pool.proxy, pool.fwd, pool.mport
+    pids = connected(pool.status)
     exits0 = closed_exits(mport)
 
     new, st = close_and_wait(ctx, tp, ['--pid', str(pids['c1'])], 'c1',

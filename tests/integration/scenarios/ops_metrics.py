@@ -8,8 +8,9 @@ import re
 import urllib.error
 import urllib.request
 
-from harness import expect, expect_eq, ports, procs
+from harness import expect, expect_eq, procs
 from harness.target import send_and_check
+from harness.tunnelpool import one_proxy_pool
 
 NAME = 'ops_metrics'
 REQUIRES = {'root': True, 'binaries': ['tunnelpool', 'tunnelpool-agent'],
@@ -106,22 +107,8 @@ def check_lag(s):
 
 
 def run(ctx):
-    node_key = ctx.keygen('node_key')
-    echo = ctx.echo_server()
-    proxy = ctx.sshd('p1', authorized_keys=[node_key])
-    kh = ctx.known_hosts('known_hosts', proxy.known_hosts_pins())
-    fwd = ports.free_ports(2)
-    mport = ports.free_port()
-    tp = ctx.tunnelpool(node_key, kh, backoff=('500ms', '2s'),
-                        metrics_listen='127.0.0.1:%d' % mport)
-    for i, c in enumerate(('c1', 'c2')):
-        tp.add_tunnel(c, c, [proxy.address()],
-                      [('127.0.0.1:%d' % fwd[i], '127.0.0.1:%d' % echo.port)])
-    tp.start()
-    tp.wait_state(lambda s: len([a for a in s['agents']
-                                 if a['state'] == 'connected']) == 2,
-                  30, 'c1 and c2 connected')
-    proxy.wait_forward(fwd[0])
+    pool = one_proxy_pool(ctx)
+    tp, fwd, mport = pool.tp, pool.fwd, pool.mport
     send_and_check('127.0.0.1', fwd[0], 1 << 20)
     tp.wait_state(lambda s: sums(s, 'c1', 'rx_bytes') >= 1 << 20 and
                   sums(s, 'c1', 'tx_bytes') >= 1 << 20, 15,
