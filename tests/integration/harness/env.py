@@ -53,6 +53,17 @@ def find_binary(build_dir, name):
     return None
 
 
+def build_options(build_dir):
+    """A build dir's meson options ({name: value}) from meson's
+    introspection data; {} if it cannot be read."""
+    try:
+        with open(os.path.join(build_dir or '', 'meson-info',
+                               'intro-buildoptions.json')) as f:
+            return {o['name']: o['value'] for o in json.load(f)}
+    except (OSError, ValueError, TypeError, KeyError):
+        return {}
+
+
 def find_tool(name):
     p = TOOLS.get(name, name)
     if os.path.isabs(p):
@@ -122,17 +133,8 @@ class Env:
 
     def sandbox(self):
         """The worker sandbox backend the build under test was configured
-        with ('seccomp' or 'none'; the ASan+UBSan build uses 'none'), read
-        from meson's introspection data."""
-        try:
-            with open(os.path.join(self.build_dir, 'meson-info',
-                                   'intro-buildoptions.json')) as f:
-                for opt in json.load(f):
-                    if opt.get('name') == 'sandbox':
-                        return opt.get('value')
-        except (OSError, ValueError, TypeError):
-            pass
-        return 'seccomp'
+        with ('seccomp' or 'none'; the ASan+UBSan build uses 'none')."""
+        return build_options(self.build_dir).get('sandbox', 'seccomp')
 
     def have_binary(self, name):
         return find_binary(self.build_dir, name) is not None

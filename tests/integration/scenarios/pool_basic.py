@@ -4,7 +4,6 @@ demoted process, a reload with an unchanged key keeps the same worker PID, a
 broken tunnel file keeps tunnels up, and kill -9 of a worker is reaped,
 logged and respawned after backoff with no zombie left."""
 
-import os
 import signal
 import time
 

@@ -16,29 +16,19 @@ calls clearenv(), which drops the only pointer to the environment copy
 common/proctitle.c makes for the process title -- a "definitely lost"
 block that exists only because of that cleanup."""
 
-import json
-import os
 import re
 import signal
 import urllib.request
 
 from harness import expect, expect_eq, ports, procs
 from harness.target import send_and_check
+from harness.env import build_options
 
 NAME = 'rel_valgrind'
 REQUIRES = {'root': True, 'binaries': ['tunnelpool', 'tunnelpool-agent'],
             'tools': ['sshd', 'ssh', 'ssh-keygen', 'socat', 'ip', 'ss',
                       'valgrind']}
 TIMEOUT = 90
-
-
-def build_options(build_dir):
-    try:
-        with open(os.path.join(build_dir, 'meson-info',
-                               'intro-buildoptions.json')) as f:
-            return {o['name']: o['value'] for o in json.load(f)}
-    except (OSError, ValueError):
-        return {}
 
 
 def connected(st, cluster=None):

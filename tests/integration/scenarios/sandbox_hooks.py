@@ -12,13 +12,13 @@ test_hook with "unknown command": the message does not exist there.
 Run against a build without test hooks, only that last part runs (on the
 build under test itself), and the scenario says so in its output."""
 
-import json
 import os
 import re
 import signal
 
 from harness import expect, expect_eq, ports, procs
 from harness.target import send_and_check
+from harness.env import build_options
 
 NAME = 'sandbox_hooks'
 REQUIRES = {'root': True, 'binaries': ['tunnelpool', 'tunnelpool-agent'],
@@ -37,15 +37,6 @@ KILLERS = [('socket', HOOK_SOCKET, {41}), ('execve', HOOK_EXECVE, {59}),
            ('mmap W+X', HOOK_MMAP_WX, {9})]
 REPO = os.path.normpath(os.path.join(os.path.dirname(__file__), '..', '..',
                                      '..'))
-
-
-def build_options(build_dir):
-    try:
-        with open(os.path.join(build_dir, 'meson-info',
-                               'intro-buildoptions.json')) as f:
-            return {o['name']: o['value'] for o in json.load(f)}
-    except (OSError, ValueError):
-        return {}
 
 
 def has_test_hooks(build_dir):
