@@ -25,6 +25,15 @@ tp_now_us(void)
 	return (uint64_t)ts.tv_sec * 1000000 + (uint64_t)ts.tv_nsec / 1000;
 }
 
+struct timeval
+tp_timeval_ms(uint64_t ms)
+{
+	struct timeval tv = { (time_t)(ms / 1000),
+	    (suseconds_t)(ms % 1000) * 1000 };
+
+	return tv;
+}
+
 uint64_t
 tp_wall_ms(void)
 {

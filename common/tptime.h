@@ -3,11 +3,14 @@
 #define TP_TPTIME_H
 
 #include <stdint.h>
+#include <sys/time.h>
 
 /* Returns CLOCK_MONOTONIC in milliseconds; never fails on Linux. */
 uint64_t tp_now_ms(void);
 /* Returns CLOCK_MONOTONIC in microseconds. */
 uint64_t tp_now_us(void);
+/* A duration in milliseconds as a struct timeval (for libevent timers). */
+struct timeval tp_timeval_ms(uint64_t ms);
 /* Returns CLOCK_REALTIME in milliseconds since the epoch. */
 uint64_t tp_wall_ms(void);
 

@@ -387,8 +387,7 @@ on_timer(evutil_socket_t fd, short what, void *arg)
 static void
 arm_timer(struct child *c, uint64_t ms)
 {
-	struct timeval tv = { (time_t)(ms / 1000),
-	    (suseconds_t)(ms % 1000) * 1000 };
+	struct timeval tv = tp_timeval_ms(ms);
 
 	if (c->timer == NULL)
 		c->timer = evtimer_new(c->sup->base, on_timer, c);

@@ -23,6 +23,7 @@
 #include "common/addr.h"
 #include "common/error.h"
 #include "common/log.h"
+#include "common/tptime.h"
 #include "child.h"
 #include "config.h"
 #include "pool.h"
@@ -109,8 +110,7 @@ dial_connect(struct dial *d, const struct sockaddr *sa, socklen_t salen)
 {
 	struct sup *sup = d->child->sup;
 	uint64_t ms = sup->cfg->timeouts.dial_ms;
-	struct timeval tv = { (time_t)(ms / 1000),
-	    (suseconds_t)(ms % 1000) * 1000 };
+	struct timeval tv = tp_timeval_ms(ms);
 	int one = 1;
 
 	d->sock = socket(sa->sa_family, SOCK_STREAM | SOCK_NONBLOCK |

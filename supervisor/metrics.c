@@ -1,7 +1,6 @@
 #include <sys/resource.h>
 #include <sys/types.h>
 
-#include <dirent.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -18,6 +17,7 @@
 #include "metrics.h"
 #include "pool.h"
 #include "signer.h"
+#include "status.h"
 #include "sup.h"
 
 struct metrics {
@@ -190,27 +190,12 @@ render_lag(struct evbuffer *b, const struct sup *sup)
 	    (double)sup->counters.lag_sum_us / 1e6, (unsigned long long)cum);
 }
 
-static unsigned long long
-count_fds(void)
-{
-	DIR *d = opendir("/proc/self/fd");
-	unsigned long long n = 0;
-
-	if (d == NULL)
-		return 0;
-	while (readdir(d) != NULL)
-		n++;
-	closedir(d);
-	return n > 3 ? n - 3 : 0;
-}
-
 static void
 render_process(struct evbuffer *b, const struct sup *sup)
 {
-	long pagesz = sysconf(_SC_PAGESIZE), vsz = 0, rss = 0;
+	struct self_usage u;
 	struct rusage ru;
 	struct rlimit rl;
-	FILE *f;
 
 	getrusage(RUSAGE_SELF, &ru);
 	header(b, "process_cpu_seconds_total", "counter",
@@ -218,19 +203,19 @@ render_process(struct evbuffer *b, const struct sup *sup)
 	evbuffer_add_printf(b, "process_cpu_seconds_total %.3f\n",
 	    (double)(ru.ru_utime.tv_sec + ru.ru_stime.tv_sec) +
 	    (double)(ru.ru_utime.tv_usec + ru.ru_stime.tv_usec) / 1e6);
-	if ((f = fopen("/proc/self/statm", "r")) != NULL) {
-		if (fscanf(f, "%ld %ld", &vsz, &rss) != 2)
-			vsz = rss = 0;
-		fclose(f);
-	}
+	/* Unreadable figures are exported as 0, never as a negative gauge. */
+	status_self_usage(&u);
 	header(b, "process_resident_memory_bytes", "gauge",
 	    "Resident memory size in bytes.");
-	evbuffer_add_printf(b, "process_resident_memory_bytes %ld\n", rss * pagesz);
+	evbuffer_add_printf(b, "process_resident_memory_bytes %lld\n",
+	    u.rss_bytes > 0 ? u.rss_bytes : 0);
 	header(b, "process_virtual_memory_bytes", "gauge",
 	    "Virtual memory size in bytes.");
-	evbuffer_add_printf(b, "process_virtual_memory_bytes %ld\n", vsz * pagesz);
+	evbuffer_add_printf(b, "process_virtual_memory_bytes %lld\n",
+	    u.vsz_bytes > 0 ? u.vsz_bytes : 0);
 	header(b, "process_open_fds", "gauge", "Number of open file descriptors.");
-	evbuffer_add_printf(b, "process_open_fds %llu\n", count_fds());
+	evbuffer_add_printf(b, "process_open_fds %lld\n",
+	    u.open_fds > 0 ? u.open_fds : 0);
 	getrlimit(RLIMIT_NOFILE, &rl);
 	header(b, "process_max_fds", "gauge",
 	    "Maximum number of open file descriptors.");

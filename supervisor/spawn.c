@@ -25,6 +25,7 @@
 
 #include "common/addr.h"
 #include "common/log.h"
+#include "common/tptime.h"
 #include "child.h"
 #include "config.h"
 #include "pool.h"
@@ -215,8 +216,7 @@ connect_to(struct child *c, const struct sockaddr *sa, socklen_t salen)
 		spawn_fail(c, "dial %s: %s", c->dial_addr, strerror(errno));
 		return;
 	}
-	tv.tv_sec = (time_t)(ms / 1000);
-	tv.tv_usec = (suseconds_t)(ms % 1000) * 1000;
+	tv = tp_timeval_ms(ms);
 	c->conn_ev = event_new(c->sup->base, c->sock, EV_WRITE, on_connected, c);
 	if (c->conn_ev == NULL || event_add(c->conn_ev, &tv) != 0)
 		spawn_fail(c, "event_add failed");

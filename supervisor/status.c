@@ -106,32 +106,27 @@ cluster_add(json_t *clusters, const struct pool_key *k)
 	}
 }
 
-static json_int_t
-count_fds(void)
+void
+status_self_usage(struct self_usage *u)
 {
+	long long pages = 0, rss = 0, n = 0;
 	DIR *d = opendir("/proc/self/fd");
-	json_int_t n = 0;
-
-	if (d == NULL)
-		return -1;
-	while (readdir(d) != NULL)
-		n++;
-	closedir(d);
-	return n - 3;	/* ".", "..", and the DIR's own fd */
-}
-
-static json_int_t
-rss_bytes(void)
-{
-	long pages = 0, rss = 0;
 	FILE *f = fopen("/proc/self/statm", "r");
 
-	if (f == NULL)
-		return -1;
-	if (fscanf(f, "%ld %ld", &pages, &rss) != 2)
-		rss = 0;
-	fclose(f);
-	return (json_int_t)rss * sysconf(_SC_PAGESIZE);
+	u->open_fds = u->rss_bytes = u->vsz_bytes = -1;
+	if (d != NULL) {
+		while (readdir(d) != NULL)
+			n++;
+		closedir(d);
+		u->open_fds = n - 3;	/* ".", "..", and the DIR's own fd */
+	}
+	if (f != NULL) {
+		if (fscanf(f, "%lld %lld", &pages, &rss) == 2) {
+			u->vsz_bytes = pages * sysconf(_SC_PAGESIZE);
+			u->rss_bytes = rss * sysconf(_SC_PAGESIZE);
+		}
+		fclose(f);
+	}
 }
 
 static json_t *
@@ -154,6 +149,9 @@ static json_t *
 supervisor_json(struct sup *sup, uint64_t now)
 {
 	const struct pool_stats *ps = pool_get_stats(sup->pool);
+	struct self_usage u;
+
+	status_self_usage(&u);
 
 	return json_pack("{s:I,s:s,s:I,s:b,s:s?,s:I,s:I,s:I,s:I,s:I,s:I,s:o}",
 	    "pid", (json_int_t)getpid(),
@@ -161,8 +159,8 @@ supervisor_json(struct sup *sup, uint64_t now)
 	    "uptime_s", (json_int_t)((now - sup->started_ms) / 1000),
 	    "config_ok", sup->config_ok,
 	    "config_error", sup->config_ok ? NULL : sup->config_error,
-	    "rss_bytes", rss_bytes(),
-	    "open_fds", count_fds(),
+	    "rss_bytes", (json_int_t)u.rss_bytes,
+	    "open_fds", (json_int_t)u.open_fds,
 	    "workers", (json_int_t)pool_nagents(sup->pool),
 	    "spawns", (json_int_t)ps->spawns,
 	    "messages", (json_int_t)sup->counters.messages,

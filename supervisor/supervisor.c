@@ -265,8 +265,7 @@ sup_reload(struct sup *sup)
 static void
 arm(struct event *ev, uint64_t ms)
 {
-	struct timeval tv = { (time_t)(ms / 1000),
-	    (suseconds_t)(ms % 1000) * 1000 };
+	struct timeval tv = tp_timeval_ms(ms);
 
 	if (evtimer_add(ev, &tv) != 0)
 		fatalx("evtimer_add failed");
