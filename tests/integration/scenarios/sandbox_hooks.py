@@ -64,14 +64,36 @@ def production_build(ctx):
     return d
 
 
-def audit_syscall(pid):
-    """The syscall number of the kernel's seccomp audit record (type=1326)
-    for pid on x86_64, or None (no dmesg access, audit rate-limited, other
-    architecture): a best-effort cross-check of which call was killed."""
+AUDIT_RX = re.compile(r'audit\([\d.]+:(\d+)\): .*\bpid=(\d+) .*'
+                      r'arch=c000003e syscall=(\d+)')
+
+
+def seccomp_audits():
+    """[(serial, pid, syscall)] of the kernel's seccomp audit records
+    (type=1326, x86_64) in the kernel log; [] without dmesg access."""
     cp = procs.run(['dmesg'], check=False)
-    m = re.search(r'type=1326 .* pid=%d .*arch=c000003e syscall=(\d+)' % pid,
-                  cp.stdout if cp.returncode == 0 else '')
-    return int(m.group(1)) if m else None
+    if cp.returncode != 0:
+        return []
+    return [tuple(int(g) for g in m.groups()) for m in
+            (AUDIT_RX.search(line) for line in cp.stdout.splitlines()
+             if 'type=1326' in line) if m]
+
+
+def audit_serial():
+    """The highest audit serial in the kernel log now (0 if none)."""
+    return max((a[0] for a in seccomp_audits()), default=0)
+
+
+def audit_syscall(pid, after):
+    """The syscall number of the seccomp audit record for pid with a serial
+    above `after`, or None (no dmesg access, audit rate-limited, other
+    architecture): a best-effort cross-check of which call was killed.
+    Only new records count: PIDs are reused, and an earlier test's killed
+    process may have had this PID (seen in CI: a stale record for recvmsg
+    from the sandbox probe)."""
+    nrs = [nr for serial, p, nr in seccomp_audits()
+           if serial > after and p == pid]
+    return nrs[-1] if nrs else None
 
 
 def rodata(ctx, path):
@@ -184,6 +206,7 @@ def run(ctx):
     count = 0
     for name, action, nrs in KILLERS:
         mark = tp.log_mark()
+        kmark = audit_serial()
         hook(tp, pid, action)
         m = tp.wait_log(r'msg="worker lost: sandbox violation \(([^)]*)\)".* '
                         r'pid=%d\b' % pid, 10, since=mark)
@@ -195,7 +218,7 @@ def run(ctx):
                'survived the forbidden call', name)
         procs.wait_for(lambda: not procs.exists(pid), 5,
                        'worker %d to be reaped' % pid)
-        nr = audit_syscall(pid)
+        nr = audit_syscall(pid, kmark)
         ctx.log('%s: kernel audit record: syscall %s', name,
                 nr if nr is not None else '(none found)')
         expect(nr is None or nr in nrs, '%s: the kernel killed worker %d '
