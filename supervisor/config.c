@@ -227,18 +227,70 @@ read_all(int fd, const char *path, size_t size, size_t max, char **bufp,
 	return 0;
 }
 
+/*
+ * A file some process holds open for writing is being written: what it
+ * holds now may be a valid prefix of what is coming (a tunnel file cut
+ * after its first document parses fine and would drop every later
+ * tunnel).  The kernel answers "is it open for writing?" exactly: a read
+ * lease (F_SETLEASE F_RDLCK) is refused with EAGAIN while any writer has
+ * it open, and is broken when a writer opens it while we read.  Leases
+ * need the file's owner or CAP_LEASE and a file system that has them;
+ * where they are refused for that reason the file is read without one
+ * (said once in the log).  A lease break signals SIGIO to us: whoever
+ * calls this ignores SIGIO (the supervisor and the CLI do at start).
+ */
+static int
+lease_take(int fd, const char *path, struct cfg_errors *errs, int *leased)
+{
+	static int said;
+
+	*leased = 0;
+	if (fcntl(fd, F_SETLEASE, F_RDLCK) == 0) {
+		*leased = 1;
+		return 0;
+	}
+	if (errno == EAGAIN) {
+		cfg_errors_add(errs, "%s: open for writing by another process "
+		    "(being written?): not read; its last good contents stay "
+		    "in effect until the writer closes it", path);
+		return TP_EAGAIN;
+	}
+	if (!said) {
+		said = 1;
+		log_info("file leases unavailable (%s: %s): a file read "
+		    "while being written is caught only by its parse",
+		    path, strerror(errno));
+	}
+	return 0;
+}
+
 int
 cfg_read_file(const char *path, size_t max, char **bufp, size_t *lenp,
     struct cfg_errors *errs)
 {
 	size_t size;
-	int fd, rc;
+	int fd, rc, leased;
 
 	*bufp = NULL;
 	*lenp = 0;
 	if ((rc = open_regular(path, max, &fd, &size, errs)) != 0)
 		return rc;
+	if ((rc = lease_take(fd, path, errs, &leased)) != 0) {
+		close(fd);
+		return rc;
+	}
 	rc = read_all(fd, path, size, max, bufp, lenp, errs);
+	if (leased && rc == 0 && fcntl(fd, F_GETLEASE) != F_RDLCK) {
+		/* A writer opened it while we read: its bytes may be torn. */
+		cfg_errors_add(errs, "%s: opened for writing while being read: "
+		    "not used; its last good contents stay in effect", path);
+		free(*bufp);
+		*bufp = NULL;
+		*lenp = 0;
+		rc = TP_EAGAIN;
+	}
+	if (leased)
+		(void)fcntl(fd, F_SETLEASE, F_UNLCK);
 	close(fd);
 	return rc;
 }

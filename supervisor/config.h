@@ -167,7 +167,9 @@ int config_check_all(const char *path, const struct config_defaults *defaults,
 /*
  * Reads a whole regular file of at most max bytes into a NUL-terminated
  * malloc'd buffer.  Returns 0, or a negative tp_err with one "FILE:
- * message" line added to errs.
+ * message" line added to errs: TP_EAGAIN when another process has the
+ * file open for writing (checked with a read lease; the caller must ignore
+ * SIGIO, the lease-break signal).
  */
 int cfg_read_file(const char *path, size_t max, char **bufp, size_t *lenp,
     struct cfg_errors *errs);

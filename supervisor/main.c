@@ -2,6 +2,7 @@
  * tunnelpool: the supervisor (`run`) and the operator subcommands.
  */
 #include <getopt.h>
+#include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -159,6 +160,8 @@ main(int argc, char **argv)
 		return 1;
 	parse(argc - 1, argv + 1, &a);
 	log_init("tunnelpool", LOG_LVL_INFO, LOG_FMT_LOGFMT, 2);
+	/* The lease-break signal of cfg_read_file: its default kills. */
+	signal(SIGIO, SIG_IGN);
 	if (strcmp(cmd, "run") == 0)
 		return supervisor_main(&a.sopts);
 	if (strcmp(cmd, "check-config") == 0)

@@ -122,6 +122,7 @@ exec_worker(struct child *c, const char *path, char *logenv, int ctl,
 	signal(SIGHUP, SIG_DFL);
 	signal(SIGTERM, SIG_DFL);
 	signal(SIGINT, SIG_DFL);
+	signal(SIGIO, SIG_DFL);		/* ignored for file leases */
 	if ((a = lift(ctl)) < 0 || (b = lift(agent)) < 0 || (d = lift(proxy)) < 0 ||
 	    dup2(devnull, 0) < 0 || dup2(a, WORKER_FD_CTL) < 0 ||
 	    dup2(b, WORKER_FD_AGENT) < 0 || dup2(d, WORKER_FD_PROXY) < 0)

@@ -107,3 +107,27 @@ def run(ctx):
            st['supervisor']['config_error'] is None,
            'config state after the fix: %r', st['supervisor'])
     expect(tp.alive(), 'supervisor died')
+
+    # 3. A tunnel file rewritten in place, not atomically.  While the writer
+    # holds it open, what it holds so far -- here only a comment, which is a
+    # valid file without tunnels -- is not read (a read lease tells): c2
+    # keeps its worker.  Closing the file (inotify) makes the finished
+    # contents take effect.
+    path = tp.tunnel_path('c2')
+    with open(path) as f:
+        whole = f.read()
+    with open(path, 'w') as f:
+        f.write('# rewritten by config management\n')
+        f.flush()
+        err = reload_failed(tp, r'c2\.yaml: open for writing by another '
+                            r'process')
+        ctx.log('reload while c2.yaml is being written: %s', err)
+        st = still_up(ctx, tp, want, fwd)
+        expect(st['supervisor']['config_ok'] is False,
+               'config_ok while a file is being written: %r',
+               st['supervisor'])
+        f.write(whole)
+    tp.wait_state(lambda s: s['supervisor']['config_ok'] is True, 10,
+                  'config_ok after the writer closed c2.yaml')
+    still_up(ctx, tp, want, fwd)
+    expect(tp.alive(), 'supervisor died')
