@@ -217,7 +217,9 @@ sup_reload(struct sup *sup)
 	struct config *ncfg = NULL;
 
 	sup->counters.reloads++;
-	notify_send("RELOADING=1");
+	/* MONOTONIC_USEC: systemd >= 253 (Type=notify-reload) wants it. */
+	notify_send("RELOADING=1\nMONOTONIC_USEC=%llu",
+	    (unsigned long long)tp_now_us());
 	log_info("reloading %s", sup->config_path);
 	if (config_load(sup->config_path, &defs, &ncfg, &errs) != 0 ||
 	    load_trust(ncfg, &kh) != 0) {

@@ -1,12 +1,14 @@
 """systemd notifications on $NOTIFY_SOCKET: READY=1 with STATUS once the
-supervisor serves, WATCHDOG=1 every WATCHDOG_USEC/2, RELOADING=1 then
-READY=1 around every reload (failed ones too), STOPPING=1 on SIGTERM; and
-nothing of it reaches the workers' environment."""
+supervisor serves, WATCHDOG=1 every WATCHDOG_USEC/2, RELOADING=1 (with
+MONOTONIC_USEC) then READY=1 around every reload (failed ones too),
+STOPPING=1 on SIGTERM; and nothing of it reaches the workers'
+environment."""
 
 import os
 import re
 import signal
 import socket
+import time
 
 from harness import expect, expect_eq, ports, procs
 
@@ -85,11 +87,22 @@ def run(ctx):
             with open(tp.config_path, 'a') as f:
                 f.write('resync_interval: [\n')
         m = n.mark()
+        before = time.monotonic_ns() // 1000
         rc = tp.ctl('reload', check=False).returncode
+        after = time.monotonic_ns() // 1000
         expect_eq(rc, 1 if broken else 0, 'reload exit (broken=%s)' % broken)
-        n.wait(lambda msgs: [x for x in msgs if x != 'WATCHDOG=1'] ==
-               ['RELOADING=1', 'READY=1'], 'RELOADING=1, READY=1 '
-               '(broken=%s)' % broken, since=m)
+        n.wait(lambda msgs: len([x for x in msgs
+                                       if x != 'WATCHDOG=1']) >= 2,
+                     'two notifications on reload (broken=%s)' % broken,
+                     since=m)
+        got = [x for x in n.poll()[m:] if x != 'WATCHDOG=1']
+        # RELOADING=1 carries CLOCK_MONOTONIC in us (systemd >= 253's
+        # Type=notify-reload checks it), taken during the reload.
+        r = re.fullmatch(r'RELOADING=1\nMONOTONIC_USEC=(\d+)', got[0])
+        expect(r is not None and before <= int(r.group(1)) <= after and
+               got[1:] == ['READY=1'], 'notifications on reload '
+               '(broken=%s): %r, want RELOADING=1 with MONOTONIC_USEC in '
+               '[%d, %d], then READY=1', broken, got, before, after)
     with open(tp.config_path, 'w') as f:
         f.write(good)
 
