@@ -73,8 +73,6 @@ static void
 cluster_add(json_t *clusters, const struct pool_key *k)
 {
 	json_t *c = json_object_get(clusters, k->cluster), *st;
-	uint64_t now = tp_now_ms();
-	uint32_t announced = 0;
 
 	if (c == NULL) {
 		c = json_pack("{s:s,s:I,s:I,s:I,s:{s:I,s:I,s:I,s:I,s:I}}",
@@ -85,12 +83,9 @@ cluster_add(json_t *clusters, const struct pool_key *k)
 		    "discovered", (json_int_t)0, "disconnected", (json_int_t)0);
 		json_object_set_new(clusters, k->cluster, c);
 	}
-	(void)now;
-	for (uint32_t i = 0; i < k->n_proxies; i++)
-		announced++;
 	json_object_set_new(c, "proxies_announced", json_integer(
 	    json_integer_value(json_object_get(c, "proxies_announced")) +
-	    announced));
+	    (json_int_t)k->n_proxies));
 	json_object_set_new(c, "proxies_claimed", json_integer(
 	    json_integer_value(json_object_get(c, "proxies_claimed")) +
 	    pool_key_claimed(k)));
