@@ -10,6 +10,7 @@
 #include "common/log.h"
 #include "common/ratelimit.h"
 #include "common/tptime.h"
+#include "testutil.h"
 
 START_TEST(backoff_bounds)
 {
@@ -178,8 +179,6 @@ main(void)
 {
 	Suite *s = suite_create("common");
 	TCase *tc = tcase_create("common");
-	SRunner *sr;
-	int failed;
 
 	tcase_add_test(tc, backoff_bounds);
 	tcase_add_test(tc, backoff_spread);
@@ -190,9 +189,5 @@ main(void)
 	tcase_add_test(tc, log_lines);
 	tcase_add_test(tc, errors);
 	suite_add_tcase(s, tc);
-	sr = srunner_create(s);
-	srunner_run_all(sr, CK_NORMAL);
-	failed = srunner_ntests_failed(sr);
-	srunner_free(sr);
-	return failed == 0 ? EXIT_SUCCESS : EXIT_FAILURE;
+	return tu_run(s);
 }

@@ -21,6 +21,7 @@
 
 #include "common/error.h"
 #include "supervisor/config.h"
+#include "testutil.h"
 
 #define GOLDEN		"unit/golden/config"
 #define WORKER		"/usr/libexec/tunnelpool/tunnelpool-agent"
@@ -35,30 +36,6 @@ static const char *const goldens[] = {
 	"missing_tunnels_dir", "bad_known_hosts", "bad_utf8", "numbers",
 };
 #define NGOLDEN	(int)(sizeof(goldens) / sizeof(goldens[0]))
-
-/* Returns the file's contents (NUL-terminated), or NULL if it is absent. */
-static char *
-slurp(const char *path, size_t *lenp)
-{
-	char *buf = NULL;
-	size_t len = 0;
-	FILE *f;
-	long n;
-
-	if ((f = fopen(path, "rb")) == NULL)
-		return NULL;
-	fseek(f, 0, SEEK_END);
-	n = ftell(f);
-	fseek(f, 0, SEEK_SET);
-	buf = malloc((size_t)n + 1);
-	ck_assert_ptr_nonnull(buf);
-	len = fread(buf, 1, (size_t)n, f);
-	buf[len] = '\0';
-	fclose(f);
-	if (lenp != NULL)
-		*lenp = len;
-	return buf;
-}
 
 static void
 spit(const char *path, const char *s)
@@ -111,7 +88,7 @@ golden_compare(const char *path, const char *got)
 			spit(path, got);
 		return;
 	}
-	if ((want = slurp(path, NULL)) == NULL) {
+	if ((want = tu_slurp(path, NULL)) == NULL) {
 		ck_assert_msg(got[0] == '\0', "%s is missing; got:\n%s", path,
 		    got);
 		return;
@@ -242,7 +219,7 @@ START_TEST(test_packaging_example)
 	size_t len;
 
 	cfg_errors_init(&e);
-	ck_assert_ptr_nonnull(text = slurp(file, &len));
+	ck_assert_ptr_nonnull(text = tu_slurp(file, &len));
 	ck_assert_int_eq(config_parse_buffer(file, text, len, &defaults,
 	    CONFIG_NO_FS_CHECKS, &cfg, &e), 0);
 	free(text);
@@ -349,30 +326,10 @@ START_TEST(test_unreadable_non_root)
 }
 END_TEST
 
-/* "FILE:LINE:COL: " (or "FILE: " for a problem of the whole file). */
-static int
-has_location(const char *line, const char *file)
-{
-	size_t n = strlen(file);
-	const char *p = line + n;
-	int fields;
-
-	if (strncmp(line, file, n) != 0 || *p != ':')
-		return 0;
-	if (p[1] == ' ')
-		return 1;
-	for (fields = 0; fields < 2; fields++) {
-		if (*p++ != ':' || !isdigit((unsigned char)*p) || *p == '0')
-			return 0;
-		while (isdigit((unsigned char)*p))
-			p++;
-	}
-	return p[0] == ':' && p[1] == ' ';
-}
-
 static void
-check_mutant(const char *file, const char *buf, size_t len)
+check_mutant(const char *buf, size_t len, void *arg)
 {
+	const char *file = arg;
 	struct cfg_errors e;
 	struct config *cfg;
 	size_t i;
@@ -388,7 +345,7 @@ check_mutant(const char *file, const char *buf, size_t len)
 		ck_assert_uint_gt(cfg_errors_count(&e), 0);
 	}
 	for (i = 0; i < e.n; i++)
-		ck_assert_msg(has_location(e.msg[i], file), "no location: %s",
+		ck_assert_msg(tu_has_location(e.msg[i], file), "no location: %s",
 		    e.msg[i]);
 	config_free(cfg);
 	cfg_errors_free(&e);
@@ -400,25 +357,12 @@ START_TEST(test_mutations)
 	    '\'', '-', ' ', '&', '*', '!', '#', '|', '>', '%', '@', 0xff,
 	    0x80, '\t', '\\', ',', '?' };
 	const char *file = GOLDEN "/good.yaml";
-	size_t len, i, k;
-	char *orig, *buf;
+	size_t len;
+	char *orig;
 
-	ck_assert_ptr_nonnull(orig = slurp(file, &len));
-	ck_assert_ptr_nonnull(buf = malloc(len + 1));
-	for (i = 0; i <= len; i++)
-		check_mutant(file, orig, i);	/* truncations */
-	for (i = 0; i < len; i++) {
-		memcpy(buf, orig, len);
-		for (k = 0; k < 8; k++) {
-			buf[i] = (char)(orig[i] ^ (1 << k));
-			check_mutant(file, buf, len);
-		}
-		for (k = 0; k < sizeof(subst); k++) {
-			buf[i] = (char)subst[k];
-			check_mutant(file, buf, len);
-		}
-	}
-	free(buf);
+	ck_assert_ptr_nonnull(orig = tu_slurp(file, &len));
+	tu_mutate(orig, len, subst, sizeof(subst), 0, check_mutant,
+	    (void *)(uintptr_t)file);
 	free(orig);
 }
 END_TEST
@@ -435,7 +379,8 @@ START_TEST(test_collects_all)
 	    &cfg, &e), 0);
 	ck_assert_uint_ge(e.n, 8);
 	for (i = 0; i < e.n; i++)
-		ck_assert(has_location(e.msg[i], GOLDEN "/out_of_range.yaml"));
+		ck_assert(tu_has_location(e.msg[i],
+		    GOLDEN "/out_of_range.yaml"));
 	cfg_errors_free(&e);
 }
 END_TEST
@@ -490,11 +435,5 @@ config_suite(void)
 int
 main(void)
 {
-	SRunner *sr = srunner_create(config_suite());
-	int failed;
-
-	srunner_run_all(sr, CK_NORMAL);
-	failed = srunner_ntests_failed(sr);
-	srunner_free(sr);
-	return failed == 0 ? EXIT_SUCCESS : EXIT_FAILURE;
+	return tu_run(config_suite());
 }

@@ -15,6 +15,7 @@
 #include "common/error.h"
 #include "common/sshpub.h"
 #include "worker/discovery_stream.h"
+#include "testutil.h"
 
 /* Real keys (ssh-keygen), fingerprints as ssh-keygen -l prints them. */
 #define K1	"ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIDDMoE7cvY9ntF8HlPxvYjizrImCTEh+QAqUioyq8jSw"
@@ -768,11 +769,5 @@ discovery_suite(void)
 int
 main(void)
 {
-	SRunner *sr = srunner_create(discovery_suite());
-	int failed;
-
-	srunner_run_all(sr, CK_NORMAL);
-	failed = srunner_ntests_failed(sr);
-	srunner_free(sr);
-	return failed == 0 ? EXIT_SUCCESS : EXIT_FAILURE;
+	return tu_run(discovery_suite());
 }

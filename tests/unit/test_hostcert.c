@@ -21,6 +21,7 @@
 #include "common/sshbuf.h"
 #include "common/sshpub.h"
 #include "worker/hostcert.h"
+#include "testutil.h"
 
 static char tmpdir[] = "/tmp/test_hostcert.XXXXXX";
 
@@ -46,23 +47,6 @@ static const char *names[] = { "proxy-1", "proxy-1.example" };
 /* Built certificates: signed here by an OpenSSL-generated ed25519 CA. */
 static EVP_PKEY *tca;
 static uint8_t tca_blob[51];
-
-static void sh(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
-
-static void
-sh(const char *fmt, ...)
-{
-	char cmd[2048];
-	va_list ap;
-
-	va_start(ap, fmt);
-	vsnprintf(cmd, sizeof(cmd), fmt, ap);
-	va_end(ap);
-	if (system(cmd) != 0) {
-		fprintf(stderr, "command failed: %s\n", cmd);
-		exit(2);
-	}
-}
 
 static uint8_t *
 load(const char *file, size_t *len, int cert)
@@ -496,7 +480,7 @@ ssh_keygen_accepts(const struct sshbuf_writer *w)
 	fprintf(f, "ssh-ed25519-cert-v01@openssh.com %s\n", b64);
 	fclose(f);
 	free(b64);
-	sh("ssh-keygen -L -f %s >/dev/null", path);
+	tu_sh("ssh-keygen -L -f %s >/dev/null", path);
 }
 
 /* The builder makes certificates OpenSSH and we both accept. */
@@ -648,8 +632,8 @@ static void
 make_cert(const char *out, const char *ca, const char *host,
     const char *opts)
 {
-	sh("cp %s/%s.pub %s/%s.pub", tmpdir, host, tmpdir, out);
-	sh("TZ=UTC ssh-keygen -q -s %s/%s -I id-%s %s %s/%s.pub 2>/dev/null",
+	tu_sh("cp %s/%s.pub %s/%s.pub", tmpdir, host, tmpdir, out);
+	tu_sh("TZ=UTC ssh-keygen -q -s %s/%s -I id-%s %s %s/%s.pub 2>/dev/null",
 	    tmpdir, ca, out, opts, tmpdir, out);
 }
 
@@ -697,9 +681,9 @@ setup(void)
 		exit(2);
 	}
 	for (i = 0; i < sizeof(cas) / sizeof(cas[0]); i++)
-		sh("ssh-keygen -q -N '' -C '' -f %s/%s", tmpdir, cas[i]);
+		tu_sh("ssh-keygen -q -N '' -C '' -f %s/%s", tmpdir, cas[i]);
 	for (i = 0; i < NHOST; i++)
-		sh("ssh-keygen -q -N '' -C '' %s -f %s/%s", hosts[i].args,
+		tu_sh("ssh-keygen -q -N '' -C '' %s -f %s/%s", hosts[i].args,
 		    tmpdir, hosts[i].name);
 	make_certs();
 	make_tca();
@@ -743,15 +727,11 @@ hostcert_suite(void)
 int
 main(void)
 {
-	SRunner *sr;
-	int failed;
+	int rc;
 
 	setup();
-	sr = srunner_create(hostcert_suite());
-	srunner_run_all(sr, CK_ENV);
-	failed = srunner_ntests_failed(sr);
-	srunner_free(sr);
+	rc = tu_run(hostcert_suite());
 	EVP_PKEY_free(tca);
-	sh("rm -rf %s", tmpdir);
-	return failed == 0 ? EXIT_SUCCESS : EXIT_FAILURE;
+	tu_sh("rm -rf %s", tmpdir);
+	return rc;
 }

@@ -16,6 +16,7 @@
 #include "common/sshpub.h"
 #include "supervisor/config.h"
 #include "supervisor/knownhosts.h"
+#include "testutil.h"
 
 #define KH_FILE		"unit/golden/knownhosts/known_hosts"
 #define KH_BAD		"unit/golden/knownhosts/bad_known_hosts"
@@ -284,7 +285,7 @@ has_line_location(const char *msg, const char *file)
 }
 
 static void
-check_mutant(const char *buf, size_t len)
+check_mutant(const char *buf, size_t len, void *arg)
 {
 	struct knownhosts *m = NULL;
 	struct cfg_errors e;
@@ -292,6 +293,7 @@ check_mutant(const char *buf, size_t len)
 	size_t i;
 	int rc;
 
+	(void)arg;
 	cfg_errors_init(&e);
 	rc = knownhosts_parse_buffer("m", buf, len, &m, &e);
 	ck_assert_int_eq(rc != 0, cfg_errors_count(&e) != 0);
@@ -312,36 +314,13 @@ START_TEST(test_mutations)
 {
 	static const unsigned char subst[] = { 0, '\n', ' ', ',', '!', '*',
 	    '?', '|', '@', '#', '[', ']', '=', 0xff };
-	size_t len, i, k, step;
-	char *orig, *buf;
-	FILE *f;
-	long n;
+	size_t len;
+	char *orig;
 
-	ck_assert_ptr_nonnull(f = fopen(KH_FILE, "r"));
-	fseek(f, 0, SEEK_END);
-	n = ftell(f);
-	rewind(f);
-	orig = malloc((size_t)n);
-	len = fread(orig, 1, (size_t)n, f);
-	fclose(f);
-	buf = malloc(len);
-	for (i = 0; i <= len; i++)
-		check_mutant(orig, i);
 	/* Every byte of the text, every third byte of the base64 blobs. */
-	for (i = 0; i < len; i += step) {
-		step = isalnum((unsigned char)orig[i]) && i > 0 &&
-		    isalnum((unsigned char)orig[i - 1]) ? 3 : 1;
-		memcpy(buf, orig, len);
-		for (k = 0; k < 8; k++) {
-			buf[i] = (char)(orig[i] ^ (1 << k));
-			check_mutant(buf, len);
-		}
-		for (k = 0; k < sizeof(subst); k++) {
-			buf[i] = (char)subst[k];
-			check_mutant(buf, len);
-		}
-	}
-	free(buf);
+	ck_assert_ptr_nonnull(orig = tu_slurp(KH_FILE, &len));
+	tu_mutate(orig, len, subst, sizeof(subst), TU_MUTATE_SPARSE_ALNUM,
+	    check_mutant, NULL);
 	free(orig);
 }
 END_TEST
@@ -373,11 +352,5 @@ knownhosts_suite(void)
 int
 main(void)
 {
-	SRunner *sr = srunner_create(knownhosts_suite());
-	int failed;
-
-	srunner_run_all(sr, CK_NORMAL);
-	failed = srunner_ntests_failed(sr);
-	srunner_free(sr);
-	return failed == 0 ? EXIT_SUCCESS : EXIT_FAILURE;
+	return tu_run(knownhosts_suite());
 }

@@ -11,6 +11,7 @@
 
 #include "common/error.h"
 #include "supervisor/pool.h"
+#include "testutil.h"
 
 #define MAXREC	4096
 
@@ -350,8 +351,6 @@ main(void)
 {
 	Suite *s = suite_create("pool");
 	TCase *tc = tcase_create("pool");
-	SRunner *sr;
-	int failed;
 
 	tcase_add_test(tc, diff_add_remove_unchanged_changed);
 	tcase_add_test(tc, claims_and_discovery_fanout);
@@ -361,9 +360,5 @@ main(void)
 	tcase_add_test(tc, spawn_limiter_spreads);
 	tcase_add_test(tc, sync_many);
 	suite_add_tcase(s, tc);
-	sr = srunner_create(s);
-	srunner_run_all(sr, CK_NORMAL);
-	failed = srunner_ntests_failed(sr);
-	srunner_free(sr);
-	return failed == 0 ? EXIT_SUCCESS : EXIT_FAILURE;
+	return tu_run(s);
 }

@@ -19,6 +19,7 @@
 #include "proto/dispatch.h"
 #include "proto/msg.h"
 #include "proto/wire.h"
+#include "testutil.h"
 
 static struct msg *ma, *mb;
 
@@ -595,11 +596,5 @@ proto_suite(void)
 int
 main(void)
 {
-	SRunner *sr = srunner_create(proto_suite());
-	int failed;
-
-	srunner_run_all(sr, CK_NORMAL);
-	failed = srunner_ntests_failed(sr);
-	srunner_free(sr);
-	return failed == 0 ? EXIT_SUCCESS : EXIT_FAILURE;
+	return tu_run(proto_suite());
 }

@@ -24,36 +24,17 @@
 #include "common/sshpub.h"
 #include "supervisor/signer.h"
 #include "supervisor/sshkey.h"
+#include "testutil.h"
 
 #define USER		"tptest"
 #define CERT_SFX	"-cert-v01@openssh.com"
 
 static char dir[64];
 
-static void __attribute__((format(printf, 1, 2)))
-sh(const char *fmt, ...)
-{
-	char cmd[1024];
-	va_list ap;
-
-	va_start(ap, fmt);
-	vsnprintf(cmd, sizeof(cmd), fmt, ap);
-	va_end(ap);
-	if (system(cmd) != 0) {
-		fprintf(stderr, "command failed: %s\n", cmd);
-		exit(1);
-	}
-}
-
 static const char *
 path(const char *name)
 {
-	static char buf[8][256];
-	static int i;
-
-	i = (i + 1) % 8;
-	snprintf(buf[i], sizeof(buf[i]), "%s/%s", dir, name);
-	return buf[i];
+	return tu_path(dir, name);
 }
 
 static const char *const keyfiles[] = {
@@ -73,14 +54,14 @@ make_keys(void)
 		perror("mkdtemp");
 		exit(1);
 	}
-	sh("ssh-keygen -q -t ed25519 -N '' -f %s", path("ca"));
+	tu_sh("ssh-keygen -q -t ed25519 -N '' -f %s", path("ca"));
 	for (int i = 0; i < NKEYS; i++) {
-		sh("ssh-keygen -q %s -N '' -f %s", keyargs[i],
+		tu_sh("ssh-keygen -q %s -N '' -f %s", keyargs[i],
 		    path(keyfiles[i]));
-		sh("ssh-keygen -q -s %s -I %s -n " USER " %s.pub", path("ca"),
-		    keyfiles[i], path(keyfiles[i]));
+		tu_sh("ssh-keygen -q -s %s -I %s -n " USER " %s.pub",
+		    path("ca"), keyfiles[i], path(keyfiles[i]));
 	}
-	sh("ssh-keygen -q -t ed25519 -N '' -f %s", path("other"));
+	tu_sh("ssh-keygen -q -t ed25519 -N '' -f %s", path("other"));
 }
 
 /* Loads a key, with its certificate when cert is set. */
@@ -940,8 +921,7 @@ signer_suite(void)
 int
 main(void)
 {
-	SRunner *sr;
-	int failed;
+	int rc;
 
 	/* Refusals are the point of most tests: keep their lines quiet. */
 	log_init("test_signer", LOG_LVL_ERROR, LOG_FMT_LOGFMT, 2);
@@ -949,11 +929,8 @@ main(void)
 	/* Not load(): ck_assert only works inside a test. */
 	if (sshkey_load(path("other"), &other_key, NULL, 0) != 0)
 		return EXIT_FAILURE;
-	sr = srunner_create(signer_suite());
-	srunner_run_all(sr, CK_ENV);
-	failed = srunner_ntests_failed(sr);
-	srunner_free(sr);
+	rc = tu_run(signer_suite());
 	sshkey_free(other_key);
-	sh("rm -rf %s", dir);
-	return failed == 0 ? EXIT_SUCCESS : EXIT_FAILURE;
+	tu_sh("rm -rf %s", dir);
+	return rc;
 }

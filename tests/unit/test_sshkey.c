@@ -19,8 +19,15 @@
 #include "common/sshbuf.h"
 #include "common/sshpub.h"
 #include "supervisor/sshkey.h"
+#include "testutil.h"
 
 static char dir[64];
+
+static const char *
+path(const char *name)
+{
+	return tu_path(dir, name);
+}
 
 struct ktype {
 	const char	*file;
@@ -41,32 +48,6 @@ static const struct ktype ktypes[] = {
 };
 #define NTYPES	(int)(sizeof(ktypes) / sizeof(ktypes[0]))
 
-static void __attribute__((format(printf, 1, 2)))
-sh(const char *fmt, ...)
-{
-	char cmd[1024];
-	va_list ap;
-
-	va_start(ap, fmt);
-	vsnprintf(cmd, sizeof(cmd), fmt, ap);
-	va_end(ap);
-	if (system(cmd) != 0) {
-		fprintf(stderr, "command failed: %s\n", cmd);
-		exit(1);
-	}
-}
-
-static const char *
-path(const char *name)
-{
-	static char buf[8][256];
-	static int i;
-
-	i = (i + 1) % 8;
-	snprintf(buf[i], sizeof(buf[i]), "%s/%s", dir, name);
-	return buf[i];
-}
-
 /* Generates every key and certificate the tests use, once. */
 static void
 make_keys(void)
@@ -77,22 +58,22 @@ make_keys(void)
 		exit(1);
 	}
 	for (int i = 0; i < NTYPES; i++)
-		sh("ssh-keygen -q %s -N '' -C test-%s -f %s", ktypes[i].args,
+		tu_sh("ssh-keygen -q %s -N '' -C test-%s -f %s", ktypes[i].args,
 		    ktypes[i].file, path(ktypes[i].file));
-	sh("ssh-keygen -q -t ed25519 -N secret -f %s", path("enc"));
-	sh("ssh-keygen -q -t ed25519 -N '' -f %s", path("other"));
-	sh("ssh-keygen -q -t rsa -b 2048 -m PEM -N '' -f %s", path("pem"));
-	sh("ssh-keygen -q -t ed25519 -N '' -f %s", path("ca"));
-	sh("ssh-keygen -q -s %s -I user -n tptest %s.pub", path("ca"),
+	tu_sh("ssh-keygen -q -t ed25519 -N secret -f %s", path("enc"));
+	tu_sh("ssh-keygen -q -t ed25519 -N '' -f %s", path("other"));
+	tu_sh("ssh-keygen -q -t rsa -b 2048 -m PEM -N '' -f %s", path("pem"));
+	tu_sh("ssh-keygen -q -t ed25519 -N '' -f %s", path("ca"));
+	tu_sh("ssh-keygen -q -s %s -I user -n tptest %s.pub", path("ca"),
 	    path("ed25519"));
-	sh("ssh-keygen -q -s %s -I other -n tptest %s.pub", path("ca"),
+	tu_sh("ssh-keygen -q -s %s -I other -n tptest %s.pub", path("ca"),
 	    path("other"));
-	sh("cp %s.pub %s.pub && ssh-keygen -q -s %s -I host -h %s.pub",
+	tu_sh("cp %s.pub %s.pub && ssh-keygen -q -s %s -I host -h %s.pub",
 	    path("ed25519"), path("host"), path("ca"), path("host"));
-	sh("cp %s.pub %s.pub && ssh-keygen -q -s %s -I old "
+	tu_sh("cp %s.pub %s.pub && ssh-keygen -q -s %s -I old "
 	    "-V 20000101:20000102 %s.pub", path("ed25519"), path("old"),
 	    path("ca"), path("old"));
-	sh("ssh-keygen -q -s %s -I r -n tptest %s.pub", path("ca"),
+	tu_sh("ssh-keygen -q -s %s -I r -n tptest %s.pub", path("ca"),
 	    path("rsa"));
 }
 
@@ -238,7 +219,7 @@ END_TEST
 START_TEST(missing_and_public_refused)
 {
 	expect_load_error(path("nonexistent"), TP_ESYS, "No such file");
-	sh("cp %s.pub %s && chmod 600 %s", path("ed25519"), path("pubonly"),
+	tu_sh("cp %s.pub %s && chmod 600 %s", path("ed25519"), path("pubonly"),
 	    path("pubonly"));
 	expect_load_error(path("pubonly"), TP_ESYNTAX, "not an OpenSSH");
 	expect_load_error(dir, TP_EINVAL, "not a regular file");
@@ -247,34 +228,24 @@ END_TEST
 
 START_TEST(open_permissions_refused)
 {
-	sh("cp -p %s %s && chmod 644 %s", path("ed25519"), path("open"),
+	tu_sh("cp -p %s %s && chmod 644 %s", path("ed25519"), path("open"),
 	    path("open"));
 	expect_load_error(path("open"), TP_EDENIED, "chmod 600");
 }
 END_TEST
-
-static char *
-slurp(const char *file, size_t *len)
-{
-	FILE *f = fopen(file, "r");
-	char *buf = calloc(1, 65536);
-
-	ck_assert_ptr_nonnull(f);
-	*len = fread(buf, 1, 65535, f);
-	fclose(f);
-	return buf;
-}
 
 /* Decodes the armour of a key file so tests can mutate the binary. */
 static uint8_t *
 key_binary(const char *file, size_t *len)
 {
 	size_t tlen;
-	char *text = slurp(file, &tlen), *b, *e;
-	uint8_t *out = malloc(tlen);
+	char *text = tu_slurp(file, &tlen), *b, *e;
 	EVP_ENCODE_CTX *ctx = EVP_ENCODE_CTX_new();
+	uint8_t *out;
 	int n1, n2;
 
+	ck_assert_ptr_nonnull(text);
+	out = malloc(tlen);
 	b = strchr(text, '\n') + 1;
 	e = strstr(text, "-----END");
 	EVP_DecodeInit(ctx);
@@ -446,7 +417,7 @@ START_TEST(tampered_cert_refused)
 	size_t len, tlen;
 	int n;
 
-	line = slurp(path("ed25519-cert.pub"), &tlen);
+	line = tu_slurp(path("ed25519-cert.pub"), &tlen);
 	ck_assert_int_eq(sshpub_from_line(line, &blob, &len), 0);
 	blob[len - 10] ^= 0x01;		/* inside the CA signature */
 	b64 = malloc(len * 2 + 100);
@@ -504,14 +475,10 @@ sshkey_suite(void)
 int
 main(void)
 {
-	SRunner *sr;
-	int failed;
+	int rc;
 
 	make_keys();
-	sr = srunner_create(sshkey_suite());
-	srunner_run_all(sr, CK_ENV);
-	failed = srunner_ntests_failed(sr);
-	srunner_free(sr);
-	sh("rm -rf %s", dir);
-	return failed == 0 ? EXIT_SUCCESS : EXIT_FAILURE;
+	rc = tu_run(sshkey_suite());
+	tu_sh("rm -rf %s", dir);
+	return rc;
 }

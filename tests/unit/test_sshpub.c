@@ -20,6 +20,7 @@
 #include "common/error.h"
 #include "common/sshbuf.h"
 #include "common/sshpub.h"
+#include "testutil.h"
 
 static char tmpdir[] = "/tmp/test_sshpub.XXXXXX";
 
@@ -57,46 +58,18 @@ static const struct certspec certs[] = {
 };
 #define NCERTS	(int)(sizeof(certs) / sizeof(certs[0]))
 
-static void sh(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
-
-static void
-sh(const char *fmt, ...)
-{
-	char cmd[1024];
-	va_list ap;
-
-	va_start(ap, fmt);
-	vsnprintf(cmd, sizeof(cmd), fmt, ap);
-	va_end(ap);
-	if (system(cmd) != 0) {
-		fprintf(stderr, "command failed: %s\n", cmd);
-		exit(2);
-	}
-}
-
-static char *
-slurp(const char *path)
-{
-	static char buf[65536];
-	FILE *f = fopen(path, "r");
-	size_t n;
-
-	ck_assert_ptr_nonnull(f);
-	n = fread(buf, 1, sizeof(buf) - 1, f);
-	buf[n] = '\0';
-	fclose(f);
-	return buf;
-}
-
 /* Blob of tmpdir/<file> (an OpenSSH public key or certificate line). */
 static uint8_t *
 load_blob(const char *file, size_t *len)
 {
 	char path[512];
 	uint8_t *blob = NULL;
+	char *text;
 
 	snprintf(path, sizeof(path), "%s/%s", tmpdir, file);
-	ck_assert_int_eq(sshpub_from_line(slurp(path), &blob, len), 0);
+	ck_assert_ptr_nonnull(text = tu_slurp(path, NULL));
+	ck_assert_int_eq(sshpub_from_line(text, &blob, len), 0);
+	free(text);
 	return blob;
 }
 
@@ -358,14 +331,15 @@ START_TEST(test_from_line)
 		{ "ssh-ed25519 !!!!", TP_ESYNTAX },
 		{ "ssh-ed25519 AAAA", TP_ESYNTAX },
 	};
-	char line[4096], path[512], l[4096], *b64;
+	char line[4096], path[512], l[4096], *b64, *text;
 	uint8_t *blob, *ref;
 	size_t len, ref_len, i;
 
 	snprintf(path, sizeof(path), "%s/ed25519.pub", tmpdir);
-	/* A .pub line fits in 4 KiB; copy at most that (no truncation warning). */
-	memcpy(line, slurp(path), sizeof(line) - 1);
-	line[sizeof(line) - 1] = '\0';
+	ck_assert_ptr_nonnull(text = tu_slurp(path, NULL));
+	ck_assert_uint_lt(strlen(text), sizeof(line));
+	memcpy(line, text, strlen(text) + 1);
+	free(text);
 	ref = load_pub("ed25519", &ref_len);
 	line[strcspn(line, "\n")] = '\0';
 	b64 = strchr(line, ' ') + 1;
@@ -767,19 +741,19 @@ make_keys(void)
 		exit(2);
 	}
 	for (i = 0; i < NKEYS; i++)
-		sh("ssh-keygen -q -N '' %s -C test-%s -f %s/%s",
+		tu_sh("ssh-keygen -q -N '' %s -C test-%s -f %s/%s",
 		    keys[i].args, keys[i].name, tmpdir, keys[i].name);
-	sh("ssh-keygen -q -N '' -t rsa -b 1024 -f %s/rsa1024", tmpdir);
-	sh("ssh-keygen -q -N '' -t ed25519 -f %s/host", tmpdir);
+	tu_sh("ssh-keygen -q -N '' -t rsa -b 1024 -f %s/rsa1024", tmpdir);
+	tu_sh("ssh-keygen -q -N '' -t ed25519 -f %s/host", tmpdir);
 	for (i = 0; i < NCERTS; i++) {
-		sh("cp %s/host.pub %s/host-%s.pub", tmpdir, tmpdir,
+		tu_sh("cp %s/host.pub %s/host-%s.pub", tmpdir, tmpdir,
 		    certs[i].ca);
-		sh("ssh-keygen -q -s %s/%s %s -h -I id -n proxy-1 -V -5m:+1h "
-		    "%s/host-%s.pub 2>/dev/null", tmpdir, certs[i].ca,
+		tu_sh("ssh-keygen -q -s %s/%s %s -h -I id -n proxy-1 "
+		    "-V -5m:+1h %s/host-%s.pub 2>/dev/null", tmpdir, certs[i].ca,
 		    certs[i].opts, tmpdir, certs[i].ca);
 	}
-	sh("cp %s/host.pub %s/host-sha1.pub", tmpdir, tmpdir);
-	sh("ssh-keygen -q -s %s/rsa2048 -t ssh-rsa -h -I id -n proxy-1 "
+	tu_sh("cp %s/host.pub %s/host-sha1.pub", tmpdir, tmpdir);
+	tu_sh("ssh-keygen -q -s %s/rsa2048 -t ssh-rsa -h -I id -n proxy-1 "
 	    "%s/host-sha1.pub 2>/dev/null", tmpdir, tmpdir);
 }
 
@@ -817,14 +791,10 @@ sshpub_suite(void)
 int
 main(void)
 {
-	SRunner *sr;
-	int failed;
+	int rc;
 
 	make_keys();
-	sr = srunner_create(sshpub_suite());
-	srunner_run_all(sr, CK_ENV);
-	failed = srunner_ntests_failed(sr);
-	srunner_free(sr);
-	sh("rm -rf %s", tmpdir);
-	return failed == 0 ? EXIT_SUCCESS : EXIT_FAILURE;
+	rc = tu_run(sshpub_suite());
+	tu_sh("rm -rf %s", tmpdir);
+	return rc;
 }

@@ -9,6 +9,8 @@
 
 #include <ctype.h>
 #include <errno.h>
+#include <fcntl.h>
+#include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -21,6 +23,7 @@
 #include "common/error.h"
 #include "supervisor/config.h"
 #include "supervisor/tunnels.h"
+#include "testutil.h"
 
 static const char base_doc[] =
     "kind: reverse_tunnel\n"
@@ -452,6 +455,70 @@ START_TEST(test_cache_broken_keeps_last_good)
 }
 END_TEST
 
+/*
+ * A tunnel file some process holds open for writing is not read: what it
+ * holds may be a valid prefix (here: the first of two documents, or only
+ * a comment) that would drop tunnels.  Its last good contents stay until
+ * the writer closes it.  (Needs file leases: the test owns its files.)
+ */
+START_TEST(test_cache_being_written)
+{
+	struct cfg_errors e;
+	struct tunnel_cache *tc;
+	char path[256], *a, *b, *both, *buf;
+	size_t n, len;
+	int fd;
+
+	setup_tmp();
+	cfg_errors_init(&e);
+	tc = tunnel_cache_new();
+	a = tunnel_doc("a", "lb.a:1");
+	b = tunnel_doc("b", "lb.b:1");
+	ck_assert_int_ge(asprintf(&both, "%s---\n%s", a, b), 0);
+	put("ab.yaml", both);
+	ck_assert_int_eq(reload(tc, &e), 0);
+	tunnel_cache_tunnels(tc, &n);
+	ck_assert_uint_eq(n, 2);
+
+	/* A non-atomic writer: truncate, the first document, still open. */
+	snprintf(path, sizeof(path), "%s/ab.yaml", tmpdir);
+	ck_assert_int_ge(fd = open(path, O_WRONLY | O_TRUNC), 0);
+	ck_assert_int_eq(write(fd, a, strlen(a)), (ssize_t)strlen(a));
+	ck_assert_int_eq(reload(tc, &e), TP_ESYNTAX);
+	ck_assert_ptr_nonnull(strstr(cfg_errors_first(&e), "ab.yaml: open "
+	    "for writing by another process"));
+	tunnel_cache_tunnels(tc, &n);
+	ck_assert_uint_eq(n, 2);
+	ck_assert_ptr_nonnull(find(tc, "b"));
+	ck_assert_int_eq(cfg_read_file(path, 1 << 20, &buf, &len, &e),
+	    TP_EAGAIN);
+	ck_assert_ptr_null(buf);
+
+	/* Closed: the writer's contents (now only "a") take effect. */
+	ck_assert_int_eq(close(fd), 0);
+	ck_assert_int_eq(reload(tc, &e), 0);
+	tunnel_cache_tunnels(tc, &n);
+	ck_assert_uint_eq(n, 1);
+	ck_assert_ptr_nonnull(find(tc, "a"));
+	ck_assert_ptr_null(find(tc, "b"));
+
+	/* An open read-only descriptor elsewhere is no writer. */
+	ck_assert_int_ge(fd = open(path, O_RDONLY), 0);
+	put("ab.yaml", both);
+	ck_assert_int_eq(reload(tc, &e), 0);
+	tunnel_cache_tunnels(tc, &n);
+	ck_assert_uint_eq(n, 2);
+	close(fd);
+
+	free(a);
+	free(b);
+	free(both);
+	tunnel_cache_free(tc);
+	cfg_errors_free(&e);
+	teardown_tmp();
+}
+END_TEST
+
 START_TEST(test_cache_duplicates)
 {
 	const struct tunnel *t;
@@ -672,38 +739,19 @@ END_TEST
 
 /* ---- mutation ------------------------------------------------------ */
 
-static int
-has_location(const char *line, const char *file)
-{
-	size_t n = strlen(file);
-	const char *p = line + n;
-	int fields;
-
-	if (strncmp(line, file, n) != 0 || *p != ':')
-		return 0;
-	if (p[1] == ' ')
-		return 1;
-	for (fields = 0; fields < 2; fields++) {
-		if (*p++ != ':' || !isdigit((unsigned char)*p) || *p == '0')
-			return 0;
-		while (isdigit((unsigned char)*p))
-			p++;
-	}
-	return p[0] == ':' && p[1] == ' ';
-}
-
 static void
-check_mutant(const char *buf, size_t len)
+check_mutant(const char *buf, size_t len, void *arg)
 {
 	struct tunnel_list l = { NULL, 0, 0 };
 	struct cfg_errors e;
 	size_t i, nerr;
 
+	(void)arg;
 	cfg_errors_init(&e);
 	nerr = tunnel_parse_buffer("m.yaml", buf, len, &l, &e);
 	ck_assert_uint_eq(nerr, cfg_errors_count(&e));
 	for (i = 0; i < e.n; i++)
-		ck_assert_msg(has_location(e.msg[i], "m.yaml"),
+		ck_assert_msg(tu_has_location(e.msg[i], "m.yaml"),
 		    "no location: %s", e.msg[i]);
 	for (i = 0; i < l.n; i++)
 		ck_assert_uint_ge(l.v[i].n_dial_addrs, 1);
@@ -716,40 +764,16 @@ START_TEST(test_mutations)
 	static const unsigned char subst[] = { 0, '\n', ':', '[', ']', '{',
 	    '}', '"', '-', ' ', '&', '*', '!', '#', '|', 0xff, 0x80, ',',
 	    '/', '0' };
-	size_t len, i, k;
-	char *doc, *buf;
+	char *doc;
 
 	ck_assert_int_ge(asprintf(&doc, "%s---\n%s", base_doc, base_doc), 0);
-	len = strlen(doc);
-	ck_assert_ptr_nonnull(buf = malloc(len));
-	for (i = 0; i <= len; i++)
-		check_mutant(doc, i);
-	for (i = 0; i < len; i++) {
-		memcpy(buf, doc, len);
-		for (k = 0; k < 8; k++) {
-			buf[i] = (char)(doc[i] ^ (1 << k));
-			check_mutant(buf, len);
-		}
-		for (k = 0; k < sizeof(subst); k++) {
-			buf[i] = (char)subst[k];
-			check_mutant(buf, len);
-		}
-	}
-	free(buf);
+	tu_mutate(doc, strlen(doc), subst, sizeof(subst), 0, check_mutant,
+	    NULL);
 	free(doc);
 }
 END_TEST
 
 /* ---- scale --------------------------------------------------------- */
-
-static double
-now_s(void)
-{
-	struct timespec ts;
-
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
-}
 
 /* Writes n tunnels into files of per_file documents each. */
 static void
@@ -779,33 +803,42 @@ write_many(size_t n, size_t per_file)
 }
 
 /*
- * TP_SCALE (default 20000) tunnels; the second reload of unchanged files
- * must be much cheaper than the first.  Times are printed for the record.
+ * TP_SCALE (default 20000) tunnels load, and a second reload of the
+ * unchanged files parses nothing again: the same tunnel objects, the same
+ * generation.  Times are printed for the record (figures belong to
+ * bench/, not to a pass/fail bound here).
  */
 START_TEST(test_scale)
 {
 	const char *env = getenv("TP_SCALE");
 	size_t n = env ? strtoul(env, NULL, 10) : 20000, got;
+	struct tunnel_cache_status st;
+	const struct tunnel *first;
 	struct tunnel_cache *tc;
 	struct cfg_errors e;
 	double t0, t1, t2;
+	uint64_t gen;
 
 	setup_tmp();
 	cfg_errors_init(&e);
 	write_many(n, 500);
 	tc = tunnel_cache_new();
-	t0 = now_s();
+	t0 = tu_now_s();
 	ck_assert_int_eq(reload(tc, &e), 0);
-	t1 = now_s();
+	t1 = tu_now_s();
+	ck_assert_ptr_nonnull(first = find(tc, "cluster-0"));
+	tunnel_cache_get_status(tc, &st);
+	gen = st.generation;
 	ck_assert_int_eq(reload(tc, &e), 0);
-	t2 = now_s();
+	t2 = tu_now_s();
 	tunnel_cache_tunnels(tc, &got);
 	ck_assert_uint_eq(got, n);
-	ck_assert_ptr_nonnull(find(tc, "cluster-0"));
+	ck_assert_ptr_eq(find(tc, "cluster-0"), first);
+	tunnel_cache_get_status(tc, &st);
+	ck_assert_uint_eq(st.generation, gen);
 	fprintf(stderr, "scale: %zu tunnels: first reload %.1f ms, "
 	    "reload of recently written files %.1f ms\n", n,
 	    (t1 - t0) * 1e3, (t2 - t1) * 1e3);
-	ck_assert(t1 - t0 < 0.0002 * (double)n + 1.0);	/* 200 us/tunnel */
 	tunnel_cache_free(tc);
 	cfg_errors_free(&e);
 	teardown_tmp();
@@ -828,6 +861,7 @@ tunnels_suite(void)
 	tc = tcase_create("cache");
 	tcase_add_test(tc, test_cache_add_remove_change);
 	tcase_add_test(tc, test_cache_broken_keeps_last_good);
+	tcase_add_test(tc, test_cache_being_written);
 	tcase_add_test(tc, test_cache_duplicates);
 	tcase_add_test(tc, test_cache_duplicate_keeps_running);
 	tcase_add_test(tc, test_cache_ignored_files);
@@ -850,11 +884,6 @@ tunnels_suite(void)
 int
 main(void)
 {
-	SRunner *sr = srunner_create(tunnels_suite());
-	int failed;
-
-	srunner_run_all(sr, CK_NORMAL);
-	failed = srunner_ntests_failed(sr);
-	srunner_free(sr);
-	return failed == 0 ? EXIT_SUCCESS : EXIT_FAILURE;
+	signal(SIGIO, SIG_IGN);		/* the file-lease break signal */
+	return tu_run(tunnels_suite());
 }
