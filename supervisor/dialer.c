@@ -23,7 +23,7 @@
 #include "common/addr.h"
 #include "common/error.h"
 #include "common/log.h"
-#include "common/tptime.h"
+#include "aconnect.h"
 #include "child.h"
 #include "config.h"
 #include "pool.h"
@@ -74,6 +74,11 @@ dial_finish(struct dial *d, const char *error)
 	msg_init(&m, MSG_DIAL_RESULT);
 	m.u.dial_result.channel_id = d->channel_id;
 	if (error == NULL) {
+		int one = 1;
+
+		/* Interactive traffic; fails harmlessly on a unix socket. */
+		(void)setsockopt(d->sock, IPPROTO_TCP, TCP_NODELAY, &one,
+		    sizeof(one));
 		m.u.dial_result.ok = true;
 		m.fd = d->sock;
 	} else {
@@ -93,46 +98,22 @@ static void
 on_dial_done(evutil_socket_t fd, short what, void *arg)
 {
 	struct dial *d = arg;
-	socklen_t len = sizeof(int);
-	int err = 0;
+	int err = aconnect_result(fd, what, &d->ev);
 
-	if (what & EV_TIMEOUT) {
-		dial_finish(d, "timed out");
-		return;
-	}
-	if (getsockopt(fd, SOL_SOCKET, SO_ERROR, &err, &len) != 0)
-		err = errno;
-	dial_finish(d, err != 0 ? strerror(err) : NULL);
+	dial_finish(d, err == 0 ? NULL : err == ETIMEDOUT ? "timed out" :
+	    strerror(err));
 }
 
 static void
 dial_connect(struct dial *d, const struct sockaddr *sa, socklen_t salen)
 {
 	struct sup *sup = d->child->sup;
-	uint64_t ms = sup->cfg->timeouts.dial_ms;
-	struct timeval tv = tp_timeval_ms(ms);
-	int one = 1;
+	int rc;
 
-	d->sock = socket(sa->sa_family, SOCK_STREAM | SOCK_NONBLOCK |
-	    SOCK_CLOEXEC, 0);
-	if (d->sock < 0) {
-		dial_finish(d, strerror(errno));
-		return;
-	}
-	if (sa->sa_family != AF_UNIX)
-		(void)setsockopt(d->sock, IPPROTO_TCP, TCP_NODELAY, &one,
-		    sizeof(one));
-	if (connect(d->sock, sa, salen) == 0) {
-		dial_finish(d, NULL);
-		return;
-	}
-	if (errno != EINPROGRESS) {
-		dial_finish(d, strerror(errno));
-		return;
-	}
-	d->ev = event_new(sup->base, d->sock, EV_WRITE, on_dial_done, d);
-	if (d->ev == NULL || event_add(d->ev, &tv) != 0)
-		dial_finish(d, "event_add failed");
+	rc = aconnect_start(sup->base, sa, salen, sup->cfg->timeouts.dial_ms,
+	    &d->sock, &d->ev, on_dial_done, d);
+	if (rc != 0)
+		dial_finish(d, strerror(rc));
 }
 
 static void

@@ -25,7 +25,7 @@
 
 #include "common/addr.h"
 #include "common/log.h"
-#include "common/tptime.h"
+#include "aconnect.h"
 #include "child.h"
 #include "config.h"
 #include "pool.h"
@@ -182,19 +182,11 @@ static void
 on_connected(evutil_socket_t fd, short what, void *arg)
 {
 	struct child *c = arg;
-	socklen_t len = sizeof(int);
-	int err = 0;
+	int err = aconnect_result(fd, what, &c->conn_ev);
 
-	event_free(c->conn_ev);
-	c->conn_ev = NULL;
-	if (what & EV_TIMEOUT) {
-		spawn_fail(c, "dial %s: timed out", c->dial_addr);
-		return;
-	}
-	if (getsockopt(fd, SOL_SOCKET, SO_ERROR, &err, &len) != 0)
-		err = errno;
 	if (err != 0) {
-		spawn_fail(c, "dial %s: %s", c->dial_addr, strerror(err));
+		spawn_fail(c, "dial %s: %s", c->dial_addr,
+		    err == ETIMEDOUT ? "timed out" : strerror(err));
 		return;
 	}
 	tune_proxy_socket(fd);
@@ -204,23 +196,12 @@ on_connected(evutil_socket_t fd, short what, void *arg)
 static void
 connect_to(struct child *c, const struct sockaddr *sa, socklen_t salen)
 {
-	struct timeval tv;
-	uint64_t ms = c->sup->cfg->timeouts.dial_ms;
+	int rc = aconnect_start(c->sup->base, sa, salen,
+	    c->sup->cfg->timeouts.dial_ms, &c->sock, &c->conn_ev,
+	    on_connected, c);
 
-	c->sock = socket(sa->sa_family, SOCK_STREAM | SOCK_NONBLOCK |
-	    SOCK_CLOEXEC, 0);
-	if (c->sock < 0) {
-		spawn_fail(c, "socket: %s", strerror(errno));
-		return;
-	}
-	if (connect(c->sock, sa, salen) != 0 && errno != EINPROGRESS) {
-		spawn_fail(c, "dial %s: %s", c->dial_addr, strerror(errno));
-		return;
-	}
-	tv = tp_timeval_ms(ms);
-	c->conn_ev = event_new(c->sup->base, c->sock, EV_WRITE, on_connected, c);
-	if (c->conn_ev == NULL || event_add(c->conn_ev, &tv) != 0)
-		spawn_fail(c, "event_add failed");
+	if (rc != 0)
+		spawn_fail(c, "dial %s: %s", c->dial_addr, strerror(rc));
 }
 
 /* Every address a name resolves to is used: the key rotates through them. */
