@@ -142,16 +142,21 @@ static void
 print_agent(json_t *a)
 {
 	json_t *px = json_object_get(a, "proxy");
-	char rx[32], tx[32], proxy[96];
+	char rx[32], tx[32], proxy[96], pid[24];
 	const char *fp = str(px, "host_key");
 
 	ctlclient_bytes(rx, sizeof(rx), (double)num(a, "rx_bytes"));
 	ctlclient_bytes(tx, sizeof(tx), (double)num(a, "tx_bytes"));
 	snprintf(proxy, sizeof(proxy), "%s %.14s", str(px, "name"),
 	    strncmp(fp, "SHA256:", 7) == 0 ? fp + 7 : fp);
-	printf("%-16s %-24s %-24s %-13s %7lld %7llds %5lld %6lld %10s %10s %s\n",
+	/* pid 0: a key waiting for its next agent (backoff, limiter). */
+	if (num(a, "pid") > 0)
+		snprintf(pid, sizeof(pid), "%lld", num(a, "pid"));
+	else
+		snprintf(pid, sizeof(pid), "-");
+	printf("%-16s %-24s %-24s %-13s %7s %7llds %5lld %6lld %10s %10s %s\n",
 	    str(a, "cluster"), str(a, "dial_addr"), proxy, str(a, "state"),
-	    num(a, "pid"), num(a, "since_s"), num(a, "reconnects"),
+	    pid, num(a, "since_s"), num(a, "reconnects"),
 	    num(a, "channels"), rx, tx, str(a, "last_error"));
 }
 

@@ -91,6 +91,9 @@ sums_of(struct sup *sup, size_t *n)
 		c->tx += k->tx_done;
 		c->ch_total += k->channels_done;
 		c->dial_fail += k->dial_failures_done;
+		/* A key waiting for its next agent counts as status shows it. */
+		if (pool_key_idle_state(k) != 0)
+			c->states[pool_key_idle_state(k)]++;
 		for (struct pool_agent *a = k->agents; a; a = a->next) {
 			/* Not reported yet: being dialled, as status says. */
 			if (a->state == 0)

@@ -372,6 +372,14 @@ pool_key_claimed(const struct pool_key *k)
 	return n;
 }
 
+uint32_t
+pool_key_idle_state(const struct pool_key *k)
+{
+	if (k->agents != NULL || k->removed)
+		return 0;
+	return k->down ? AGENT_DISCONNECTED : AGENT_CONNECTING;
+}
+
 /* Fills the agent's wanted list: announced proxies nobody claims. */
 static uint32_t
 wanted_set(const struct pool_key *k, char (*out)[PROTO_FP_MAX])
@@ -708,6 +716,10 @@ pool_agent_lost(struct pool *p, struct pool_agent *a, const char *reason,
 	uint64_t delay;
 
 	agent_unlink(p, a);
+	if (k->agents == NULL) {
+		k->down = true;
+		k->down_ms = now_ms;
+	}
 	k->rx_done += a->stats.rx_bytes;
 	k->tx_done += a->stats.tx_bytes;
 	k->channels_done += a->stats.channels_total;

@@ -85,6 +85,8 @@ struct pool_key {
 	uint64_t		 next_disc_ms;	/* discovery agents: not before */
 	uint64_t		 reconnects;
 	uint64_t		 misses;
+	bool			 down;		/* lost its last agent */
+	uint64_t		 down_ms;	/* when */
 	uint64_t		 connects;
 	char			 last_error[PROTO_REASON_MAX];
 	/* counters of agents already gone, so totals survive reconnects */
@@ -195,5 +197,12 @@ size_t pool_nagents(const struct pool *p);
 const struct pool_stats *pool_get_stats(const struct pool *p);
 /* Number of announced (non-expired) and claimed proxies of a key. */
 uint32_t pool_key_claimed(const struct pool_key *k);
+/*
+ * The state status and metrics show for a desired key that has no agent
+ * (waiting out its backoff or the spawn limiter): AGENT_DISCONNECTED once
+ * it lost an agent, AGENT_CONNECTING before its first; 0 when it has
+ * agents or is being removed.
+ */
+uint32_t pool_key_idle_state(const struct pool_key *k);
 
 #endif

@@ -65,7 +65,46 @@ agent_json(const struct pool_agent *a, uint64_t now)
 	    "tx_bytes", (json_int_t)a->stats.tx_bytes,
 	    "last_error", a->key->last_error,
 	    "forwards", fw);
+	json_object_set_new(o, "retry_in_ms", json_integer(0));
 	return o;
+}
+
+/*
+ * A desired key without an agent (backoff after failures, or waiting for
+ * the spawn limiter) still gets its row: pid 0, the key's last error, and
+ * when the next attempt is due.
+ */
+static json_t *
+idle_key_json(const struct pool_key *k, uint32_t state, uint64_t now)
+{
+	uint64_t due = k->discovery && k->next_disc_ms > k->next_dial_ms ?
+	    k->next_disc_ms : k->next_dial_ms;
+
+	return json_pack("{s:s,s:s,s:I,s:s,s:s,s:{s:s,s:s},s:I,s:I,s:I,s:I,"
+	    "s:I,s:I,s:s,s:[],s:I}",
+	    "cluster", k->cluster,
+	    "dial_addr", k->dial_addr,
+	    "pid", (json_int_t)0,
+	    "state", agent_state_name(state),
+	    "role", "tunnel",
+	    "proxy", "name", "", "host_key", "",
+	    "since_s", (json_int_t)(k->down && now > k->down_ms ?
+		(now - k->down_ms) / 1000 : 0),
+	    "reconnects", (json_int_t)k->reconnects,
+	    "channels", (json_int_t)0,
+	    "channels_total", (json_int_t)0,
+	    "rx_bytes", (json_int_t)0,
+	    "tx_bytes", (json_int_t)0,
+	    "last_error", k->last_error,
+	    "forwards",
+	    "retry_in_ms", (json_int_t)(due > now ? due - now : 0));
+}
+
+static void
+state_count(json_t *states, const char *s)
+{
+	json_object_set_new(states, s, json_integer(
+	    json_integer_value(json_object_get(states, s)) + 1));
 }
 
 /* Per-cluster aggregate, keyed by cluster name in a JSON object. */
@@ -93,12 +132,10 @@ cluster_add(json_t *clusters, const struct pool_key *k)
 	    json_integer_value(json_object_get(c, "discovery_misses")) +
 	    (json_int_t)k->misses));
 	st = json_object_get(c, "states");
-	for (const struct pool_agent *a = k->agents; a != NULL; a = a->next) {
-		const char *s = state_name(a);
-
-		json_object_set_new(st, s, json_integer(
-		    json_integer_value(json_object_get(st, s)) + 1));
-	}
+	for (const struct pool_agent *a = k->agents; a != NULL; a = a->next)
+		state_count(st, state_name(a));
+	if (pool_key_idle_state(k) != 0)
+		state_count(st, agent_state_name(pool_key_idle_state(k)));
 }
 
 void
@@ -172,9 +209,14 @@ status_json(struct sup *sup)
 	json_t *v;
 
 	for (struct pool_key *k = pool_keys(sup->pool); k != NULL; k = k->lnext) {
+		uint32_t idle = pool_key_idle_state(k);
+
 		cluster_add(clusters, k);
 		for (struct pool_agent *a = k->agents; a != NULL; a = a->next)
 			json_array_append_new(agents, agent_json(a, now));
+		if (idle != 0)
+			json_array_append_new(agents,
+			    idle_key_json(k, idle, now));
 	}
 	list = json_array();
 	json_object_foreach(clusters, name, v)

@@ -481,7 +481,11 @@ draw_agent(const struct top *t, json_t *a, int y)
 		proxy = jstr(px, "host_key");
 	if (strncmp(proxy, "SHA256:", 7) == 0)
 		proxy += 7;
-	snprintf(pid, sizeof(pid), "%lld", jint(a, "pid"));
+	/* pid 0: a key waiting for its next agent (backoff, limiter). */
+	if (jint(a, "pid") > 0)
+		snprintf(pid, sizeof(pid), "%lld", jint(a, "pid"));
+	else
+		snprintf(pid, sizeof(pid), "-");
 	fmt_dur(up, sizeof(up), jint(a, "since_s"));
 	snprintf(rc, sizeof(rc), "%lld", jint(a, "reconnects"));
 	snprintf(ch, sizeof(ch), "%lld", jint(a, "channels"));

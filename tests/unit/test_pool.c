@@ -267,16 +267,23 @@ START_TEST(backoff_after_failures)
 	p = pool_new(&c, &ops, NULL, 0);
 	pool_sync(p, &w, 1, 0);
 	ck_assert_int_eq(nspawned, 1);
+	ck_assert_uint_eq(pool_key_idle_state(pool_keys(p)), 0);
 	pool_agent_spawned(p, spawned[0], 1, 0);
-	pool_agent_lost(p, spawned[0], "handshake failed", true, 0);
+	pool_agent_lost(p, spawned[0], "handshake failed", true, 500);
+	/* Without an agent the key shows as disconnected since the loss. */
+	ck_assert_uint_eq(pool_key_idle_state(pool_keys(p)),
+	    AGENT_DISCONNECTED);
+	ck_assert_uint_eq(pool_keys(p)->down_ms, 500);
+	ck_assert_uint_ge(pool_keys(p)->next_dial_ms, 500 + 1000);
 	/* Not before min backoff (1 s). */
-	pool_tick(p, 999);
+	pool_tick(p, 1499);
 	ck_assert_int_eq(nspawned, 1);
-	pool_tick(p, 1001);
+	pool_tick(p, 1001 + 500 + 1000);
 	ck_assert_int_eq(nspawned, 2);
+	ck_assert_uint_eq(pool_key_idle_state(pool_keys(p)), 0);
 	/* A spawn that fails at once is handled like a loss, not a crash. */
 	fail_spawn = 1;
-	pool_agent_lost(p, spawned[1], "dial failed", true, 1001);
+	pool_agent_lost(p, spawned[1], "dial failed", true, 2501);
 	pool_tick(p, 100000);
 	ck_assert_uint_eq(pool_nagents(p), 0);
 	pool_free(p);
