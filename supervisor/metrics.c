@@ -57,6 +57,16 @@ sample1(struct evbuffer *b, const char *name, const char *l, const char *v,
 	evbuffer_add_printf(b, "\"} %llu\n", val);
 }
 
+/* A per-cluster sample with a second, fixed label (a state, a kind). */
+static void
+sample2(struct evbuffer *b, const char *name, const char *cluster,
+    const char *l2, const char *v2, unsigned long long val)
+{
+	evbuffer_add_printf(b, "%s{cluster=\"", name);
+	put_label(b, cluster);
+	evbuffer_add_printf(b, "\",%s=\"%s\"} %llu\n", l2, v2, val);
+}
+
 /* Clusters can span several keys: sums are made per cluster name. */
 struct cl_sum {
 	const char	*name;
@@ -116,12 +126,9 @@ render_clusters(struct evbuffer *b, struct cl_sum *v, size_t n)
 {
 	header(b, "tunnelpool_agents", "gauge", "Agents per cluster and state.");
 	for (size_t i = 0; i < n; i++)
-		for (uint32_t s = 1; s <= AGENT_STATE_MAX; s++) {
-			evbuffer_add(b, "tunnelpool_agents{cluster=\"", 27);
-			put_label(b, v[i].name);
-			evbuffer_add_printf(b, "\",state=\"%s\"} %llu\n",
-			    agent_state_name(s), (unsigned long long)v[i].states[s]);
-		}
+		for (uint32_t s = 1; s <= AGENT_STATE_MAX; s++)
+			sample2(b, "tunnelpool_agents", v[i].name, "state",
+			    agent_state_name(s), v[i].states[s]);
 	header(b, "tunnelpool_agent_connects_total", "counter",
 	    "Agents that reached connected or discovered.");
 	for (size_t i = 0; i < n; i++)
@@ -130,14 +137,10 @@ render_clusters(struct evbuffer *b, struct cl_sum *v, size_t n)
 	header(b, "tunnelpool_discovery_proxies", "gauge",
 	    "Proxies announced on discovery streams and claimed by an agent.");
 	for (size_t i = 0; i < n; i++) {
-		evbuffer_add(b, "tunnelpool_discovery_proxies{cluster=\"", 38);
-		put_label(b, v[i].name);
-		evbuffer_add_printf(b, "\",kind=\"announced\"} %llu\n",
-		    (unsigned long long)v[i].announced);
-		evbuffer_add(b, "tunnelpool_discovery_proxies{cluster=\"", 38);
-		put_label(b, v[i].name);
-		evbuffer_add_printf(b, "\",kind=\"claimed\"} %llu\n",
-		    (unsigned long long)v[i].claimed);
+		sample2(b, "tunnelpool_discovery_proxies", v[i].name, "kind",
+		    "announced", v[i].announced);
+		sample2(b, "tunnelpool_discovery_proxies", v[i].name, "kind",
+		    "claimed", v[i].claimed);
 	}
 	header(b, "tunnelpool_discovery_misses_total", "counter",
 	    "Discovery dials that landed on a proxy already claimed.");
@@ -157,14 +160,10 @@ render_clusters(struct evbuffer *b, struct cl_sum *v, size_t n)
 	header(b, "tunnelpool_tunnel_bytes_total", "counter",
 	    "Payload bytes through the tunnels (rx: from the proxy).");
 	for (size_t i = 0; i < n; i++) {
-		evbuffer_add(b, "tunnelpool_tunnel_bytes_total{cluster=\"", 39);
-		put_label(b, v[i].name);
-		evbuffer_add_printf(b, "\",direction=\"rx\"} %llu\n",
-		    (unsigned long long)v[i].rx);
-		evbuffer_add(b, "tunnelpool_tunnel_bytes_total{cluster=\"", 39);
-		put_label(b, v[i].name);
-		evbuffer_add_printf(b, "\",direction=\"tx\"} %llu\n",
-		    (unsigned long long)v[i].tx);
+		sample2(b, "tunnelpool_tunnel_bytes_total", v[i].name,
+		    "direction", "rx", v[i].rx);
+		sample2(b, "tunnelpool_tunnel_bytes_total", v[i].name,
+		    "direction", "tx", v[i].tx);
 	}
 	header(b, "tunnelpool_dial_failures_total", "counter",
 	    "Local target dials that failed.");
