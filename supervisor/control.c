@@ -81,6 +81,13 @@ error_obj(const char *msg)
 }
 
 static void
+reply_status(struct client *cl)
+{
+	if (status_write(cl->ctl->sup, bufferevent_get_output(cl->bev)) != 0)
+		reply(cl, error_obj("out of memory"));
+}
+
+static void
 on_top_tick(evutil_socket_t fd, short what, void *arg)
 {
 	struct client *cl = arg;
@@ -92,7 +99,7 @@ on_top_tick(evutil_socket_t fd, short what, void *arg)
 		client_free(cl);
 		return;
 	}
-	reply(cl, status_json(cl->ctl->sup));
+	reply_status(cl);
 	evtimer_add(cl->top, &sec);
 }
 
@@ -156,7 +163,7 @@ handle(struct client *cl, const char *line)
 	if (cmd == NULL)
 		reply(cl, error_obj("request must be a JSON object with \"cmd\""));
 	else if (strcmp(cmd, "status") == 0)
-		reply(cl, status_json(ctl->sup));
+		reply_status(cl);
 	else if (strcmp(cmd, "version") == 0)
 		reply(cl, json_pack("{s:b,s:s,s:i}", "ok", 1, "version",
 		    TP_VERSION, "protocol", PROTO_VERSION));

@@ -67,62 +67,8 @@ sample2(struct evbuffer *b, const char *name, const char *cluster,
 	evbuffer_add_printf(b, "\",%s=\"%s\"} %llu\n", l2, v2, val);
 }
 
-/* Clusters can span several keys: sums are made per cluster name. */
-struct cl_sum {
-	const char	*name;
-	uint64_t	 states[AGENT_STATE_MAX + 1];
-	uint64_t	 connects, announced, claimed, misses;
-	uint64_t	 ch_open, ch_total, rx, tx, dial_fail;
-};
-
-static struct cl_sum *
-sums_of(struct sup *sup, size_t *n)
-{
-	size_t cap = pool_nkeys(sup->pool) + 1, m = 0;
-	struct cl_sum *v = calloc(cap, sizeof(*v));
-
-	if (v == NULL)
-		return NULL;
-	for (struct pool_key *k = pool_keys(sup->pool); k; k = k->lnext) {
-		struct cl_sum *c = NULL;
-
-		for (size_t i = 0; i < m && c == NULL; i++)
-			if (strcmp(v[i].name, k->cluster) == 0)
-				c = &v[i];
-		if (c == NULL) {
-			c = &v[m++];
-			c->name = k->cluster;
-		}
-		c->connects += k->connects;
-		c->announced += k->n_proxies;
-		c->claimed += pool_key_claimed(k);
-		c->misses += k->misses;
-		c->rx += k->rx_done;
-		c->tx += k->tx_done;
-		c->ch_total += k->channels_done;
-		c->dial_fail += k->dial_failures_done;
-		/* A key waiting for its next agent counts as status shows it. */
-		if (pool_key_idle_state(k) != 0)
-			c->states[pool_key_idle_state(k)]++;
-		for (struct pool_agent *a = k->agents; a; a = a->next) {
-			/* Not reported yet: being dialled, as status says. */
-			if (a->state == 0)
-				c->states[AGENT_CONNECTING]++;
-			else if (a->state <= AGENT_STATE_MAX)
-				c->states[a->state]++;
-			c->ch_open += a->stats.channels_open;
-			c->ch_total += a->stats.channels_total;
-			c->rx += a->stats.rx_bytes;
-			c->tx += a->stats.tx_bytes;
-			c->dial_fail += a->stats.dial_failures;
-		}
-	}
-	*n = m;
-	return v;
-}
-
 static void
-render_clusters(struct evbuffer *b, struct cl_sum *v, size_t n)
+render_clusters(struct evbuffer *b, struct cluster_sum *v, size_t n)
 {
 	header(b, "tunnelpool_agents", "gauge", "Agents per cluster and state.");
 	for (size_t i = 0; i < n; i++)
@@ -285,10 +231,10 @@ render_supervisor(struct evbuffer *b, struct sup *sup)
 void
 metrics_render(struct sup *sup, struct evbuffer *b)
 {
-	struct cl_sum *v;
+	struct cluster_sum *v;
 	size_t n = 0;
 
-	if ((v = sums_of(sup, &n)) != NULL) {
+	if ((v = status_cluster_sums(sup, &n)) != NULL) {
 		render_clusters(b, v, n);
 		free(v);
 	}

@@ -1,15 +1,20 @@
 #include <sys/types.h>
 
 #include <dirent.h>
+#include <stdbool.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
 
+#include <event2/buffer.h>
 #include <jansson.h>
 
+#include "common/error.h"
 #include "common/log.h"
 #include "common/tptime.h"
 #include "config.h"
+#include "jsonw.h"
 #include "pool.h"
 #include "status.h"
 #include "sup.h"
@@ -37,36 +42,51 @@ state_name(const struct pool_agent *a)
 	return agent_state_name(a->state != 0 ? a->state : AGENT_CONNECTING);
 }
 
-static json_t *
-agent_json(const struct pool_agent *a, uint64_t now)
+/* The fields every row starts with, up to "reconnects". */
+static void
+row_head(struct evbuffer *b, const struct pool_key *k, long long pid,
+    const char *state, const char *role, const char *name, const char *fp,
+    uint64_t since_s)
 {
-	json_t *fw = json_array(), *o;
+	evbuffer_add_printf(b, "{\"cluster\":");
+	jsonw_str(b, k->cluster);
+	evbuffer_add_printf(b, ",\"dial_addr\":");
+	jsonw_str(b, k->dial_addr);
+	evbuffer_add_printf(b, ",\"pid\":%lld,\"state\":\"%s\",\"role\":"
+	    "\"%s\",\"proxy\":{\"name\":", pid, state, role);
+	jsonw_str(b, name);
+	evbuffer_add_printf(b, ",\"host_key\":");
+	jsonw_str(b, fp);
+	evbuffer_add_printf(b, "},\"since_s\":%llu,\"reconnects\":%llu,",
+	    (unsigned long long)since_s, (unsigned long long)k->reconnects);
+}
 
-	for (uint32_t i = 0; i < a->n_forwards; i++)
-		json_array_append_new(fw, json_pack("{s:I,s:s,s:b,s:I,s:s}",
-		    "id", (json_int_t)a->forwards[i].id,
-		    "listen", forward_listen(a, a->forwards[i].id),
-		    "bound", a->forwards[i].bound,
-		    "port", (json_int_t)a->forwards[i].port,
-		    "error", a->forwards[i].error));
-	o = json_pack("{s:s,s:s,s:I,s:s,s:s,s:{s:s,s:s},s:I,s:I,s:I,s:I,s:I,"
-	    "s:I,s:s,s:o}",
-	    "cluster", a->key->cluster,
-	    "dial_addr", a->key->dial_addr,
-	    "pid", (json_int_t)a->pid,
-	    "state", a->phase == PHASE_CLOSING ? "closing" : state_name(a),
-	    "role", a->role == AGENT_ROLE_DISCOVERY ? "discovery" : "tunnel",
-	    "proxy", "name", a->name, "host_key", a->fp,
-	    "since_s", (json_int_t)((now - a->state_ms) / 1000),
-	    "reconnects", (json_int_t)a->key->reconnects,
-	    "channels", (json_int_t)a->stats.channels_open,
-	    "channels_total", (json_int_t)a->stats.channels_total,
-	    "rx_bytes", (json_int_t)a->stats.rx_bytes,
-	    "tx_bytes", (json_int_t)a->stats.tx_bytes,
-	    "last_error", a->key->last_error,
-	    "forwards", fw);
-	json_object_set_new(o, "retry_in_ms", json_integer(0));
-	return o;
+static void
+agent_write(struct evbuffer *b, const struct pool_agent *a, uint64_t now)
+{
+	row_head(b, a->key, (long long)a->pid,
+	    a->phase == PHASE_CLOSING ? "closing" : state_name(a),
+	    a->role == AGENT_ROLE_DISCOVERY ? "discovery" : "tunnel",
+	    a->name, a->fp, (now - a->state_ms) / 1000);
+	evbuffer_add_printf(b, "\"channels\":%llu,\"channels_total\":%llu,"
+	    "\"rx_bytes\":%llu,\"tx_bytes\":%llu,\"last_error\":",
+	    (unsigned long long)a->stats.channels_open,
+	    (unsigned long long)a->stats.channels_total,
+	    (unsigned long long)a->stats.rx_bytes,
+	    (unsigned long long)a->stats.tx_bytes);
+	jsonw_str(b, a->key->last_error);
+	evbuffer_add_printf(b, ",\"forwards\":[");
+	for (uint32_t i = 0; i < a->n_forwards; i++) {
+		evbuffer_add_printf(b, "%s{\"id\":%u,\"listen\":",
+		    i > 0 ? "," : "", a->forwards[i].id);
+		jsonw_str(b, forward_listen(a, a->forwards[i].id));
+		evbuffer_add_printf(b, ",\"bound\":%s,\"port\":%u,"
+		    "\"error\":", a->forwards[i].bound ? "true" : "false",
+		    (unsigned)a->forwards[i].port);
+		jsonw_str(b, a->forwards[i].error);
+		evbuffer_add(b, "}", 1);
+	}
+	evbuffer_add_printf(b, "],\"retry_in_ms\":0}");
 }
 
 /*
@@ -74,68 +94,94 @@ agent_json(const struct pool_agent *a, uint64_t now)
  * the spawn limiter) still gets its row: pid 0, the key's last error, and
  * when the next attempt is due.
  */
-static json_t *
-idle_key_json(const struct pool_key *k, uint32_t state, uint64_t now)
+static void
+idle_key_write(struct evbuffer *b, const struct pool_key *k, uint32_t state,
+    uint64_t now)
 {
 	uint64_t due = k->discovery && k->next_disc_ms > k->next_dial_ms ?
 	    k->next_disc_ms : k->next_dial_ms;
 
-	return json_pack("{s:s,s:s,s:I,s:s,s:s,s:{s:s,s:s},s:I,s:I,s:I,s:I,"
-	    "s:I,s:I,s:s,s:[],s:I}",
-	    "cluster", k->cluster,
-	    "dial_addr", k->dial_addr,
-	    "pid", (json_int_t)0,
-	    "state", agent_state_name(state),
-	    "role", "tunnel",
-	    "proxy", "name", "", "host_key", "",
-	    "since_s", (json_int_t)(k->down && now > k->down_ms ?
-		(now - k->down_ms) / 1000 : 0),
-	    "reconnects", (json_int_t)k->reconnects,
-	    "channels", (json_int_t)0,
-	    "channels_total", (json_int_t)0,
-	    "rx_bytes", (json_int_t)0,
-	    "tx_bytes", (json_int_t)0,
-	    "last_error", k->last_error,
-	    "forwards",
-	    "retry_in_ms", (json_int_t)(due > now ? due - now : 0));
+	row_head(b, k, 0, agent_state_name(state), "tunnel", "", "",
+	    k->down && now > k->down_ms ? (now - k->down_ms) / 1000 : 0);
+	evbuffer_add_printf(b, "\"channels\":0,\"channels_total\":0,"
+	    "\"rx_bytes\":0,\"tx_bytes\":0,\"last_error\":");
+	jsonw_str(b, k->last_error);
+	evbuffer_add_printf(b, ",\"forwards\":[],\"retry_in_ms\":%llu}",
+	    (unsigned long long)(due > now ? due - now : 0));
+}
+
+/* FNV-1a of a cluster name, for the sums' index. */
+static uint64_t
+name_hash(const char *s)
+{
+	uint64_t h = 0xcbf29ce484222325ULL;
+
+	for (; *s != '\0'; s++)
+		h = (h ^ (unsigned char)*s) * 0x100000001b3ULL;
+	return h;
 }
 
 static void
-state_count(json_t *states, const char *s)
+sum_key(struct cluster_sum *c, struct pool_key *k)
 {
-	json_object_set_new(states, s, json_integer(
-	    json_integer_value(json_object_get(states, s)) + 1));
-}
+	uint32_t idle = pool_key_idle_state(k);
 
-/* Per-cluster aggregate, keyed by cluster name in a JSON object. */
-static void
-cluster_add(json_t *clusters, const struct pool_key *k)
-{
-	json_t *c = json_object_get(clusters, k->cluster), *st;
-
-	if (c == NULL) {
-		c = json_pack("{s:s,s:I,s:I,s:I,s:{s:I,s:I,s:I,s:I,s:I}}",
-		    "name", k->cluster, "proxies_announced", (json_int_t)0,
-		    "proxies_claimed", (json_int_t)0, "discovery_misses",
-		    (json_int_t)0, "states", "connecting", (json_int_t)0,
-		    "discovering", (json_int_t)0, "connected", (json_int_t)0,
-		    "discovered", (json_int_t)0, "disconnected", (json_int_t)0);
-		json_object_set_new(clusters, k->cluster, c);
+	c->connects += k->connects;
+	c->announced += k->n_proxies;
+	c->claimed += pool_key_claimed(k);
+	c->misses += k->misses;
+	c->rx += k->rx_done;
+	c->tx += k->tx_done;
+	c->ch_total += k->channels_done;
+	c->dial_fail += k->dial_failures_done;
+	if (idle != 0)
+		c->states[idle]++;
+	for (struct pool_agent *a = k->agents; a != NULL; a = a->next) {
+		/* Not reported yet: being dialled, as status says. */
+		if (a->state == 0)
+			c->states[AGENT_CONNECTING]++;
+		else if (a->state <= AGENT_STATE_MAX)
+			c->states[a->state]++;
+		c->ch_open += a->stats.channels_open;
+		c->ch_total += a->stats.channels_total;
+		c->rx += a->stats.rx_bytes;
+		c->tx += a->stats.tx_bytes;
+		c->dial_fail += a->stats.dial_failures;
 	}
-	json_object_set_new(c, "proxies_announced", json_integer(
-	    json_integer_value(json_object_get(c, "proxies_announced")) +
-	    (json_int_t)k->n_proxies));
-	json_object_set_new(c, "proxies_claimed", json_integer(
-	    json_integer_value(json_object_get(c, "proxies_claimed")) +
-	    pool_key_claimed(k)));
-	json_object_set_new(c, "discovery_misses", json_integer(
-	    json_integer_value(json_object_get(c, "discovery_misses")) +
-	    (json_int_t)k->misses));
-	st = json_object_get(c, "states");
-	for (const struct pool_agent *a = k->agents; a != NULL; a = a->next)
-		state_count(st, state_name(a));
-	if (pool_key_idle_state(k) != 0)
-		state_count(st, agent_state_name(pool_key_idle_state(k)));
+}
+
+/* Linear in the keys: an open-addressing index from name to sum. */
+struct cluster_sum *
+status_cluster_sums(struct sup *sup, size_t *n)
+{
+	size_t nk = pool_nkeys(sup->pool), cap = 16, m = 0;
+	struct cluster_sum *v;
+	uint32_t *slot;
+
+	while (cap < 2 * nk)
+		cap *= 2;
+	v = calloc(nk + 1, sizeof(*v));
+	slot = calloc(cap, sizeof(*slot));		/* 0 = free, else i + 1 */
+	if (v == NULL || slot == NULL) {
+		free(v);
+		free(slot);
+		return NULL;
+	}
+	for (struct pool_key *k = pool_keys(sup->pool); k != NULL; k = k->lnext) {
+		size_t i = (size_t)name_hash(k->cluster) & (cap - 1);
+
+		while (slot[i] != 0 &&
+		    strcmp(v[slot[i] - 1].name, k->cluster) != 0)
+			i = (i + 1) & (cap - 1);
+		if (slot[i] == 0) {
+			v[m].name = k->cluster;
+			slot[i] = (uint32_t)++m;
+		}
+		sum_key(&v[slot[i] - 1], k);
+	}
+	free(slot);
+	*n = m;
+	return v;
 }
 
 void
@@ -200,55 +246,112 @@ supervisor_json(struct sup *sup, uint64_t now)
 	    "loop_lag", lag_json(sup));
 }
 
-json_t *
-status_json(struct sup *sup)
+/* clusters[]: one object per cluster name, in the order keys were added. */
+static int
+clusters_write(struct evbuffer *b, struct sup *sup)
 {
-	json_t *agents = json_array(), *clusters = json_object(), *list, *o;
-	uint64_t now = tp_now_ms();
-	const char *name;
-	json_t *v;
+	struct cluster_sum *v;
+	size_t n;
 
+	if ((v = status_cluster_sums(sup, &n)) == NULL)
+		return -1;
+	evbuffer_add(b, "[", 1);
+	for (size_t i = 0; i < n; i++) {
+		evbuffer_add_printf(b, "%s{\"name\":", i > 0 ? "," : "");
+		jsonw_str(b, v[i].name);
+		evbuffer_add_printf(b, ",\"proxies_announced\":%llu,"
+		    "\"proxies_claimed\":%llu,\"discovery_misses\":%llu,"
+		    "\"states\":{", (unsigned long long)v[i].announced,
+		    (unsigned long long)v[i].claimed,
+		    (unsigned long long)v[i].misses);
+		for (uint32_t st = 1; st <= AGENT_STATE_MAX; st++)
+			evbuffer_add_printf(b, "%s\"%s\":%llu", st > 1 ? "," : "",
+			    agent_state_name(st),
+			    (unsigned long long)v[i].states[st]);
+		evbuffer_add(b, "}}", 2);
+	}
+	evbuffer_add(b, "]", 1);
+	free(v);
+	return 0;
+}
+
+/* Appends o as compact JSON text and drops it; -1 if o is NULL. */
+static int
+add_dump(struct evbuffer *b, json_t *o)
+{
+	char *s = o != NULL ? json_dumps(o, JSON_COMPACT) : NULL;
+
+	json_decref(o);
+	if (s == NULL)
+		return -1;
+	evbuffer_add(b, s, strlen(s));
+	free(s);
+	return 0;
+}
+
+/*
+ * The agent rows, the bulk of the document, are written as text; the two
+ * small parts are built with jansson.  Everything goes to a buffer of its
+ * own first, so out never holds half a document.
+ */
+int
+status_write(struct sup *sup, struct evbuffer *out)
+{
+	struct evbuffer *b = evbuffer_new();
+	uint64_t now = tp_now_ms();
+	bool first = true;
+	int rc = TP_ENOMEM;
+
+	if (b == NULL)
+		return TP_ENOMEM;
+	evbuffer_add_printf(b, "{\"supervisor\":");
+	if (add_dump(b, supervisor_json(sup, now)) != 0)
+		goto out;
+	evbuffer_add_printf(b, ",\"agents\":[");
 	for (struct pool_key *k = pool_keys(sup->pool); k != NULL; k = k->lnext) {
 		uint32_t idle = pool_key_idle_state(k);
 
-		cluster_add(clusters, k);
-		for (struct pool_agent *a = k->agents; a != NULL; a = a->next)
-			json_array_append_new(agents, agent_json(a, now));
-		if (idle != 0)
-			json_array_append_new(agents,
-			    idle_key_json(k, idle, now));
+		for (struct pool_agent *a = k->agents; a != NULL; a = a->next) {
+			if (!first)
+				evbuffer_add(b, ",", 1);
+			agent_write(b, a, now);
+			first = false;
+		}
+		if (idle != 0) {
+			if (!first)
+				evbuffer_add(b, ",", 1);
+			idle_key_write(b, k, idle, now);
+			first = false;
+		}
 	}
-	list = json_array();
-	json_object_foreach(clusters, name, v)
-		json_array_append(list, v);
-	json_decref(clusters);
-	o = json_pack("{s:o,s:o,s:o}", "supervisor", supervisor_json(sup, now),
-	    "agents", agents, "clusters", list);
-	return o;
+	evbuffer_add_printf(b, "],\"clusters\":");
+	if (clusters_write(b, sup) != 0)
+		goto out;
+	evbuffer_add_printf(b, "}\n");
+	rc = evbuffer_add_buffer(out, b) == 0 ? 0 : TP_ENOMEM;
+out:
+	evbuffer_free(b);
+	return rc;
 }
 
 void
 status_log_stats(struct sup *sup)
 {
-	json_t *st = status_json(sup), *c;
-	size_t i;
+	struct cluster_sum *v;
+	size_t n;
 
-	if (st == NULL)
+	if ((v = status_cluster_sums(sup, &n)) == NULL)
 		return;
-	json_array_foreach(json_object_get(st, "clusters"), i, c) {
-		json_t *s = json_object_get(c, "states");
-
-		log_info("cluster %s: connecting=%lld discovering=%lld "
-		    "connected=%lld discovered=%lld disconnected=%lld "
-		    "announced=%lld claimed=%lld",
-		    json_string_value(json_object_get(c, "name")),
-		    json_integer_value(json_object_get(s, "connecting")),
-		    json_integer_value(json_object_get(s, "discovering")),
-		    json_integer_value(json_object_get(s, "connected")),
-		    json_integer_value(json_object_get(s, "discovered")),
-		    json_integer_value(json_object_get(s, "disconnected")),
-		    json_integer_value(json_object_get(c, "proxies_announced")),
-		    json_integer_value(json_object_get(c, "proxies_claimed")));
-	}
-	json_decref(st);
+	for (size_t i = 0; i < n; i++)
+		log_info("cluster %s: connecting=%llu discovering=%llu "
+		    "connected=%llu discovered=%llu disconnected=%llu "
+		    "announced=%llu claimed=%llu", v[i].name,
+		    (unsigned long long)v[i].states[AGENT_CONNECTING],
+		    (unsigned long long)v[i].states[AGENT_DISCOVERING],
+		    (unsigned long long)v[i].states[AGENT_CONNECTED],
+		    (unsigned long long)v[i].states[AGENT_DISCOVERED],
+		    (unsigned long long)v[i].states[AGENT_DISCONNECTED],
+		    (unsigned long long)v[i].announced,
+		    (unsigned long long)v[i].claimed);
+	free(v);
 }

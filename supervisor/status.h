@@ -6,12 +6,20 @@
 #ifndef TP_SUPERVISOR_STATUS_H
 #define TP_SUPERVISOR_STATUS_H
 
-#include <jansson.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include <event2/buffer.h>
+
+#include "proto/msg.h"
 
 struct sup;
 
-/* Returns a new status object (caller decrefs), or NULL if out of memory. */
-json_t *status_json(struct sup *sup);
+/*
+ * Appends the status document and a newline to out (compact JSON, the
+ * documented schema); 0, or TP_ENOMEM with out unchanged.
+ */
+int status_write(struct sup *sup, struct evbuffer *out);
 /* The supervisor's own resources, from /proc/self; -1 where unreadable. */
 struct self_usage {
 	long long	open_fds;
@@ -21,6 +29,22 @@ struct self_usage {
 
 /* Fills u (status, top and metrics report the same figures). */
 void status_self_usage(struct self_usage *u);
+/*
+ * Per-cluster sums over its keys and agents (a cluster can span several
+ * dial addresses), in the order the clusters' first keys were added.
+ * States count as status shows them: an agent before its first report is
+ * connecting, a key waiting for its next agent counts once (index 0 of
+ * states is unused).
+ */
+struct cluster_sum {
+	const char	*name;
+	uint64_t	 states[AGENT_STATE_MAX + 1];
+	uint64_t	 connects, announced, claimed, misses;
+	uint64_t	 ch_open, ch_total, rx, tx, dial_fail;
+};
+
+/* Returns a malloc'd array of *n sums (free it), or NULL (no memory). */
+struct cluster_sum *status_cluster_sums(struct sup *sup, size_t *n);
 /* Logs one info line per cluster with its per-state agent counts. */
 void status_log_stats(struct sup *sup);
 

@@ -134,6 +134,28 @@ def timed_status(tp, timeout=180):
     return st, time.monotonic() - t
 
 
+def raw_status_s(tp, timeout=60):
+    """Seconds for one `status` request on the control socket itself, to
+    the last byte of the answer: the supervisor's share of a status dump
+    (the CLI adds its own start and parse)."""
+    import socket
+    s = socket.socket(socket.AF_UNIX)
+    s.settimeout(timeout)
+    try:
+        s.connect(tp.control_socket)
+        t = time.monotonic()
+        s.sendall(b'{"cmd":"status"}\n')
+        buf = b''
+        while not buf.endswith(b'\n'):
+            d = s.recv(1 << 20)
+            if not d:
+                break
+            buf += d
+        return time.monotonic() - t
+    finally:
+        s.close()
+
+
 def one_run(ctx, bench, proxy, kh, node_key, n, fwd_ports, target, label,
             extra):
     name = 'tp-%s-%d' % (label, n)
@@ -224,6 +246,7 @@ def one_run(ctx, bench, proxy, kh, node_key, n, fwd_ports, target, label,
                                   if alive(p))
     # status latency at N (a full JSON dump of every agent)
     r['status_s'] = median([timed_status(tp)[1] for _ in range(3)])
+    r['status_raw_s'] = median([raw_status_s(tp) for _ in range(3)])
     # loop lag over a window
     # (read from /metrics: a status --json dump of N agents would itself
     # delay the timer sample right after it, inside the window)
@@ -327,10 +350,12 @@ def rows_for(res):
         rows.append(Row(sec, 'start -> all %d forwards bound, s' % n,
                         fmt_num(t), aim=aim, met=met,
                         note='first connected %ss, half %ss; spawns %s; '
-                        'status --json at N takes %ss, GET /metrics %ss' % (
+                        'status --json at N takes %ss (control socket '
+                        'alone %ss), GET /metrics %ss' % (
                             fmt_num(r.get('first_connected_s')),
                             fmt_num(r.get('half_bound_s')), r['spawns'],
                             fmt_num(r.get('status_s')),
+                            fmt_num(r.get('status_raw_s')),
                             fmt_num(r.get('metrics_s')))))
         ph = r.get('phases_ms') or {}
         rows.append(Row(sec, 'CPU s until then: supervisor / workers / '
