@@ -341,6 +341,19 @@ on_tunnels_changed(void *arg)
 	sup_sync(sup);
 }
 
+/* The per-cluster stats line's period; test-hooks builds may shorten it. */
+static uint64_t
+stats_interval_ms(void)
+{
+#ifdef TP_TEST_HOOKS
+	const char *s = getenv("TP_TEST_STATS_MS");
+
+	if (s != NULL && atoi(s) > 0)
+		return (uint64_t)atoi(s);
+#endif
+	return STATS_LOG_MS;
+}
+
 static void
 on_stats(evutil_socket_t fd, short what, void *arg)
 {
@@ -349,7 +362,7 @@ on_stats(evutil_socket_t fd, short what, void *arg)
 	(void)fd;
 	(void)what;
 	status_log_stats(sup);
-	arm(ev_stats, STATS_LOG_MS);
+	arm(ev_stats, stats_interval_ms());
 }
 
 static void
@@ -551,7 +564,7 @@ setup_events(struct sup *sup)
 	if (event_add(ev_lag, &lag) != 0)
 		fatalx("event_add failed");
 	arm(ev_resync, sup->cfg->resync_interval_ms);
-	arm(ev_stats, STATS_LOG_MS);
+	arm(ev_stats, stats_interval_ms());
 	if (notify_watchdog_ms() > 0) {
 		ev_dog = new_timer(sup, on_watchdog, 0);
 		arm(ev_dog, notify_watchdog_ms() / 2);

@@ -15,13 +15,17 @@ their agent disconnected with last_error "dial ADDR: Connection refused"
 or "dial ADDR: timed out" and are retried with backoff.  Between attempts
 such a key has no worker, yet status shows its row (pid 0, disconnected,
 last_error, retry_in_ms), clusters[] and tunnelpool_agents count it
-disconnected.  Once an sshd answers on the refused port, it connects."""
+disconnected, and so does the per-cluster stats line (its period shortened
+through TP_TEST_STATS_MS in test-hooks builds).  Once an sshd answers on
+the refused port, it connects."""
 
+import os
 import re
 import socket
 import time
 
 from harness import expect, expect_eq, ports, procs, schema
+from harness.env import build_options
 
 NAME = 'sup_dials'
 REQUIRES = {'root': True, 'binaries': ['tunnelpool', 'tunnelpool-agent'],
@@ -116,7 +120,14 @@ def run(ctx):
         ('127.0.0.1:%d' % f_silent, '127.0.0.1:%d' % full.port)])
     tp.add_tunnel('refusing', 'refusing', ['127.0.0.1:%d' % dead_proxy], [])
     tp.add_tunnel('silent', 'silent', ['127.0.0.1:%d' % full.port], [])
-    tp.start()
+    # The per-cluster stats line (every 5 minutes) every 500 ms instead:
+    # test-hooks builds read TP_TEST_STATS_MS.
+    hooks = build_options(ctx.build_dir).get('test_hooks') is True
+    os.environ['TP_TEST_STATS_MS'] = '500'
+    try:
+        tp.start()
+    finally:
+        del os.environ['TP_TEST_STATS_MS']
 
     st = tp.wait_state(lambda s: (agent(s, 'targets') or {}).get('state')
                        == 'connected', 30, 'targets connected')
@@ -199,6 +210,17 @@ def run(ctx):
     expect(row and re.search(r'\s-\s', row[0]) or any(
         re.search(r'\sconnecting\s', r) for r in row),
         'status table row of the refusing key: %r', row)
+    # The stats line counts the waiting key the same way.
+    if hooks:
+        m = tp.wait_log(r'msg="cluster refusing: connecting=0 discovering=0 '
+                        r'connected=0 discovered=0 disconnected=1 '
+                        r'announced=0 claimed=0"', 10)
+        ctx.log('stats line: %s', m.group(0))
+        tp.wait_log(r'msg="cluster targets: connecting=0 discovering=0 '
+                    r'connected=1 discovered=0 disconnected=0 ', 10)
+    else:
+        ctx.log('NOTE: no test hooks in %s: the stats line (every 5 min) '
+                'is not checked', ctx.build_dir)
     # Retried with backoff: several attempts each.
     for c, rx in want.items():
         procs.wait_for(lambda: len(re.findall(
