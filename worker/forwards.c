@@ -126,14 +126,30 @@ forwards_all_bound(const struct forwards *fw)
 	return true;
 }
 
+/*
+ * A forward being requested on a fixed port matches too.  sshd binds the
+ * listener, answers REQUEST_SUCCESS and may at once send a forwarded-tcpip
+ * open for the first client; one pump can process both before
+ * forwards_step has seen the reply and marked the forward bound.  Refusing
+ * that open ("administratively prohibited") reset a client that connected
+ * as soon as the port listened (seen in CI, rel_valgrind).  sshd only
+ * opens channels on listeners it bound for this session, so a fixed-port
+ * request in flight can only be answered yes by the time such an open
+ * arrives.  (A port-0 request has no port to match until its reply.)
+ */
 bool
 forwards_match(const struct forwards *fw, uint32_t port, uint32_t *id)
 {
-	for (uint32_t i = 0; i < fw->n; i++)
-		if (fw->f[i].state == FWD_BOUND && fw->f[i].port == port) {
-			*id = fw->f[i].spec.id;
+	for (uint32_t i = 0; i < fw->n; i++) {
+		const struct fwd *f = &fw->f[i];
+
+		if ((f->state == FWD_BOUND && f->port == port) ||
+		    (f->state == FWD_REQUESTING && f->spec.listen_port != 0 &&
+		    f->spec.listen_port == port)) {
+			*id = f->spec.id;
 			return true;
 		}
+	}
 	return false;
 }
 

@@ -60,7 +60,10 @@ bool forwards_all_answered(const struct forwards *fw);
 /* True when every forward is bound. */
 bool forwards_all_bound(const struct forwards *fw);
 
-/* Finds the bound forward listening on port; returns true and its id. */
+/*
+ * Finds the forward listening on port (bound, or requested on that fixed
+ * port with the reply not seen yet); returns true and its id.
+ */
 bool forwards_match(const struct forwards *fw, uint32_t port, uint32_t *id);
 
 /* The next retry time, or UINT64_MAX. */
