@@ -11,6 +11,7 @@
 #include <netinet/tcp.h>
 
 #include <errno.h>
+#include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -160,13 +161,21 @@ dial_start(struct dial *d, const struct tp_addr *a)
 int
 dialer_request(struct child *c, const struct msg_dial_request *r)
 {
-	const struct tunnel *t = c->agent != NULL ? c->agent->key->tunnel : NULL;
+	const struct pool_agent *ag = c->agent;
+	const struct tunnel *t = ag != NULL ? ag->key->tunnel : NULL;
+	/*
+	 * An agent started for an older spec of its key (being replaced) or
+	 * for a removed tunnel holds forward ids of a spec that is gone: the
+	 * same index may name another forward now.  Its dials are refused,
+	 * never routed by the current spec, and are not hostile.
+	 */
+	bool stale = ag != NULL && (ag->gen != ag->key->gen || t == NULL);
 	struct tp_addr a;
 	struct dial *d;
 
 	c->sup->counters.dial_requests++;
 	/* The worker only knows the ids we gave it: anything else is hostile. */
-	if (t == NULL || r->forward_id >= t->n_forwards)
+	if (!stale && (t == NULL || r->forward_id >= t->n_forwards))
 		return TP_EPROTO;
 	if (c->ndials >= c->sup->cfg->worker.max_channels)
 		return TP_ETOOBIG;
@@ -175,12 +184,15 @@ dialer_request(struct child *c, const struct msg_dial_request *r)
 	d->child = c;
 	d->channel_id = r->channel_id;
 	d->sock = -1;
-	snprintf(d->target, sizeof(d->target), "%s",
-	    t->forwards[r->forward_id].target);
+	snprintf(d->target, sizeof(d->target), "%s", stale ?
+	    "(previous spec)" : t->forwards[r->forward_id].target);
 	d->next = c->dials;
 	c->dials = d;
 	c->ndials++;
-	if (tp_addr_parse(d->target, 1, &a) != 0)
+	if (stale)
+		dial_finish(d, "the tunnel's spec changed: this agent is being "
+		    "replaced");
+	else if (tp_addr_parse(d->target, 1, &a) != 0)
 		dial_finish(d, "bad target address");
 	else
 		dial_start(d, &a);
