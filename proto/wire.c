@@ -11,31 +11,19 @@
 #include "wire.h"
 
 int
-proto_send(int sock, const struct msg *m)
+proto_send_bytes(int sock, const void *buf, size_t len, int fd)
 {
-	const struct msg_desc *d = msg_desc_lookup(m->type);
 	union {
 		struct cmsghdr	hdr;
 		char		buf[CMSG_SPACE(sizeof(int))];
 	} cbuf;
-	uint8_t buf[PROTO_MAX_MSG];
+	struct iovec iov = { .iov_base = (void *)buf, .iov_len = len };
 	struct msghdr mh;
-	struct iovec iov;
-	int n;
 
-	if (d == NULL)
-		return TP_EINVAL;
-	/* The sender keeps the fd rule too: only DIAL_RESULT ok carries one. */
-	if ((m->fd >= 0) != (d->fd_rule == FD_IF_OK && m->u.dial_result.ok))
-		return TP_EFD;
-	if ((n = msg_encode(m, buf, sizeof(buf))) < 0)
-		return n;
 	memset(&mh, 0, sizeof(mh));
-	iov.iov_base = buf;
-	iov.iov_len = (size_t)n;
 	mh.msg_iov = &iov;
 	mh.msg_iovlen = 1;
-	if (m->fd >= 0) {
+	if (fd >= 0) {
 		struct cmsghdr *c;
 
 		memset(&cbuf, 0, sizeof(cbuf));
@@ -45,10 +33,11 @@ proto_send(int sock, const struct msg *m)
 		c->cmsg_level = SOL_SOCKET;
 		c->cmsg_type = SCM_RIGHTS;
 		c->cmsg_len = CMSG_LEN(sizeof(int));
-		memcpy(CMSG_DATA(c), &m->fd, sizeof(int));
+		memcpy(CMSG_DATA(c), &fd, sizeof(int));
 	}
 	for (;;) {
-		if (sendmsg(sock, &mh, MSG_NOSIGNAL | MSG_DONTWAIT) == n)
+		if (sendmsg(sock, &mh, MSG_NOSIGNAL | MSG_DONTWAIT) ==
+		    (ssize_t)len)
 			return 0;
 		if (errno == EINTR)
 			continue;
@@ -58,6 +47,23 @@ proto_send(int sock, const struct msg *m)
 			return TP_ECLOSED;
 		return TP_ESYS;
 	}
+}
+
+int
+proto_send(int sock, const struct msg *m)
+{
+	const struct msg_desc *d = msg_desc_lookup(m->type);
+	uint8_t buf[PROTO_MAX_MSG];
+	int n;
+
+	if (d == NULL)
+		return TP_EINVAL;
+	/* The sender keeps the fd rule too: only DIAL_RESULT ok carries one. */
+	if ((m->fd >= 0) != (d->fd_rule == FD_IF_OK && m->u.dial_result.ok))
+		return TP_EFD;
+	if ((n = msg_encode(m, buf, sizeof(buf))) < 0)
+		return n;
+	return proto_send_bytes(sock, buf, (size_t)n, m->fd);
 }
 
 /* Collects every descriptor in the control data; returns how many. */

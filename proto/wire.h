@@ -21,6 +21,13 @@
 int proto_send(int sock, const struct msg *m);
 
 /*
+ * Sends len bytes as one datagram, with fd attached when it is >= 0:
+ * proto_send's transport, with no encoding and no fd rule (the worker's
+ * test hooks send malformed datagrams through it).  Same returns.
+ */
+int proto_send_bytes(int sock, const void *buf, size_t len, int fd);
+
+/*
  * Receives one datagram into buf (cap >= PROTO_MAX_MSG).  On success *len is
  * its size and *fd the descriptor that came with it, or -1.  More than one
  * descriptor, a truncated control message or an oversize datagram are

@@ -221,35 +221,10 @@ on_claim_result(void *ctx, struct msg *m)
 #define HOOK_USERAUTH_REQUEST	50
 #define HOOK_RSA_SHA2_256	2
 
-/* Sends a whole buffer as one datagram on the control socket, fd or -1. */
-static ssize_t
-hook_sendmsg(int sock, const void *buf, size_t len, int fd)
-{
-	union {
-		struct cmsghdr	hdr;
-		char		buf[CMSG_SPACE(sizeof(int))];
-	} cbuf;
-	struct iovec iov = { .iov_base = (void *)buf, .iov_len = len };
-	struct msghdr mh;
-	struct cmsghdr *c;
-
-	memset(&mh, 0, sizeof(mh));
-	mh.msg_iov = &iov;
-	mh.msg_iovlen = 1;
-	if (fd >= 0) {
-		memset(&cbuf, 0, sizeof(cbuf));
-		mh.msg_control = cbuf.buf;
-		mh.msg_controllen = sizeof(cbuf.buf);
-		c = CMSG_FIRSTHDR(&mh);
-		c->cmsg_level = SOL_SOCKET;
-		c->cmsg_type = SCM_RIGHTS;
-		c->cmsg_len = CMSG_LEN(sizeof(int));
-		memcpy(CMSG_DATA(c), &fd, sizeof(int));
-	}
-	return sendmsg(sock, &mh, MSG_NOSIGNAL);
-}
-
-/* Encodes m and sends it, optionally with fd attached; rc of sendmsg. */
+/*
+ * Encodes m and sends it, optionally with fd attached, past proto_send's
+ * fd rule; 0 or a tp_err.
+ */
 static long
 hook_send_raw(struct worker *w, const struct msg *m, int fd)
 {
@@ -258,7 +233,7 @@ hook_send_raw(struct worker *w, const struct msg *m, int fd)
 
 	if (n < 0)
 		return n;
-	return (long)hook_sendmsg(w->rep.ctl, buf, (size_t)n, fd);
+	return proto_send_bytes(w->rep.ctl, buf, (size_t)n, fd);
 }
 
 /* Random datagrams: the first one is already a protocol violation. */
@@ -272,7 +247,7 @@ hook_garbage(struct worker *w)
 		size_t len = 1 + arc4random_uniform(sizeof(buf));
 
 		arc4random_buf(buf, len);
-		if (hook_sendmsg(w->rep.ctl, buf, len, -1) < 0)
+		if (proto_send_bytes(w->rep.ctl, buf, len, -1) < 0)
 			break;
 		sent++;
 	}
@@ -338,7 +313,7 @@ hook_oversize(struct worker *w)
 	memset(big, 0xa5, sizeof(big));
 	big[0] = 0x92;		/* looks like the start of a message */
 	big[1] = MSG_STATS;
-	return (long)hook_sendmsg(w->rep.ctl, big, sizeof(big), -1);
+	return proto_send_bytes(w->rep.ctl, big, sizeof(big), -1);
 }
 
 /* A valid STATE carrying a descriptor it must not carry (our stdin). */
