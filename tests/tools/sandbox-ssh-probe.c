@@ -44,6 +44,7 @@
 
 #include "worker/demote.h"
 #include "worker/sandbox.h"
+#include "unit/testutil.h"
 
 #define FD_CTL		3
 #define FD_AGENT	4
@@ -565,22 +566,10 @@ start_sshd(struct probe *p)
 	die("sshd did not come up; see %s", log);
 }
 
-/* Moves fd to the number want without clobbering the others. */
-static void
-place_fd(int fd, int want)
-{
-	if (fd == want) {
-		(void)fcntl(fd, F_SETFD, 0);
-		return;
-	}
-	if (dup2(fd, want) == -1)
-		_exit(126);
-}
-
 static void
 spawn_client(struct probe *p, int net, const char *priv, const char *hostpub)
 {
-	int ctl[2], agent[2], hi[3], devnull;
+	int ctl[2], agent[2];
 
 	if (socketpair(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC, 0, ctl) == -1 ||
 	    socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, agent) == -1)
@@ -588,16 +577,7 @@ spawn_client(struct probe *p, int net, const char *priv, const char *hostpub)
 	if ((p->client = fork()) == -1)
 		die("fork: %s", strerror(errno));
 	if (p->client == 0) {
-		/* Out of the way first, so dup2 into 3..5 clobbers nothing. */
-		hi[0] = fcntl(ctl[1], F_DUPFD_CLOEXEC, 20);
-		hi[1] = fcntl(agent[1], F_DUPFD_CLOEXEC, 20);
-		hi[2] = fcntl(net, F_DUPFD_CLOEXEC, 20);
-		devnull = open("/dev/null", O_RDONLY);
-		if (hi[0] < 0 || hi[1] < 0 || hi[2] < 0 || devnull < 0)
-			_exit(126);
-		place_fd(devnull, STDIN_FILENO);
-		for (int i = 0; i < 3; i++)
-			place_fd(hi[i], FD_CTL + i);
+		(void)tu_child_worker_fds(ctl[1], agent[1], net, FD_CTL);
 		_exit(client_main(p, priv, hostpub));
 	}
 	kill_on_die[1] = p->client;

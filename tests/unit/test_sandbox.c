@@ -44,6 +44,7 @@
 #include "common/error.h"
 #include "worker/demote.h"
 #include "worker/sandbox.h"
+#include "testutil.h"
 
 #define FD_CTL		3
 #define FD_AGENT	4
@@ -406,19 +407,12 @@ subject_main(enum mode mode)
 
 /* --- the Check child's side ------------------------------------------- */
 
-/* Moves fd to the number want in a child about to become a subject. */
-static void
-place_fd(int fd, int want)
-{
-	if (dup2(fd, want) == -1)
-		_exit(126);
-}
 
 /* Forks a subject with the worker's fd layout plus a stray fd 42. */
 static void
 subject_spawn(struct subject *s, enum mode mode)
 {
-	int ctl[2], agent[2], net, hi[3], devnull;
+	int ctl[2], agent[2], net, devnull;
 
 	ck_assert_int_eq(socketpair(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC, 0,
 	    ctl), 0);
@@ -429,16 +423,10 @@ subject_spawn(struct subject *s, enum mode mode)
 	parent_pid = getpid();
 	ck_assert_int_ne(s->pid = fork(), -1);
 	if (s->pid == 0) {
-		hi[0] = fcntl(ctl[1], F_DUPFD, 20);
-		hi[1] = fcntl(agent[1], F_DUPFD, 20);
-		hi[2] = fcntl(net, F_DUPFD, 20);
-		devnull = open("/dev/null", O_RDONLY);
-		if (hi[0] < 0 || hi[1] < 0 || hi[2] < 0 || devnull < 0)
+		devnull = tu_child_worker_fds(ctl[1], agent[1], net, FD_CTL);
+		/* a leaked fd demotion must close */
+		if (dup2(devnull, 42) == -1)
 			_exit(126);
-		place_fd(devnull, STDIN_FILENO);
-		for (int i = 0; i < 3; i++)
-			place_fd(hi[i], FD_CTL + i);
-		place_fd(devnull, 42);	/* a leaked fd demotion must close */
 		subject_main(mode);
 	}
 	close(ctl[1]);

@@ -1,10 +1,12 @@
 /* Helpers shared by the Check suites; see testutil.h. */
 #include <ctype.h>
+#include <fcntl.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
+#include <unistd.h>
 #include "testutil.h"
 
 void
@@ -120,6 +122,31 @@ tu_mutate(const char *orig, size_t len, const unsigned char *subst,
 		}
 	}
 	free(buf);
+}
+
+static void
+place_fd(int fd, int want)
+{
+	if (dup2(fd, want) == -1)
+		_exit(126);
+}
+
+int
+tu_child_worker_fds(int ctl, int agent, int net, int base)
+{
+	int hi[3], devnull;
+
+	/* Out of the way first, so dup2 into base.. clobbers nothing. */
+	hi[0] = fcntl(ctl, F_DUPFD_CLOEXEC, 20);
+	hi[1] = fcntl(agent, F_DUPFD_CLOEXEC, 20);
+	hi[2] = fcntl(net, F_DUPFD_CLOEXEC, 20);
+	devnull = open("/dev/null", O_RDONLY);
+	if (hi[0] < 0 || hi[1] < 0 || hi[2] < 0 || devnull < 0)
+		_exit(126);
+	place_fd(devnull, STDIN_FILENO);
+	for (int i = 0; i < 3; i++)
+		place_fd(hi[i], base + i);
+	return devnull;
 }
 
 int

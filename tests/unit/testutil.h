@@ -37,6 +37,14 @@ void tu_mutate(const char *orig, size_t len, const unsigned char *subst,
     size_t nsubst, int flags,
     void (*check)(const char *buf, size_t n, void *arg), void *arg);
 
+/*
+ * In a forked child, before it plays a worker: ctl, agent and net become
+ * fds base, base + 1 and base + 2 (the worker's layout: 3, 4, 5) and stdin
+ * reads /dev/null.  Returns a descriptor open on /dev/null (for tests that
+ * want a stray fd); _exit(126) on any failure.
+ */
+int tu_child_worker_fds(int ctl, int agent, int net, int base);
+
 /* Runs the suite (CK_ENV: $CK_VERBOSITY, default normal); EXIT_SUCCESS
  * when nothing failed. */
 int tu_run(Suite *s);
