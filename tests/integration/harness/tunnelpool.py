@@ -259,6 +259,17 @@ class Tunnelpool:
                         fail_if=self.proc.died if self.proc else None)
 
 
+def one_proxy(env):
+    """The usual parts around one proxy: (node_key, echo, proxy, kh) -- the
+    node's key, an echo target, sshd 'p1' that authorizes the key, and a
+    known_hosts file pinning p1's host keys."""
+    node_key = env.keygen('node_key')
+    echo = env.echo_server()
+    proxy = env.sshd('p1', authorized_keys=[node_key])
+    kh = env.known_hosts('known_hosts', proxy.known_hosts_pins())
+    return node_key, echo, proxy, kh
+
+
 def one_proxy_pool(env, clusters=('c1', 'c2'), backoff=('500ms', '2s'),
                    timeout=30):
     """The common operator-test fixture: one sshd proxy, an echo target,
@@ -269,10 +280,7 @@ def one_proxy_pool(env, clusters=('c1', 'c2'), backoff=('500ms', '2s'),
     status --json seen when everything was up)."""
     from types import SimpleNamespace
     from . import ports
-    node_key = env.keygen('node_key')
-    echo = env.echo_server()
-    proxy = env.sshd('p1', authorized_keys=[node_key])
-    kh = env.known_hosts('known_hosts', proxy.known_hosts_pins())
+    node_key, echo, proxy, kh = one_proxy(env)
     fwd = ports.free_ports(len(clusters))
     mport = ports.free_port()
     tp = env.tunnelpool(node_key, kh, backoff=backoff,

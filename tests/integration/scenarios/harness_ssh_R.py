@@ -3,6 +3,7 @@ forwarded port, then a teardown that leaves nothing behind."""
 
 from harness import expect, ports, procs
 from harness.target import send_and_check, concurrent_checks
+from harness.tunnelpool import one_proxy
 
 NAME = 'harness_ssh_R'
 REQUIRES = {'root': True}
@@ -10,10 +11,7 @@ TIMEOUT = 60
 
 
 def run(ctx):
-    node_key = ctx.keygen('node_key')
-    echo = ctx.echo_server()
-    proxy = ctx.sshd('p1', authorized_keys=[node_key])
-    kh = ctx.known_hosts('known_hosts', proxy.known_hosts_pins())
+    node_key, echo, proxy, kh = one_proxy(ctx)
 
     fwd_port = ports.free_port()
     ssh = ctx.ssh_forward('node', proxy, node_key, kh,

@@ -11,6 +11,7 @@ import pwd
 import stat
 
 from harness import expect, expect_eq, ports, procs
+from harness.tunnelpool import one_proxy
 
 NAME = 'ops_control_perms'
 REQUIRES = {'root': True, 'binaries': ['tunnelpool', 'tunnelpool-agent']}
@@ -64,10 +65,7 @@ def socket_mode(tp, gid):
 
 def run(ctx):
     ensure_accounts()
-    node_key = ctx.keygen('node_key')
-    echo = ctx.echo_server()
-    proxy = ctx.sshd('p1', authorized_keys=[node_key])
-    kh = ctx.known_hosts('known_hosts', proxy.known_hosts_pins())
+    node_key, echo, proxy, kh = one_proxy(ctx)
     tp = ctx.tunnelpool(node_key, kh)
     tp.add_tunnel('c1', 'c1', [proxy.address()],
                   [('127.0.0.1:%d' % ports.free_port(),

@@ -9,6 +9,7 @@ import re
 
 from harness import expect, ports
 from harness.target import send_and_check
+from harness.tunnelpool import one_proxy
 
 NAME = 'ops_json_logs'
 REQUIRES = {'root': True, 'binaries': ['tunnelpool', 'tunnelpool-agent']}
@@ -42,10 +43,7 @@ def check_line(n, line):
 
 
 def run(ctx):
-    node_key = ctx.keygen('node_key')
-    echo = ctx.echo_server()
-    proxy = ctx.sshd('p1', authorized_keys=[node_key])
-    kh = ctx.known_hosts('known_hosts', proxy.known_hosts_pins())
+    node_key, echo, proxy, kh = one_proxy(ctx)
     fwd = ports.free_port()
     tp = ctx.tunnelpool(node_key, kh, backoff=('200ms', '1s'),
                         log_format='logfmt', log_level='debug')

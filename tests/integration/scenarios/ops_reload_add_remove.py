@@ -6,6 +6,7 @@ the added tunnel comes up and carries data."""
 
 from harness import expect, expect_eq, ports, procs
 from harness.target import send_and_check
+from harness.tunnelpool import one_proxy
 
 NAME = 'ops_reload_add_remove'
 REQUIRES = {'root': True, 'binaries': ['tunnelpool', 'tunnelpool-agent']}
@@ -18,10 +19,7 @@ def connected(st):
 
 
 def run(ctx):
-    node_key = ctx.keygen('node_key')
-    echo = ctx.echo_server()
-    proxy = ctx.sshd('p1', authorized_keys=[node_key])
-    kh = ctx.known_hosts('known_hosts', proxy.known_hosts_pins())
+    node_key, echo, proxy, kh = one_proxy(ctx)
     fwd = dict(zip(('keep', 'gone', 'new'), ports.free_ports(3)))
     # A long resync keeps the periodic diff out of the way: the reload
     # command is what applies the change (the file watch may beat it to

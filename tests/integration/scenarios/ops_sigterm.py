@@ -7,6 +7,7 @@ import os
 import signal
 
 from harness import expect, expect_eq, ports, procs
+from harness.tunnelpool import one_proxy
 
 NAME = 'ops_sigterm'
 REQUIRES = {'root': True, 'binaries': ['tunnelpool', 'tunnelpool-agent']}
@@ -14,10 +15,7 @@ TIMEOUT = 90
 
 
 def run(ctx):
-    node_key = ctx.keygen('node_key')
-    echo = ctx.echo_server()
-    proxy = ctx.sshd('p1', authorized_keys=[node_key])
-    kh = ctx.known_hosts('known_hosts', proxy.known_hosts_pins())
+    node_key, echo, proxy, kh = one_proxy(ctx)
     fwd = ports.free_ports(3)
     tp = ctx.tunnelpool(node_key, kh)
     clusters = ('c1', 'c2', 'c3')

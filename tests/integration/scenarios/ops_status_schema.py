@@ -9,6 +9,7 @@ import socket
 from harness import expect, expect_eq, ports
 from harness.schema import SCHEMA, validate
 from harness.target import send_and_check
+from harness.tunnelpool import one_proxy
 
 NAME = 'ops_status_schema'
 REQUIRES = {'root': True, 'binaries': ['tunnelpool', 'tunnelpool-agent']}
@@ -134,10 +135,7 @@ def check_table(tp, a):
 def run(ctx):
     with open(SCHEMA) as f:
         schema = json.load(f)
-    node_key = ctx.keygen('node_key')
-    echo = ctx.echo_server()
-    proxy = ctx.sshd('p1', authorized_keys=[node_key])
-    kh = ctx.known_hosts('known_hosts', proxy.known_hosts_pins())
+    node_key, echo, proxy, kh = one_proxy(ctx)
     fwd = ports.free_port()
     tp = ctx.tunnelpool(node_key, kh, backoff=('500ms', '2s'))
     tp.add_tunnel('t1', 'c1', [proxy.address()],

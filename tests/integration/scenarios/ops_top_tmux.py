@@ -8,6 +8,7 @@ import os
 import re
 
 from harness import expect, ports, procs
+from harness.tunnelpool import one_proxy
 
 NAME = 'ops_top_tmux'
 REQUIRES = {'root': True, 'binaries': ['tunnelpool', 'tunnelpool-agent'],
@@ -78,10 +79,7 @@ def run(ctx):
            'top without a supervisor: exit %d, stderr %r', cp.returncode,
            cp.stderr)
 
-    node_key = ctx.keygen('node_key')
-    echo = ctx.echo_server()
-    proxy = ctx.sshd('p1', authorized_keys=[node_key])
-    kh = ctx.known_hosts('known_hosts', proxy.known_hosts_pins())
+    node_key, echo, proxy, kh = one_proxy(ctx)
     fwd = ports.free_ports(2)
     tp = ctx.tunnelpool(node_key, kh, backoff=('200ms', '1s'))
     for i, name in enumerate(('alpha', 'beta')):

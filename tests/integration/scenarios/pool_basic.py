@@ -9,6 +9,7 @@ import time
 
 from harness import expect, ports, procs
 from harness.target import send_and_check
+from harness.tunnelpool import one_proxy
 
 NAME = 'pool_basic'
 REQUIRES = {'root': True, 'binaries': ['tunnelpool', 'tunnelpool-agent']}
@@ -25,10 +26,7 @@ def connected(st, cluster):
 
 
 def run(ctx):
-    node_key = ctx.keygen('node_key')
-    echo = ctx.echo_server()
-    proxy = ctx.sshd('p1', authorized_keys=[node_key])
-    kh = ctx.known_hosts('known_hosts', proxy.known_hosts_pins())
+    node_key, echo, proxy, kh = one_proxy(ctx)
     fwd = ports.free_port()
 
     tp = ctx.tunnelpool(node_key, kh, backoff=('500ms', '2s'))

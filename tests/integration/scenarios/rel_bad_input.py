@@ -27,6 +27,7 @@ import time
 
 from harness import ScenarioFailure, expect, expect_eq, ports, procs
 from harness.target import send_and_check
+from harness.tunnelpool import one_proxy
 
 NAME = 'rel_bad_input'
 REQUIRES = {'root': True, 'binaries': ['tunnelpool', 'tunnelpool-agent']}
@@ -104,10 +105,7 @@ def generated_cases(good_main, good_tunnel):
 
 
 def run(ctx):
-    node_key = ctx.keygen('node_key')
-    echo = ctx.echo_server()
-    proxy = ctx.sshd('p1', authorized_keys=[node_key])
-    kh = ctx.known_hosts('known_hosts', proxy.known_hosts_pins())
+    node_key, echo, proxy, kh = one_proxy(ctx)
     fwd = ports.free_ports(2)
     spare = ports.free_port()
     adir = ctx.mkdir('a_directory', 0o755)

@@ -34,6 +34,7 @@ import time
 
 from harness import expect, expect_eq, ports, procs
 from harness.target import send_and_check
+from harness.tunnelpool import one_proxy
 
 NAME = 'rel_hostile_worker'
 REQUIRES = {'root': True, 'binaries': ['tunnelpool', 'tunnelpool-agent']}
@@ -234,10 +235,7 @@ def others_intact(ctx, tp, want, fwd):
 
 
 def run(ctx):
-    node_key = ctx.keygen('node_key')
-    echo = ctx.echo_server()
-    proxy = ctx.sshd('p1', authorized_keys=[node_key])
-    kh = ctx.known_hosts('known_hosts', proxy.known_hosts_pins())
+    node_key, echo, proxy, kh = one_proxy(ctx)
     clusters = ['victim', 'b1', 'b2']
     fwd = dict(zip(clusters, ports.free_ports(3)))
     tp = ctx.tunnelpool(node_key, kh, backoff=('200ms', '1s'),

@@ -23,6 +23,7 @@ import urllib.request
 from harness import expect, expect_eq, ports, procs
 from harness.target import send_and_check
 from harness.env import build_options
+from harness.tunnelpool import one_proxy
 
 NAME = 'rel_valgrind'
 REQUIRES = {'root': True, 'binaries': ['tunnelpool', 'tunnelpool-agent'],
@@ -55,10 +56,7 @@ def run(ctx):
            ctx.build_dir, opts.get('b_sanitize'))
     hooks = opts.get('test_hooks') is True
 
-    node_key = ctx.keygen('node_key')
-    echo = ctx.echo_server()
-    proxy = ctx.sshd('p1', authorized_keys=[node_key])
-    kh = ctx.known_hosts('known_hosts', proxy.known_hosts_pins())
+    node_key, echo, proxy, kh = one_proxy(ctx)
     fwd = ports.free_ports(4)
     tp = ctx.tunnelpool(node_key, kh, backoff=('200ms', '1s'),
                         log_level='debug')

@@ -19,6 +19,7 @@ import signal
 from harness import expect, expect_eq, ports, procs
 from harness.target import send_and_check
 from harness.env import build_options
+from harness.tunnelpool import one_proxy
 
 NAME = 'sandbox_hooks'
 REQUIRES = {'root': True, 'binaries': ['tunnelpool', 'tunnelpool-agent'],
@@ -160,10 +161,7 @@ def prove_unknown(ctx, build_dir, node_key, kh, proxy, echo):
 
 
 def run(ctx):
-    node_key = ctx.keygen('node_key')
-    echo = ctx.echo_server()
-    proxy = ctx.sshd('p1', authorized_keys=[node_key])
-    kh = ctx.known_hosts('known_hosts', proxy.known_hosts_pins())
+    node_key, echo, proxy, kh = one_proxy(ctx)
 
     if not has_test_hooks(ctx.build_dir):
         ctx.log('NOTE: %s has no test hooks: only the production check runs '

@@ -11,6 +11,7 @@ import re
 
 from harness import expect, expect_eq, ports, procs
 from harness.target import echo_check
+from harness.tunnelpool import one_proxy
 
 NAME = 'sandbox_proc'
 REQUIRES = {'root': True, 'binaries': ['tunnelpool', 'tunnelpool-agent']}
@@ -98,10 +99,7 @@ def check_fds(pid, extra=0):
 
 
 def run(ctx):
-    node_key = ctx.keygen('node_key')
-    echo = ctx.echo_server()
-    proxy = ctx.sshd('p1', authorized_keys=[node_key])
-    kh = ctx.known_hosts('known_hosts', proxy.known_hosts_pins())
+    node_key, echo, proxy, kh = one_proxy(ctx)
     fwd = ports.free_ports(N_TUNNELS)
     empty_root = ctx.path('empty')       # created by the supervisor
 

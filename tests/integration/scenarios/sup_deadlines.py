@@ -8,6 +8,7 @@ import signal
 
 from harness import expect, ports, procs
 from harness.target import send_and_check
+from harness.tunnelpool import one_proxy
 
 NAME = 'sup_deadlines'
 REQUIRES = {'root': True, 'binaries': ['tunnelpool', 'tunnelpool-agent']}
@@ -19,10 +20,7 @@ def connected(st):
 
 
 def run(ctx):
-    node_key = ctx.keygen('node_key')
-    echo = ctx.echo_server()
-    proxy = ctx.sshd('p1', authorized_keys=[node_key])
-    kh = ctx.known_hosts('known_hosts', proxy.known_hosts_pins())
+    node_key, echo, proxy, kh = one_proxy(ctx)
     fwd = ports.free_port()
     timeouts = {'ping_interval': '1s', 'ready': '1s'}
 

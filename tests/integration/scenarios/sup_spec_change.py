@@ -5,6 +5,7 @@ keeps the same worker PID throughout."""
 
 from harness import expect, ports
 from harness.target import send_and_check
+from harness.tunnelpool import one_proxy
 
 NAME = 'sup_spec_change'
 REQUIRES = {'root': True, 'binaries': ['tunnelpool', 'tunnelpool-agent']}
@@ -17,10 +18,7 @@ def pids(st, cluster):
 
 
 def run(ctx):
-    node_key = ctx.keygen('node_key')
-    echo = ctx.echo_server()
-    proxy = ctx.sshd('p1', authorized_keys=[node_key])
-    kh = ctx.known_hosts('known_hosts', proxy.known_hosts_pins())
+    node_key, echo, proxy, kh = one_proxy(ctx)
     f_old, f_new, f_other = (ports.free_port() for _ in range(3))
     tp = ctx.tunnelpool(node_key, kh, backoff=('500ms', '2s'))
     target = '127.0.0.1:%d' % echo.port
