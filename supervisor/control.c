@@ -312,20 +312,6 @@ claim_path(const char *path)
 	return 0;
 }
 
-static int
-make_parent(const char *path)
-{
-	char dir[108], *slash;
-
-	snprintf(dir, sizeof(dir), "%s", path);
-	if ((slash = strrchr(dir, '/')) == NULL || slash == dir)
-		return 0;
-	*slash = '\0';
-	if (mkdir(dir, 0755) != 0 && errno != EEXIST)
-		return -1;
-	return 0;
-}
-
 struct control *
 control_new(struct sup *sup)
 {
@@ -346,7 +332,8 @@ control_new(struct sup *sup)
 		}
 		ctl->gid = gr->gr_gid;
 	}
-	if (make_parent(path) != 0 || claim_path(path) != 0)
+	/* The directory exists: supervisor_main made it (firstrun.c). */
+	if (claim_path(path) != 0)
 		goto fail;
 	snprintf(sun.sun_path, sizeof(sun.sun_path), "%s", path);
 	old = umask(0117);

@@ -14,6 +14,7 @@
 #include "common/proctitle.h"
 #include "config.h"
 #include "ctlclient.h"
+#include "firstrun.h"
 #include "supervisor.h"
 #include "top.h"
 #include "proto/msg.h"
@@ -105,22 +106,64 @@ socket_path(struct args *a)
 	return path;
 }
 
+/*
+ * What `run` would create or refuse before its first worker (firstrun.c),
+ * checked without changing anything.  Refusals are errors (as for `run`);
+ * what `run` creates is a note, printed only when nothing is wrong.
+ */
+static int
+check_first_run(const struct config *cfg, char notes[][FR_LINE_MAX],
+    size_t *nnotes)
+{
+	char msg[FR_LINE_MAX];
+	int bad = 0, rc;
+
+	*nnotes = 0;
+	if (firstrun_worker_user(cfg->worker.user, cfg->worker.allow_root,
+	    NULL, NULL, msg, sizeof(msg)) != 0) {
+		fprintf(stderr, "%s\n", msg);
+		bad = 1;
+	}
+	rc = firstrun_empty_root(cfg->worker.empty_root, FR_CHECK, msg,
+	    sizeof(msg));
+	if (rc == TP_ENOENT)
+		snprintf(notes[(*nnotes)++], FR_LINE_MAX, "%s", msg);
+	else if (rc != 0) {
+		fprintf(stderr, "%s\n", msg);
+		bad = 1;
+	}
+	rc = firstrun_runtime_dir(cfg->control_socket, FR_CHECK, msg,
+	    sizeof(msg));
+	if (rc == TP_ENOENT)
+		snprintf(notes[(*nnotes)++], FR_LINE_MAX, "%s", msg);
+	else if (rc != 0) {
+		fprintf(stderr, "%s\n", msg);
+		bad = 1;
+	}
+	return bad;
+}
+
 static int
 cmd_check_config(struct args *a)
 {
 	struct config_defaults defs = { .worker_path = TP_WORKER_PATH };
 	struct cfg_errors errs = { 0 };
 	struct config *cfg = NULL;
-	size_t ntunnels = 0;
+	char notes[2][FR_LINE_MAX];
+	size_t ntunnels = 0, nnotes = 0;
 	int rc;
 
 	rc = config_check_all(a->config, &defs, &cfg, &ntunnels, &errs);
+	for (size_t i = 0; i < errs.n; i++)
+		fprintf(stderr, "%s\n", errs.msg[i]);
+	if (cfg != NULL && check_first_run(cfg, notes, &nnotes) != 0)
+		rc = TP_EINVAL;
 	if (rc == 0) {
 		config_print(cfg, stdout);
+		for (size_t i = 0; i < nnotes; i++)
+			fprintf(stderr, "note: %s\n", notes[i]);
 		fprintf(stderr, "%s: ok (%zu tunnels)\n", a->config, ntunnels);
-	} else
-		for (size_t i = 0; i < errs.n; i++)
-			fprintf(stderr, "%s\n", errs.msg[i]);
+	}
 	config_free(cfg);
 	cfg_errors_free(&errs);
 	return rc == 0 ? 0 : 1;

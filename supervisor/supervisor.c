@@ -6,11 +6,9 @@
 #include <sys/stat.h>
 #include <sys/types.h>
 
-#include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <grp.h>
-#include <pwd.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -27,6 +25,7 @@
 #include "child.h"
 #include "config.h"
 #include "control.h"
+#include "firstrun.h"
 #include "knownhosts.h"
 #include "metrics.h"
 #include "notify.h"
@@ -461,49 +460,47 @@ worker_env_update(struct sup *sup)
 }
 
 /*
- * Root-started workers chroot into worker.empty_root: it must exist, be
- * owned by root, writable by nobody else, and empty.  Created if missing.
+ * Root-started workers chroot into worker.empty_root: made when missing
+ * (parents included), then held to the chroot rules (firstrun.c).  Not
+ * root: the workers confine themselves with Landlock instead.
  */
 static void
 ensure_empty_root(const struct config *cfg)
 {
-	const char *dir = cfg->worker.empty_root;
-	struct stat st;
-	DIR *d;
-	struct dirent *de;
+	char msg[FR_LINE_MAX];
 
 	if (geteuid() != 0)
 		return;
-	if (mkdir(dir, 0755) != 0 && errno != EEXIST)
-		fatal("worker.empty_root %s", dir);
-	if (stat(dir, &st) != 0)
-		fatal("worker.empty_root %s", dir);
-	if (!S_ISDIR(st.st_mode) || st.st_uid != 0 || (st.st_mode & 022) != 0)
-		fatalx("worker.empty_root %s must be a directory owned by root "
-		    "and writable only by root", dir);
-	if ((d = opendir(dir)) == NULL)
-		fatal("worker.empty_root %s", dir);
-	while ((de = readdir(d)) != NULL)
-		if (strcmp(de->d_name, ".") != 0 && strcmp(de->d_name, "..") != 0)
-			fatalx("worker.empty_root %s must be empty (has %s)", dir,
-			    de->d_name);
-	closedir(d);
+	if (firstrun_empty_root(cfg->worker.empty_root, FR_CREATE, msg,
+	    sizeof(msg)) != 0)
+		fatalx("%s", msg);
+	if (msg[0] != '\0')
+		log_info("%s", msg);
+}
+
+/* The control socket's directory (/run/tunnelpool) on a machine without systemd. */
+static void
+ensure_runtime_dir(const struct config *cfg)
+{
+	char msg[FR_LINE_MAX];
+
+	if (firstrun_runtime_dir(cfg->control_socket, FR_CREATE, msg,
+	    sizeof(msg)) != 0)
+		fatalx("%s", msg);
+	if (msg[0] != '\0')
+		log_info("%s", msg);
 }
 
 static void
 resolve_worker_user(struct sup *sup)
 {
-	struct passwd *pw = getpwnam(sup->cfg->worker.user);
+	char msg[FR_LINE_MAX];
 
-	if (pw == NULL)
-		fatalx("worker.user \"%s\": no such user", sup->cfg->worker.user);
-	sup->worker_uid = pw->pw_uid;
-	sup->worker_gid = pw->pw_gid;
+	if (firstrun_worker_user(sup->cfg->worker.user,
+	    sup->cfg->worker.allow_root, &sup->worker_uid, &sup->worker_gid,
+	    msg, sizeof(msg)) != 0)
+		fatalx("%s", msg);
 	worker_env_update(sup);
-	if ((pw->pw_uid == 0 || pw->pw_gid == 0) && !sup->cfg->worker.allow_root)
-		fatalx("worker.user \"%s\" is root: refusing to run workers as "
-		    "root (set worker.allow_root: true to override)",
-		    sup->cfg->worker.user);
 }
 
 static void
@@ -630,6 +627,7 @@ supervisor_main(const struct supervisor_opts *opts)
 		fatal("/dev/null");
 	resolve_worker_user(sup);
 	ensure_empty_root(sup->cfg);
+	ensure_runtime_dir(sup->cfg);
 	load_identity(sup);
 	if (load_trust(sup->cfg, &sup->trust) != 0)
 		fatalx("%s: cannot load known_hosts", sup->cfg->trust.known_hosts);

@@ -22,6 +22,7 @@
 #include "common/error.h"
 #include "common/tptime.h"
 #include "supervisor/config.h"
+#include "supervisor/firstrun.h"
 #include "supervisor/tunnels.h"
 
 #define FNV_OFFSET	0xcbf29ce484222325ULL
@@ -636,7 +637,14 @@ list_dir(const char *dir, char ***namesp, size_t *np, struct cfg_errors *e)
 	struct dirent *de;
 	DIR *dp;
 
-	if ((dp = opendir(dir)) == NULL) {
+	if ((dp = opendir(dir)) == NULL && errno == ENOENT) {
+		char msg[FR_LINE_MAX];
+
+		firstrun_tunnels_dir_missing(dir, msg, sizeof(msg));
+		cfg_errors_add(e, "%s", msg);
+		return TP_ESYS;
+	}
+	if (dp == NULL) {
 		cfg_errors_add(e, "%s: cannot open directory: %s", dir,
 		    strerror(errno));
 		return TP_ESYS;

@@ -9,7 +9,8 @@ is haproxy's.  The demo prints `tunnelpool status` while the pool discovers
 and claims every proxy, then makes one HTTP request through each proxy's
 forwarded port and shows it arriving at the node.
 
-  demo.py [--build-dir DIR] [--for SECONDS]
+  demo.py [--build-dir DIR] [--for SECONDS] [--empty-root DIR]
+          [--control-socket PATH]
 
 Runs until Ctrl-C, or for SECONDS and then exits 0 only if all three
 proxies were claimed and every request succeeded.  Everything it starts is
@@ -48,7 +49,7 @@ def say(msg, *args):
     print('demo: ' + (msg % args if args else msg), flush=True)
 
 
-def build_pool(env):
+def build_pool(env, args):
     node_key = env.keygen('node_key')
     http = env.http_server('node-http')
     disc = env.binary('tunnelpool-discovery')
@@ -69,6 +70,11 @@ def build_pool(env):
     kh = env.known_hosts('known_hosts', pins)
     tp = env.tunnelpool(node_key, kh, log_level='info',
                         backoff=('500ms', '5s'))
+    # The supervisor makes both if missing (tests/.../firstrun_demo.py).
+    if args.empty_root:
+        tp.config['worker']['empty_root'] = args.empty_root
+    if args.control_socket:
+        tp.config['control_socket'] = tp.control_socket = args.control_socket
     tp.add_tunnel(CLUSTER, CLUSTER, ['127.0.0.1:%d' % lb.port],
                   [('127.0.0.1:%d' % FWD, '127.0.0.1:%d' % http.port)],
                   discovery=True)
@@ -150,6 +156,11 @@ def main():
     ap.add_argument('--build-dir', default=os.path.join(HERE, '..', '..',
                                                         'build'))
     ap.add_argument('--for', dest='seconds', type=float, default=None)
+    ap.add_argument('--empty-root', default=None,
+                    help='worker.empty_root (default: the daemon\'s, '
+                    '/var/empty/tunnelpool)')
+    ap.add_argument('--control-socket', default=None,
+                    help='control_socket (default: in the log directory)')
     args = ap.parse_args()
     logdir = tempfile.mkdtemp(prefix='tunnelpool-demo-')
     procs.set_child_subreaper()
@@ -158,7 +169,7 @@ def main():
     signal.signal(signal.SIGTERM, on_signal)
     ok_claimed, ok_requests = False, 0
     try:
-        tp, proxies, http = build_pool(env)
+        tp, proxies, http = build_pool(env, args)
         ok_claimed = converge(tp, time.monotonic() + 60)
         show_status(tp)
         if ok_claimed:

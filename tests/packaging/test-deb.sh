@@ -163,7 +163,29 @@ check "/var/empty/tunnelpool is root:root 0755 and empty" sh -c \
 	'[ "$(stat -c %U:%G:%a /var/empty/tunnelpool)" = root:root:755 ] &&
 	 [ -z "$(ls -A /var/empty/tunnelpool)" ]'
 check "/etc/tunnelpool/tunnels.d exists" test -d "$etc/tunnels.d"
-check "service enabled" test -L /etc/systemd/system/multi-user.target.wants/tunnelpool.service
+
+# --- postinst on a machine without systemd-tmpfiles ----------------------
+# A container may have systemd-standalone-sysusers (the package depends on
+# a sysusers) but no systemd-tmpfiles, so debhelper's tmpfiles snippet does
+# nothing there: postinst must make the empty root itself.  The empty root
+# and the user are removed, systemd-tmpfiles hidden (bind-mounted /dev/null
+# is not executable), and postinst run again.
+# shellcheck disable=SC2016
+postinst_bare() {
+	rmdir /var/empty/tunnelpool || return 1
+	if getent passwd tunnelpool >/dev/null; then
+		userdel tunnelpool || return 1
+	fi
+	unshare -m --propagation private sh -c '
+		mount --bind /dev/null "$(command -v systemd-tmpfiles)" || exit 99
+		! command -v systemd-tmpfiles >/dev/null || exit 98
+		exec /var/lib/dpkg/info/tunnelpool.postinst configure'
+}
+check "postinst without systemd-tmpfiles" postinst_bare
+check "  the user tunnelpool exists again" getent passwd tunnelpool
+# shellcheck disable=SC2016
+check "  /var/empty/tunnelpool is root:root 0755 again" sh -c \
+	'[ "$(stat -c %U:%G:%a /var/empty/tunnelpool)" = root:root:755 ]'
 
 # --- binaries ----------------------------------------------------------
 version=$(dpkg-query -W -f='${Version}' tunnelpool)
