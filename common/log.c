@@ -167,8 +167,29 @@ lb_field(struct lbuf *l, enum log_format fmt, const char *k, const char *v,
 	}
 }
 
-size_t
-log_format_line(char *buf, size_t len, enum log_format fmt,
+/* LOG_FMT_RELAY: the level letter, the function, the message; no fields. */
+static size_t
+relay_line(struct lbuf *l, enum log_level level, const char *func,
+    const char *msg)
+{
+	lb_putc(l, "DIWE"[level]);
+	lb_puts(l, func != NULL ? func : "-");
+	lb_putc(l, ' ');
+	for (const char *p = msg; *p != '\0'; p++) {
+		unsigned char c = (unsigned char)*p;
+
+		if (c == '\n')
+			lb_puts(l, "\\n");
+		else
+			lb_putc(l, c < 0x20 ? '?' : (char)c);
+	}
+	l->b[l->o++] = '\n';
+	l->b[l->o] = '\0';
+	return l->o;
+}
+
+static size_t
+format_line(char *buf, size_t len, enum log_format fmt, const char *prog,
     enum log_level level, const char *func, const struct log_agent *agent,
     const char *const *kv, const char *msg)
 {
@@ -179,6 +200,8 @@ log_format_line(char *buf, size_t len, enum log_format fmt,
 
 	if (len < 2)
 		return 0;
+	if (fmt == LOG_FMT_RELAY)
+		return relay_line(&l, level, func, msg);
 	clock_gettime(CLOCK_REALTIME, &now);
 	gmtime_r(&now.tv_sec, &tm);
 	snprintf(ts, sizeof(ts), "%04d-%02d-%02dT%02d:%02d:%02d.%03dZ",
@@ -189,7 +212,7 @@ log_format_line(char *buf, size_t len, enum log_format fmt,
 		lb_putc(&l, '{');
 	lb_field(&l, fmt, "ts", ts, 1);
 	lb_field(&l, fmt, "level", level_names[level], 0);
-	lb_field(&l, fmt, "prog", log_prog, 0);
+	lb_field(&l, fmt, "prog", prog, 0);
 	if (func != NULL)
 		lb_field(&l, fmt, "func", func, 0);
 	lb_field(&l, fmt, "msg", msg, 0);
@@ -214,6 +237,32 @@ log_format_line(char *buf, size_t len, enum log_format fmt,
 	buf[l.o++] = '\n';
 	buf[l.o] = '\0';
 	return l.o;
+}
+
+size_t
+log_format_line(char *buf, size_t len, enum log_format fmt,
+    enum log_level level, const char *func, const struct log_agent *agent,
+    const char *const *kv, const char *msg)
+{
+	return format_line(buf, len, fmt, log_prog, level, func, agent, kv,
+	    msg);
+}
+
+void
+log_emit_as(const char *prog, enum log_level level, const char *func,
+    const struct log_agent *agent, const char *msg)
+{
+	char line[LOG_LINE_MAX];
+	int saved = errno;
+	size_t n;
+
+	if (level < log_level)
+		return;
+	n = format_line(line, sizeof(line), log_fmt, prog, level, func, agent,
+	    NULL, msg);
+	if (write(log_fd, line, n) < 0)
+		(void)0;
+	errno = saved;
 }
 
 void

@@ -24,6 +24,12 @@ enum log_level {
 enum log_format {
 	LOG_FMT_LOGFMT = 0,
 	LOG_FMT_JSON,
+	/*
+	 * A supervised worker's lines to the supervisor, which re-emits them
+	 * with fields of its own (supervisor/workerlog.c): "Lfunc msg\n",
+	 * L one of "DIWE", no timestamp, no agent fields, no control bytes.
+	 */
+	LOG_FMT_RELAY,
 };
 
 /* Identifies the agent a line is about; any member may be NULL/0. */
@@ -56,6 +62,13 @@ void log_emit(enum log_level level, const char *func,
 void log_vemit(enum log_level level, const char *func,
     const struct log_agent *agent, const char *const *kv, const char *fmt,
     va_list ap) __attribute__((format(printf, 5, 0)));
+
+/*
+ * Emits one line under another program's name (the supervisor re-emitting
+ * a worker's line as "tunnelpool-agent"); msg is used as is.
+ */
+void log_emit_as(const char *prog, enum log_level level, const char *func,
+    const struct log_agent *agent, const char *msg);
 
 /*
  * Formats one line into buf (always NUL-terminated, newline-terminated,

@@ -26,6 +26,11 @@ static const struct field f_fp[] = {
 };
 SCHEMA(s_fp, f_fp);
 
+static const struct field f_name[] = {
+	STR(struct msg_name, "name", name),
+};
+SCHEMA(s_name, f_name);
+
 static const struct field f_keyblob[] = {
 	BIN(struct msg_keyblob, "blob", blob, len),
 };
@@ -51,6 +56,8 @@ static const struct field f_config[] = {
 	ARR(struct msg_config, "forwards", forwards, n_forwards, s_forward_spec,
 	    struct msg_forward_spec),
 	ARR(struct msg_config, "wanted", wanted, n_wanted, s_fp, struct msg_fp),
+	ARR(struct msg_config, "principals", principals, n_principals, s_name,
+	    struct msg_name),
 	BOOL(struct msg_config, "discovery", discovery),
 	U32(struct msg_config, "ka_ms", keepalive_ms, 3600000),
 	U32(struct msg_config, "ka_count", keepalive_count, 100),

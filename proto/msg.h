@@ -20,7 +20,7 @@
 #include <stddef.h>
 #include <stdint.h>
 
-#define PROTO_VERSION		1
+#define PROTO_VERSION		2
 #define PROTO_MAX_MSG		(64 * 1024)
 
 #define PROTO_NAME_MAX		128	/* cluster, proxy and user names */
@@ -31,10 +31,12 @@
 #define PROTO_KEYBLOB_MAX	2048	/* SSH wire-format public key */
 #define PROTO_CERT_MAX		8192	/* not sent here; documented bound */
 #define PROTO_MAX_PINNED	32
+#define PROTO_MAX_REVOKED	256	/* a deny list is never cut: more is refused */
 #define PROTO_MAX_CA		8
 #define PROTO_MAX_FORWARDS	32
 #define PROTO_MAX_WANTED	64
 #define PROTO_MAX_PROXIES	256
+#define PROTO_MAX_PRINCIPALS	16
 
 enum msg_type {
 	/* supervisor -> worker (1..63) */
@@ -92,6 +94,14 @@ enum test_hook_action {
 	/* hostile worker on the agent socket: refused, the worker stays */
 	HOOK_SIGN_OTHER		= 14,	/* sign a blob that is not a userauth */
 	HOOK_SIGN_WRONG_USER	= 15,	/* sign a userauth for another user */
+	HOOK_SIGN_VALID		= 16,	/* a valid userauth, for a session of its own */
+	/* hostile worker bounded by limits (rel_hostile_limits): the worker stays */
+	HOOK_DIAL_FLOOD		= 17,	/* 1000 DIAL_REQUESTs at once */
+	HOOK_LOG_FLOOD		= 18,	/* 5000 log lines, a forged one first */
+	HOOK_STATE_FP		= 19,	/* STATE naming another host key (ends it) */
+	/* close races (rel_close_race): sent as if CLOSE was read too late */
+	HOOK_CLAIM_AT_CLOSE	= 20,	/* hold the CLAIM, send it when CLOSE comes */
+	HOOK_DIAL_AT_CLOSE	= 21,	/* a DIAL_REQUEST when CLOSE comes */
 };
 
 /* --- payloads ----------------------------------------------------------- */
@@ -103,6 +113,10 @@ struct msg_fp {				/* one host-key fingerprint */
 struct msg_keyblob {			/* one CA public key, SSH wire format */
 	uint8_t		blob[PROTO_KEYBLOB_MAX];	/* "blob": bin, 1..2048 */
 	uint32_t	len;
+};
+
+struct msg_name {			/* one configured name or glob */
+	char		name[PROTO_NAME_MAX];		/* "name": str */
 };
 
 struct msg_forward_spec {		/* one remote forward of the tunnel */
@@ -117,9 +131,13 @@ struct msg_forward_spec {		/* one remote forward of the tunnel */
  * certificate principals), "user" str, "role" u32 (agent_role), "pinned"
  * [ {fp} ] <= 32, "ca" [ {blob} ] <= 8, "forwards" [ {id,host,port} ] <= 32,
  * "wanted" [ {fp} ] <= 64 (discovery role only), "discovery" bool,
+ * "principals" [ {name} ] <= 16 (CA mode: names or globs a host
+ * certificate may carry besides dial_host; from the tunnel's
+ * proxy_principals, never from the network),
  * "ka_ms" u32 (keepalive interval, 100..3600000), "ka_count" u32 (1..100),
- * "revoked" [ {fp} ] <= 32 (@revoked keys: never trusted, even with a valid
- * certificate), "hs_ms" u32 (handshake deadline), "max_ch" u32 (1..65535), "stats_ms" u32,
+ * "revoked" [ {fp} ] <= 256 (@revoked keys: never trusted, even with a
+ * valid certificate; a host with more is never configured: the supervisor
+ * refuses to start its worker rather than cut the list), "hs_ms" u32 (handshake deadline), "max_ch" u32 (1..65535), "stats_ms" u32,
  * "ciphers", "kex", "hostkeys" str (comma lists, "" = libssh default).
  */
 struct msg_config {
@@ -134,11 +152,13 @@ struct msg_config {
 	uint32_t		n_ca;
 	struct msg_keyblob	ca[PROTO_MAX_CA];
 	uint32_t		n_revoked;
-	struct msg_fp		revoked[PROTO_MAX_PINNED];
+	struct msg_fp		revoked[PROTO_MAX_REVOKED];
 	uint32_t		n_forwards;
 	struct msg_forward_spec	forwards[PROTO_MAX_FORWARDS];
 	uint32_t		n_wanted;
 	struct msg_fp		wanted[PROTO_MAX_WANTED];
+	uint32_t		n_principals;
+	struct msg_name		principals[PROTO_MAX_PRINCIPALS];
 	bool			discovery;
 	uint32_t		keepalive_ms;
 	uint32_t		keepalive_count;

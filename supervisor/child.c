@@ -44,17 +44,130 @@ static void arm_timer(struct child *c, uint64_t ms);
 
 /* --- sending ---------------------------------------------------------------- */
 
+/*
+ * A unix datagram socket queues only net.unix.max_dgram_qlen (10) messages
+ * towards a reader: a burst of DIAL_RESULTs (connects that complete in one
+ * loop turn) would find it full while the worker is merely busy.  What
+ * does not fit waits here, in order, until the socket is writable; a
+ * worker that lets CHILD_OUTQ_MAX of them pile up is hung or hostile.
+ */
+#define CHILD_OUTQ_MAX	1024
+
+struct outmsg {
+	struct outmsg	*next;
+	int		 fd;		/* our own duplicate, or -1 */
+	size_t		 len;
+	uint8_t		 buf[];
+};
+
+static void
+outq_free(struct child *c)
+{
+	struct outmsg *o;
+
+	while ((o = c->outq) != NULL) {
+		c->outq = o->next;
+		if (o->fd >= 0)
+			close(o->fd);
+		free(o);
+	}
+	c->outq_tail = NULL;
+	c->outq_n = 0;
+	if (c->ctl_wev != NULL) {
+		event_free(c->ctl_wev);
+		c->ctl_wev = NULL;
+	}
+}
+
+/* Sends what is queued; returns 0, or -1 after killing the child. */
+static int
+outq_flush(struct child *c)
+{
+	struct outmsg *o;
+	int rc;
+
+	while ((o = c->outq) != NULL) {
+		rc = proto_send_bytes(c->ctl, o->buf, o->len, o->fd);
+		if (rc == TP_EAGAIN) {
+			if (event_add(c->ctl_wev, NULL) != 0)
+				fatalx("event_add failed");
+			return 0;
+		}
+		if (rc != 0) {
+			child_kill(c, SR_PROTOCOL, "cannot send: %s",
+			    tp_strerror(rc));
+			return -1;
+		}
+		c->outq = o->next;
+		if (c->outq == NULL)
+			c->outq_tail = NULL;
+		c->outq_n--;
+		if (o->fd >= 0)
+			close(o->fd);
+		free(o);
+	}
+	return 0;
+}
+
+static void
+on_ctl_writable(evutil_socket_t fd, short what, void *arg)
+{
+	(void)fd;
+	(void)what;
+	(void)outq_flush(arg);
+}
+
+/* Queues m behind what is waiting already; returns 0 or a tp_err. */
+static int
+outq_push(struct child *c, const struct msg *m)
+{
+	static uint8_t buf[PROTO_MAX_MSG];
+	struct outmsg *o;
+	int n;
+
+	if ((n = msg_encode(m, buf, sizeof(buf))) < 0)
+		return n;
+	if (c->outq_n >= CHILD_OUTQ_MAX)
+		return TP_ETOOBIG;
+	if (c->ctl_wev == NULL && (c->ctl_wev = event_new(c->sup->base, c->ctl,
+	    EV_WRITE, on_ctl_writable, c)) == NULL)
+		return TP_ENOMEM;
+	if ((o = malloc(sizeof(*o) + (size_t)n)) == NULL)
+		return TP_ENOMEM;
+	o->next = NULL;
+	o->len = (size_t)n;
+	memcpy(o->buf, buf, (size_t)n);
+	/* The caller closes its own copy of the fd when we return. */
+	if ((o->fd = m->fd >= 0 ? dup(m->fd) : -1) < 0 && m->fd >= 0) {
+		free(o);
+		return TP_ESYS;
+	}
+	if (c->outq_tail != NULL)
+		c->outq_tail->next = o;
+	else
+		c->outq = o;
+	c->outq_tail = o;
+	c->outq_n++;
+	if (event_add(c->ctl_wev, NULL) != 0)
+		fatalx("event_add failed");
+	return 0;
+}
+
 int
 child_send(struct child *c, struct msg *m)
 {
-	int rc;
+	int rc = TP_EAGAIN;
 
 	if (c->ctl < 0)
 		return -1;
-	/* A worker that does not drain its socket is hung or hostile. */
-	if ((rc = proto_send(c->ctl, m)) != 0) {
-		child_kill(c, SR_PROTOCOL, "cannot send %s: %s", msg_name(m->type),
-		    tp_strerror(rc));
+	if (c->outq == NULL)
+		rc = proto_send(c->ctl, m);
+	if (rc == TP_EAGAIN)
+		rc = outq_push(c, m);
+	if (rc != 0) {
+		child_kill(c, SR_PROTOCOL, "cannot send %s: %s%s",
+		    msg_name(m->type), tp_strerror(rc), rc == TP_ETOOBIG ?
+		    " (the worker does not read its control socket)" : "");
 		return -1;
 	}
 	return 0;
@@ -93,11 +206,18 @@ fill_trust(struct child *c, struct msg_config *mc)
 	memset(&r, 0, sizeof(r));
 	if ((rc = knownhosts_lookup(c->sup->trust, a.host, a.port, &r)) != 0)
 		return rc;
+	/* A deny list is carried whole or not at all: never cut it. */
+	if (r.n_revoked > PROTO_MAX_REVOKED) {
+		child_kill(c, SR_SPAWN, "known_hosts has %zu @revoked keys for "
+		    "%s, more than the %d a worker can be given: not trusting "
+		    "it at all", r.n_revoked, a.host, PROTO_MAX_REVOKED);
+		kh_result_free(&r);
+		return TP_ETOOBIG;
+	}
 	for (size_t i = 0; i < r.n_pinned && mc->n_pinned < PROTO_MAX_PINNED; i++)
 		snprintf(mc->pinned[mc->n_pinned++].fp, PROTO_FP_MAX, "%s",
 		    r.pinned[i]);
-	for (size_t i = 0; i < r.n_revoked && mc->n_revoked < PROTO_MAX_PINNED;
-	    i++)
+	for (size_t i = 0; i < r.n_revoked; i++)
 		snprintf(mc->revoked[mc->n_revoked++].fp, PROTO_FP_MAX, "%s",
 		    r.revoked[i]);
 	for (size_t i = 0; i < r.n_cas && mc->n_ca < PROTO_MAX_CA; i++) {
@@ -108,6 +228,17 @@ fill_trust(struct child *c, struct msg_config *mc)
 	}
 	kh_result_free(&r);
 	return (mc->n_pinned + mc->n_ca) > 0 ? 0 : TP_ENOENT;
+}
+
+/* CA mode: the names a certificate may carry besides the dial host. */
+static void
+fill_principals(struct msg_config *mc, const struct tunnel *t)
+{
+	mc->n_principals = 0;
+	for (size_t i = 0; t != NULL && i < t->n_proxy_principals &&
+	    i < PROTO_MAX_PRINCIPALS; i++)
+		snprintf(mc->principals[mc->n_principals++].name,
+		    PROTO_NAME_MAX, "%s", t->proxy_principals[i]);
 }
 
 static void
@@ -125,6 +256,7 @@ send_config(struct child *c)
 	const struct config *cfg = c->sup->cfg;
 	struct pool_agent *ag = c->agent;
 	struct msg_config *mc = &scratch->u.config;
+	int rc;
 
 	msg_init(scratch, MSG_CONFIG);
 	mc->version = PROTO_VERSION;
@@ -132,11 +264,14 @@ send_config(struct child *c)
 	snprintf(mc->dial_addr, sizeof(mc->dial_addr), "%s", c->dial_addr);
 	snprintf(mc->user, sizeof(mc->user), "%s", cfg->proxy_user);
 	mc->role = ag->role;
-	if (fill_trust(c, mc) != 0) {
-		child_kill(c, SR_SPAWN, "no trust anchor for %s", c->dial_addr);
+	if ((rc = fill_trust(c, mc)) != 0) {
+		if (rc != TP_ETOOBIG)
+			child_kill(c, SR_SPAWN, "no trust anchor for %s",
+			    c->dial_addr);
 		return -1;
 	}
 	fill_forwards(mc, ag->key->tunnel);
+	fill_principals(mc, ag->key->tunnel);
 	fill_wanted(mc, ag);
 	mc->discovery = ag->key->discovery;
 	mc->keepalive_ms = (uint32_t)cfg->keepalive.interval_ms;
@@ -178,15 +313,24 @@ recv_state(void *arg, struct msg *m)
 	struct child *c = arg;
 	const struct msg_state *st = &m->u.state;
 
+	/*
+	 * The proxy an agent holds is fixed by the claim decision: a STATE
+	 * naming another host key afterwards is a worker lying about where
+	 * its forwards are.
+	 */
+	if (c->agent != NULL && c->agent->claimed && st->fp[0] != '\0' &&
+	    strcmp(st->fp, c->agent->fp) != 0)
+		return TP_EPROTO;
 	set_state_name(c, agent_state_name(st->state));
 	if (st->name[0] != '\0')
 		snprintf(c->proxy, sizeof(c->proxy), "%s", st->name);
 	else if (st->fp[0] != '\0')
 		snprintf(c->proxy, sizeof(c->proxy), "%s", st->fp);
 	if (st->reason[0] != '\0')
-		alog_info(&c->who, "state %s: %s", c->state_name, st->reason);
+		child_log(c, LOG_LVL_INFO, "state %s: %s", c->state_name,
+		    st->reason);
 	else
-		alog_info(&c->who, "state %s", c->state_name);
+		child_log(c, LOG_LVL_INFO, "state %s", c->state_name);
 	pool_agent_state(c->sup->pool, c->agent, st, tp_now_ms());
 	return 0;
 }
@@ -195,7 +339,17 @@ static int
 recv_claim(void *arg, struct msg *m)
 {
 	struct child *c = arg;
+	unsigned late;
 
+	/*
+	 * A claim means the worker is authenticated: the signer has answered
+	 * everything it will ever answer this worker.  Whatever it sent the
+	 * signer and was not answered yet is refused; the socket is closed.
+	 */
+	if ((late = signer_conn_end(c->signer)) > 0)
+		alog_warnx(&c->who, "%u agent requests refused at the claim",
+		    late);
+	c->signer = NULL;
 	snprintf(c->proxy, sizeof(c->proxy), "%s",
 	    m->u.claim.name[0] != '\0' ? m->u.claim.name : m->u.claim.fp);
 	pool_agent_claim(c->sup->pool, c->agent, &m->u.claim, tp_now_ms());
@@ -211,8 +365,8 @@ recv_discovery(void *arg, struct msg *m)
 
 	if (strcmp(m->u.discovery.cluster, c->cluster) != 0) {
 		/* A proxy of another cluster behind this address: not ours. */
-		alog_warnx(&c->who, "discovery set for cluster \"%s\" ignored",
-		    m->u.discovery.cluster);
+		child_log(c, LOG_LVL_WARN, "discovery set for cluster \"%s\" "
+		    "ignored", m->u.discovery.cluster);
 		return 0;
 	}
 	/* New proxies are wanted now, not at the next idle tick. */
@@ -256,9 +410,11 @@ recv_forward(void *arg, struct msg *m)
 	const struct msg_forward *f = &m->u.forward;
 
 	if (f->bound)
-		alog_info(&c->who, "forward %u bound on port %u", f->id, f->port);
+		child_log(c, LOG_LVL_INFO, "forward %u bound on port %u", f->id,
+		    f->port);
 	else
-		alog_warnx(&c->who, "forward %u pending: %s", f->id, f->error);
+		child_log(c, LOG_LVL_WARN, "forward %u pending: %s", f->id,
+		    f->error);
 	pool_agent_forward(c->sup->pool, c->agent, f);
 	return 0;
 }
@@ -276,9 +432,14 @@ recv_sandbox_violation(void *arg, struct msg *m)
 static const struct proto_handler child_handlers[] = {
 	{ MSG_READY, S_READY, PH_ONCE, 0, recv_ready },
 	{ MSG_STATE, S_RUN | S_CLOSE, 0, 50, recv_state },
-	{ MSG_CLAIM, S_RUN, PH_ONCE, 0, recv_claim },
+	/*
+	 * CLAIM and DIAL_REQUEST may have been sent before the worker read
+	 * CLOSE: accepted while closing, and answered with a refusal (the
+	 * pool refuses a closing agent's claim; the dialer its dials).
+	 */
+	{ MSG_CLAIM, S_RUN | S_CLOSE, PH_ONCE, 0, recv_claim },
 	{ MSG_DISCOVERY, S_RUN | S_CLOSE, 0, 20, recv_discovery },
-	{ MSG_DIAL_REQUEST, S_RUN, 0, 2000, recv_dial_request },
+	{ MSG_DIAL_REQUEST, S_RUN | S_CLOSE, 0, 2000, recv_dial_request },
 	{ MSG_STATS, S_RUN | S_CLOSE, 0, 20, recv_stats },
 	{ MSG_PONG, S_RUN | S_CLOSE, 0, 20, recv_pong },
 	{ MSG_FORWARD, S_RUN | S_CLOSE, 0, 100, recv_forward },
@@ -288,16 +449,26 @@ static const struct proto_handler child_handlers[] = {
 
 /* --- the receive path ----------------------------------------------------------- */
 
+/* Stops reading and writing the control socket and closes it. */
 static void
-on_eof(struct child *c)
+close_ctl(struct child *c)
 {
-	/* The process is exiting: the reap gives the reason.  Do not wait long. */
+	outq_free(c);
 	if (c->ctl_ev != NULL) {
 		event_free(c->ctl_ev);
 		c->ctl_ev = NULL;
 	}
-	close(c->ctl);
-	c->ctl = -1;
+	if (c->ctl >= 0) {
+		close(c->ctl);
+		c->ctl = -1;
+	}
+}
+
+static void
+on_eof(struct child *c)
+{
+	/* The process is exiting: the reap gives the reason.  Do not wait long. */
+	close_ctl(c);
 	if (c->state != CH_DYING) {
 		c->state = CH_DYING;
 		arm_timer(c, CHILD_DYING_GRACE_MS);
@@ -414,7 +585,7 @@ on_signer_error(void *arg, const char *why)
 }
 
 int
-child_started(struct child *c, pid_t pid, int ctl, int agent_fd)
+child_started(struct child *c, pid_t pid, int ctl, int agent_fd, int log_fd)
 {
 	struct sup *sup = c->sup;
 
@@ -435,7 +606,8 @@ child_started(struct child *c, pid_t pid, int ctl, int agent_fd)
 	alog_debug(&c->who, "worker started (%s)",
 	    c->agent->role == AGENT_ROLE_DISCOVERY ? "discovery" : "tunnel");
 	arm_timer(c, sup->cfg->timeouts.ready_ms);
-	if (c->ctl_ev == NULL || event_add(c->ctl_ev, NULL) != 0 ||
+	if (workerlog_attach(&c->log, sup->base, log_fd) != 0 ||
+	    c->ctl_ev == NULL || event_add(c->ctl_ev, NULL) != 0 ||
 	    c->signer == NULL)
 		return -1;
 	return 0;
@@ -444,14 +616,7 @@ child_started(struct child *c, pid_t pid, int ctl, int agent_fd)
 static void
 stop_io(struct child *c)
 {
-	if (c->ctl_ev != NULL) {
-		event_free(c->ctl_ev);
-		c->ctl_ev = NULL;
-	}
-	if (c->ctl >= 0) {
-		close(c->ctl);
-		c->ctl = -1;
-	}
+	close_ctl(c);
 	signer_conn_free(c->signer);
 	c->signer = NULL;
 	dialer_cancel_all(c);
@@ -519,7 +684,7 @@ child_claim_result(void *arg, struct pool_agent *agent, bool granted,
 	struct msg m;
 
 	(void)arg;
-	if (c == NULL || c->state != CH_RUNNING)
+	if (c == NULL || (c->state != CH_RUNNING && c->state != CH_CLOSING))
 		return;
 	if (!granted)
 		alog_info(&c->who, "claim of %s refused: %s", c->proxy, reason);
@@ -591,6 +756,8 @@ child_lost(struct child *c, int reason, const char *detail)
 	bool missed = reason == WEXIT_CLAIM_REFUSED;
 	bool failed = !missed && !(c->close_requested && reason == WEXIT_CLOSED);
 
+	/* The worker's last lines come before the line about its end. */
+	workerlog_close(&c->log);
 	stop_io(c);
 	if (c->dns_req != NULL)
 		evdns_getaddrinfo_cancel(c->dns_req);

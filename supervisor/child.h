@@ -11,8 +11,10 @@
 #include <sys/types.h>
 
 #include "common/log.h"
+#include "common/ratelimit.h"
 #include "proto/dispatch.h"
 #include "proto/msg.h"
+#include "workerlog.h"
 
 struct sup;
 struct pool_agent;
@@ -20,6 +22,7 @@ struct event;
 struct signer_conn;
 struct evdns_getaddrinfo_request;
 struct dial;
+struct outmsg;
 
 enum child_state {
 	CH_DIALING = 0,		/* resolving / connecting to the proxy */
@@ -36,6 +39,10 @@ struct child {
 	enum child_state	 state;
 	int			 ctl;		/* -1 when closed */
 	struct event		*ctl_ev;
+	struct event		*ctl_wev;	/* the queue below is waiting */
+	struct outmsg		*outq;		/* sends that did not fit (child.c) */
+	struct outmsg		*outq_tail;
+	unsigned		 outq_n;
 	struct signer_conn	*signer;
 	struct event		*timer;		/* the current deadline */
 	struct proto_peer	 peer;
@@ -58,6 +65,8 @@ struct child {
 	bool			 close_requested;
 	struct dial		*dials;		/* pending target dials */
 	unsigned		 ndials;
+	struct ratelimit	 dial_rl;	/* worker.dial_rate / dial_burst */
+	struct workerlog	 log;		/* its stderr, and lines quoting it */
 	struct child		*next;
 	struct child		*prev;
 };
@@ -72,8 +81,15 @@ void child_claim_result(void *sup, struct pool_agent *agent, bool granted,
 
 /* Stops a child that is still dialling; it is torn down as closed. */
 void spawn_cancel(struct child *c);
-/* Called by spawn.c once the process exists. */
-int child_started(struct child *c, pid_t pid, int ctl, int agent_fd);
+/*
+ * Called by spawn.c once the process exists, with the supervisor's ends of
+ * its control and agent socketpairs and of its stderr pipe.
+ */
+int child_started(struct child *c, pid_t pid, int ctl, int agent_fd,
+    int log_fd);
+/* Logs a line that quotes the worker (rate-limited per worker: workerlog.h). */
+#define child_log(c, lvl, ...) \
+	workerlog_emit(&(c)->log, (lvl), __func__, __VA_ARGS__)
 /*
  * Ends a running child now: records why, stops reading it, SIGKILL.  The
  * teardown happens when it is reaped.

@@ -929,6 +929,9 @@ static const struct cfg_key worker_keys[] = {
 	    NULL, NULL },
 	UINT("max_channels", c.worker.max_channels, 1, 65535),
 	STR("empty_root", c.worker.empty_root, 0, check_abs_path),
+	{ "dial_rate", CFG_DOUBLE, OFF(c.worker.dial_rate), 0, 1, 100000,
+	    NULL, NULL, NULL },
+	UINT("dial_burst", c.worker.dial_burst, 1, 100000),
 	END
 };
 static const struct cfg_key log_keys[] = {
@@ -1042,6 +1045,8 @@ raw_defaults(struct cfg_raw *r, const char *file,
 	c->spawn_rate = 20;
 	c->spawn_burst = 10;
 	c->worker.max_channels = 256;
+	c->worker.dial_rate = 200;
+	c->worker.dial_burst = 400;
 	c->timeouts.handshake_ms = 15000;
 	c->timeouts.ready_ms = 5000;
 	c->timeouts.close_grace_ms = 5000;
@@ -1348,6 +1353,8 @@ print_rest(const struct config *c, FILE *f)
 	fprintf(f, "  allow_root: %s\n", c->worker.allow_root ? "true" : "false");
 	fprintf(f, "  max_channels: %u\n", c->worker.max_channels);
 	print_str(f, "  ", "empty_root", c->worker.empty_root);
+	fprintf(f, "  dial_rate: %.15g\n", c->worker.dial_rate);
+	fprintf(f, "  dial_burst: %u\n", c->worker.dial_burst);
 	print_str(f, "", "control_socket", c->control_socket);
 	print_str(f, "", "control_group", c->control_group);
 	print_str(f, "", "metrics_listen", c->metrics_listen);

@@ -92,6 +92,8 @@ struct config {
 		int	 allow_root;
 		unsigned max_channels;
 		char	*empty_root;
+		double	 dial_rate;	/* target dials per second, per worker */
+		unsigned dial_burst;
 	} worker;
 	char		*control_socket;
 	char		*control_group;	/* "" = root only */

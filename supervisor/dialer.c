@@ -24,6 +24,8 @@
 #include "common/addr.h"
 #include "common/error.h"
 #include "common/log.h"
+#include "common/ratelimit.h"
+#include "common/tptime.h"
 #include "aconnect.h"
 #include "child.h"
 #include "config.h"
@@ -35,9 +37,10 @@ struct dial {
 	struct child		*child;
 	uint32_t		 channel_id;
 	int			 sock;
-	struct event		*ev;
+	struct event		*ev;	/* the connect, or the deferred failure */
 	struct evdns_getaddrinfo_request *dns;
 	char			 target[PROTO_ADDR_MAX];
+	char			 error[PROTO_REASON_MAX];
 	struct dial		*next;
 };
 
@@ -64,7 +67,7 @@ dial_free(struct dial *d)
 	free(d);
 }
 
-/* Answers the worker and forgets the dial. */
+/* Answers the worker (send_dial_result) and forgets the dial. */
 static void
 dial_finish(struct dial *d, const char *error)
 {
@@ -88,11 +91,45 @@ dial_finish(struct dial *d, const char *error)
 			c->agent->stats.dial_failures++;
 		snprintf(m.u.dial_result.error, sizeof(m.u.dial_result.error),
 		    "%s", error);
-		alog_warnx(&c->who, "dial %s for channel %u failed: %s",
+		child_log(c, LOG_LVL_WARN, "dial %s for channel %u failed: %s",
 		    d->target, d->channel_id, error);
 	}
 	child_send(c, &m);
 	dial_free(d);
+}
+
+static void
+on_dial_failed(evutil_socket_t fd, short what, void *arg)
+{
+	struct dial *d = arg;
+
+	(void)fd;
+	(void)what;
+	dial_finish(d, d->error);
+}
+
+/*
+ * Every failure completes from a fresh loop turn, never inside the frame
+ * that found it: a numeric target resolves inside evdns_getaddrinfo, and
+ * a connect can fail at once (ENETUNREACH, EADDRNOTAVAIL, EMFILE), both
+ * while dialer_request's caller still holds the dial.  The dial stays
+ * linked (dialer_cancel_all frees it) until its event runs.
+ */
+static void
+dial_fail(struct dial *d, const char *error)
+{
+	struct timeval now = { 0, 0 };
+
+	snprintf(d->error, sizeof(d->error), "%s", error);
+	if (d->ev != NULL)
+		event_free(d->ev);
+	if (d->sock >= 0) {
+		close(d->sock);
+		d->sock = -1;
+	}
+	d->ev = evtimer_new(d->child->sup->base, on_dial_failed, d);
+	if (d->ev == NULL || evtimer_add(d->ev, &now) != 0)
+		fatalx("cannot schedule a dial's failure");
 }
 
 static void
@@ -114,7 +151,7 @@ dial_connect(struct dial *d, const struct sockaddr *sa, socklen_t salen)
 	rc = aconnect_start(sup->base, sa, salen, sup->cfg->timeouts.dial_ms,
 	    &d->sock, &d->ev, on_dial_done, d);
 	if (rc != 0)
-		dial_finish(d, strerror(rc));
+		dial_fail(d, strerror(rc));
 }
 
 static void
@@ -127,8 +164,7 @@ on_target_resolved(int err, struct evutil_addrinfo *res, void *arg)
 		return;
 	d->dns = NULL;
 	if (err != 0 || res == NULL) {
-		dial_finish(d, err != 0 ? evutil_gai_strerror(err) :
-		    "no address");
+		dial_fail(d, err != 0 ? evutil_gai_strerror(err) : "no address");
 		return;
 	}
 	dial_connect(d, res->ai_addr, (socklen_t)res->ai_addrlen);
@@ -139,6 +175,7 @@ static void
 dial_start(struct dial *d, const struct tp_addr *a)
 {
 	struct evutil_addrinfo hints;
+	struct evdns_getaddrinfo_request *req;
 	char port[8];
 
 	if (a->is_unix) {
@@ -153,9 +190,30 @@ dial_start(struct dial *d, const struct tp_addr *a)
 	hints.ai_socktype = SOCK_STREAM;
 	hints.ai_protocol = IPPROTO_TCP;
 	snprintf(port, sizeof(port), "%u", a->port);
-	/* May complete synchronously; d->dns is only kept while pending. */
-	d->dns = evdns_getaddrinfo(d->child->sup->dns, a->host, port, &hints,
+	/*
+	 * May call back at once (numeric targets), and then returns NULL:
+	 * d is still alive then, since failures are deferred (dial_fail).
+	 */
+	req = evdns_getaddrinfo(d->child->sup->dns, a->host, port, &hints,
 	    on_target_resolved, d);
+	if (req != NULL)
+		d->dns = req;
+}
+
+/* Why a dial request is refused before anything is dialled, or NULL. */
+static const char *
+dial_refusal(struct child *c, bool stale)
+{
+	if (c->state == CH_CLOSING)
+		return "the agent is closing";
+	if (stale)
+		return "the tunnel's spec changed: this agent is being replaced";
+	/* A compromised worker must not exhaust ports for every tunnel. */
+	if (!ratelimit_take(&c->dial_rl, tp_now_ms())) {
+		c->sup->counters.dials_rate_limited++;
+		return "dial rate limit (worker.dial_rate) exceeded";
+	}
+	return NULL;
 }
 
 int
@@ -170,6 +228,7 @@ dialer_request(struct child *c, const struct msg_dial_request *r)
 	 * never routed by the current spec, and are not hostile.
 	 */
 	bool stale = ag != NULL && (ag->gen != ag->key->gen || t == NULL);
+	const char *refused;
 	struct tp_addr a;
 	struct dial *d;
 
@@ -189,11 +248,10 @@ dialer_request(struct child *c, const struct msg_dial_request *r)
 	d->next = c->dials;
 	c->dials = d;
 	c->ndials++;
-	if (stale)
-		dial_finish(d, "the tunnel's spec changed: this agent is being "
-		    "replaced");
+	if ((refused = dial_refusal(c, stale)) != NULL)
+		dial_fail(d, refused);
 	else if (tp_addr_parse(d->target, 1, &a) != 0)
-		dial_finish(d, "bad target address");
+		dial_fail(d, "bad target address");
 	else
 		dial_start(d, &a);
 	return 0;

@@ -210,6 +210,19 @@ render_supervisor(struct evbuffer *b, struct sup *sup)
 	    "Sign requests the signer refused.");
 	evbuffer_add_printf(b, "tunnelpool_signer_refusals_total %llu\n",
 	    (unsigned long long)signer_refusals(sup->signer));
+	header(b, "tunnelpool_signatures_total", "counter",
+	    "User-auth requests the signer signed.");
+	evbuffer_add_printf(b, "tunnelpool_signatures_total %llu\n",
+	    (unsigned long long)signer_signatures(sup->signer));
+	header(b, "tunnelpool_dials_rate_limited_total", "counter",
+	    "Target dials refused: over worker.dial_rate.");
+	evbuffer_add_printf(b, "tunnelpool_dials_rate_limited_total %llu\n",
+	    (unsigned long long)sup->counters.dials_rate_limited);
+	header(b, "tunnelpool_worker_log_lines_suppressed_total", "counter",
+	    "Worker log lines dropped by the per-worker rate limit.");
+	evbuffer_add_printf(b,
+	    "tunnelpool_worker_log_lines_suppressed_total %llu\n",
+	    (unsigned long long)sup->counters.worker_log_suppressed);
 	header(b, "tunnelpool_sandbox_violations_total", "counter",
 	    "Workers killed by the seccomp filter.");
 	evbuffer_add_printf(b, "tunnelpool_sandbox_violations_total %llu\n",

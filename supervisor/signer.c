@@ -1,5 +1,6 @@
 #include <errno.h>
 #include <stdarg.h>
+#include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -32,14 +33,6 @@
 #define LOG_RATE		5.0	/* lines per second */
 #define LOG_BURST		20.0
 
-/*
- * A worker needs one signature per connection attempt.  Signing is the
- * only expensive request (milliseconds for RSA-4096); bounding it per
- * connection keeps one worker from hogging the supervisor's loop.
- */
-#define SIGN_RATE		5.0	/* signatures per second */
-#define SIGN_BURST		10.0
-
 /* Output queued towards a worker before we stop reading its requests. */
 #define CONN_OUT_HIGH		(256 * 1024)
 #define CONN_OUT_LOW		(64 * 1024)
@@ -53,6 +46,21 @@ struct signer {
 	uint64_t		 log_suppressed;
 };
 
+/*
+ * What one worker's authentication has used so far.  As sshd's monitor
+ * answers its one-shot requests only before authentication, a connection
+ * lists the identities once, signs each identity at most once, every
+ * signature for the same session id (the first one's), and nothing at all
+ * once the authentication is over (signer_conn_end).
+ */
+struct auth_once {
+	bool			 listed;
+	unsigned		 signed_mask;	/* 1 << IDENT_KEY / IDENT_CERT */
+	uint8_t			 sid[SESSION_ID_MAX];
+	size_t			 sid_len;
+	bool			 over;
+};
+
 struct signer_conn {
 	struct signer		*s;
 	struct bufferevent	*bev;
@@ -60,7 +68,7 @@ struct signer_conn {
 	const struct log_agent	*who;
 	void			(*on_error)(void *, const char *);
 	void			*arg;
-	struct ratelimit	 sign_rl;
+	struct auth_once	 once;
 	int			 paused;	/* output over CONN_OUT_HIGH */
 	int			 dead;		/* on_error was called */
 	char			 why[128];
@@ -220,17 +228,16 @@ check_key_alg(const struct signer *s, struct sshbuf_reader *r, int asked,
  */
 static int
 check_userauth(const struct signer *s, const uint8_t *data, size_t len,
-    int asked, const char *sigalg, char *why)
+    int asked, const char *sigalg, const uint8_t **sid, size_t *sidlen,
+    char *why)
 {
 	struct sshbuf_reader r;
-	const uint8_t *sid;
-	size_t sidlen;
 	uint8_t type, sigflag;
 	int rc;
 
 	sshbuf_reader_init(&r, data, len);
-	if (sshbuf_get_string(&r, &sid, &sidlen) != 0 || sidlen == 0 ||
-	    sidlen > SESSION_ID_MAX || sshbuf_get_u8(&r, &type) != 0 ||
+	if (sshbuf_get_string(&r, sid, sidlen) != 0 || *sidlen == 0 ||
+	    *sidlen > SESSION_ID_MAX || sshbuf_get_u8(&r, &type) != 0 ||
 	    type != SSH2_MSG_USERAUTH_REQUEST)
 		return deny(why, TP_EDENIED, "data is not a userauth request");
 	if ((rc = check_user(s, &r, why)) != 0)
@@ -249,14 +256,34 @@ check_userauth(const struct signer *s, const uint8_t *data, size_t len,
 	return 0;
 }
 
+/*
+ * The one-shot rule of a connection (NULL: none, signer_handle): each
+ * identity once, and every signature for the session of the first.
+ */
+static int
+check_once(const struct auth_once *once, int asked, const uint8_t *sid,
+    size_t sidlen, char *why)
+{
+	if (once == NULL)
+		return 0;
+	if (once->signed_mask & (1u << asked))
+		return deny(why, TP_EDENIED, "a second signature for the same "
+		    "identity");
+	if (once->sid_len != 0 && (sidlen != once->sid_len ||
+	    memcmp(sid, once->sid, sidlen) != 0))
+		return deny(why, TP_EDENIED, "session id differs from the "
+		    "first signature's");
+	return 0;
+}
+
 /* SSH_AGENTC_SIGN_REQUEST: string key blob, string data, uint32 flags. */
 static int
-sign_request(struct signer *s, struct ratelimit *rl, const uint8_t *p,
+sign_request(struct signer *s, struct auth_once *once, const uint8_t *p,
     size_t len, struct sshbuf_writer *reply, char *why)
 {
 	struct sshbuf_reader r;
-	const uint8_t *blob, *data;
-	size_t bloblen, datalen, siglen;
+	const uint8_t *blob, *data, *sid;
+	size_t bloblen, datalen, siglen, sidlen;
 	const char *sigalg;
 	uint8_t *sig;
 	uint32_t flags;
@@ -274,10 +301,10 @@ sign_request(struct signer *s, struct ratelimit *rl, const uint8_t *p,
 	if ((sigalg = sshkey_sig_alg(s->key, flags)) == NULL)
 		return deny(why, TP_EDENIED, "flags 0x%x not acceptable for %s",
 		    flags, sshkey_type_name(s->key));
-	if ((rc = check_userauth(s, data, datalen, asked, sigalg, why)) != 0)
+	if ((rc = check_userauth(s, data, datalen, asked, sigalg, &sid,
+	    &sidlen, why)) != 0 ||
+	    (rc = check_once(once, asked, sid, sidlen, why)) != 0)
 		return rc;
-	if (rl != NULL && !ratelimit_take(rl, tp_now_ms()))
-		return deny(why, TP_EDENIED, "signing rate limit exceeded");
 	if ((rc = sshkey_sign(s->key, data, datalen, flags, &sig,
 	    &siglen)) != 0)
 		return deny(why, rc, "signing failed: %s", tp_strerror(rc));
@@ -285,6 +312,11 @@ sign_request(struct signer *s, struct ratelimit *rl, const uint8_t *p,
 	sshbuf_put_string(reply, sig, siglen);
 	free(sig);
 	s->signatures++;
+	if (once != NULL) {
+		once->signed_mask |= 1u << asked;
+		memcpy(once->sid, sid, sidlen);
+		once->sid_len = sidlen;
+	}
 	return 0;
 }
 
@@ -343,10 +375,24 @@ refuse(struct signer *s, const struct log_agent *who, uint8_t type,
 	sshbuf_put_u8(reply, SSH_AGENT_FAILURE);
 }
 
-/* The whole request path; rl limits signatures per connection (or NULL). */
+/* SSH_AGENTC_REQUEST_IDENTITIES: no payload; once per connection. */
+static int
+identities_request(struct auth_once *once, size_t len, char *why)
+{
+	if (len != 1)
+		return deny(why, TP_EPROTO, "trailing bytes in identities "
+		    "request");
+	if (once != NULL && once->listed)
+		return deny(why, TP_EDENIED, "identities already listed");
+	if (once != NULL)
+		once->listed = true;
+	return 0;
+}
+
+/* The whole request path; once is the connection's one-shot state or NULL. */
 static int
 signer_process(struct signer *s, const struct log_agent *who,
-    struct ratelimit *rl, const uint8_t *req, size_t len,
+    struct auth_once *once, const uint8_t *req, size_t len,
     struct sshbuf_writer *reply)
 {
 	char why[WHY_LEN];
@@ -355,11 +401,12 @@ signer_process(struct signer *s, const struct log_agent *who,
 
 	if (len == 0)
 		rc = deny(why, TP_EPROTO, "empty request");
+	else if (once != NULL && once->over)
+		rc = deny(why, TP_EDENIED, "the worker's authentication is over");
 	else if (type == SSH_AGENTC_REQUEST_IDENTITIES)
-		rc = len == 1 ? 0 : deny(why, TP_EPROTO, "trailing bytes in "
-		    "identities request");
+		rc = identities_request(once, len, why);
 	else if (type == SSH_AGENTC_SIGN_REQUEST)
-		rc = sign_request(s, rl, req + 1, len - 1, reply, why);
+		rc = sign_request(s, once, req + 1, len - 1, reply, why);
 	else
 		rc = deny(why, TP_EUNSUPP, "unsupported request type");
 	if (rc == 0 && type == SSH_AGENTC_REQUEST_IDENTITIES)
@@ -404,7 +451,7 @@ conn_request(struct signer_conn *c, const uint8_t *req, size_t len)
 
 	sshbuf_writer_init(&w, SIGNER_REPLY_MAX);
 	sshbuf_put_u32(&w, 0);		/* length, patched below */
-	rc = signer_process(c->s, c->who, &c->sign_rl, req, len, &w);
+	rc = signer_process(c->s, c->who, &c->once, req, len, &w);
 	if (sshbuf_writer_error(&w) == 0) {
 		w.p[0] = (uint8_t)((w.len - 4) >> 24);
 		w.p[1] = (uint8_t)((w.len - 4) >> 16);
@@ -423,9 +470,8 @@ conn_request(struct signer_conn *c, const uint8_t *req, size_t len)
  * when the worker does not read its replies.
  */
 static int
-conn_drain(struct signer_conn *c)
+conn_drain(struct signer_conn *c, struct evbuffer *in)
 {
-	struct evbuffer *in = bufferevent_get_input(c->bev);
 	struct evbuffer *out = bufferevent_get_output(c->bev);
 	uint8_t hdr[4];
 	uint32_t len;
@@ -467,7 +513,7 @@ conn_read_cb(struct bufferevent *bev, void *arg)
 	struct signer_conn *c = arg;
 
 	if (!c->dead)
-		conn_drain(c);
+		conn_drain(c, bufferevent_get_input(c->bev));
 }
 
 /* The output fell below the low watermark: resume a paused connection. */
@@ -479,7 +525,7 @@ conn_write_cb(struct bufferevent *bev, void *arg)
 	if (c->dead || !c->paused)
 		return;
 	c->paused = 0;
-	if (conn_drain(c) == 0 && !c->paused)
+	if (conn_drain(c, bufferevent_get_input(c->bev)) == 0 && !c->paused)
 		bufferevent_enable(c->bev, EV_READ);
 }
 
@@ -516,7 +562,6 @@ signer_conn_new(struct signer *s, struct event_base *base, int fd,
 	c->who = who;
 	c->on_error = on_error;
 	c->arg = arg;
-	ratelimit_init(&c->sign_rl, SIGN_RATE, SIGN_BURST, tp_now_ms());
 	if ((c->bev = bufferevent_socket_new(base, fd, 0)) == NULL) {
 		free(c);
 		return NULL;
@@ -535,6 +580,38 @@ signer_conn_new(struct signer *s, struct event_base *base, int fd,
 		return NULL;
 	}
 	return c;
+}
+
+unsigned
+signer_conn_end(struct signer_conn *c)
+{
+	struct signer *s;
+	struct evbuffer *in;
+	uint64_t before;
+
+	if (c == NULL)
+		return 0;
+	s = c->s;
+	before = s->refusals;
+	c->once.over = true;
+	/* No callback from here on: the caller frees c itself. */
+	c->dead = 1;
+	bufferevent_disable(c->bev, EV_READ | EV_WRITE);
+	/*
+	 * What the worker sent and nobody read yet is refused (and counted),
+	 * never answered: a request racing the claim gains nothing.
+	 */
+	/* The bufferevent's input only takes what it reads itself: a copy. */
+	if ((in = evbuffer_new()) != NULL) {
+		evbuffer_add_buffer(in, bufferevent_get_input(c->bev));
+		while (evbuffer_get_length(in) <= 4 + SIGNER_REQUEST_MAX &&
+		    evbuffer_read(in, c->fd, 65536) > 0)
+			;
+		(void)conn_drain(c, in);
+		evbuffer_free(in);
+	}
+	signer_conn_free(c);
+	return (unsigned)(s->refusals - before);
 }
 
 void

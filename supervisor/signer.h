@@ -9,7 +9,11 @@
  * a warning and a refusal count.
  *
  * One signer serves every worker; each worker's agent socketpair gets a
- * signer_conn on the supervisor's event loop.
+ * signer_conn on the supervisor's event loop, which answers only what one
+ * authentication needs, once: the identities once, at most one signature
+ * per identity, all for the session id of the first, and nothing after
+ * the worker's claim, when the supervisor ends the connection
+ * (signer_conn_end).  signer_handle applies the policy without that rule.
  */
 #ifndef TP_SIGNER_H
 #define TP_SIGNER_H
@@ -77,6 +81,13 @@ uint64_t signer_signatures(const struct signer *s);
 struct signer_conn *signer_conn_new(struct signer *s, struct event_base *base,
     int fd, const struct log_agent *who,
     void (*on_error)(void *arg, const char *why), void *arg);
+/*
+ * The worker's authentication is over (its CLAIM arrived): every request
+ * it sent and the connection has not answered is refused and counted,
+ * then the connection is freed and the socketpair closed for good.
+ * Returns the number of requests refused this way; NULL is allowed.
+ */
+unsigned signer_conn_end(struct signer_conn *c);
 /* Stops serving and closes the fd; NULL is allowed. */
 void signer_conn_free(struct signer_conn *c);
 

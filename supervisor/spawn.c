@@ -25,6 +25,7 @@
 
 #include "common/addr.h"
 #include "common/log.h"
+#include "common/tptime.h"
 #include "aconnect.h"
 #include "child.h"
 #include "config.h"
@@ -107,7 +108,7 @@ lift(int fd)
 /* In the child after fork: only async-signal-safe calls until execve. */
 static void
 exec_worker(struct child *c, const char *path, char *logenv, int ctl,
-    int agent, int proxy, pid_t parent, int devnull)
+    int agent, int proxy, int logw, pid_t parent, int devnull)
 {
 	char *argv[] = { "tunnelpool-agent", c->cluster, c->dial_addr, NULL };
 	char *envp[] = { logenv, logenv + 32, c->sup->worker_env, NULL };
@@ -123,8 +124,13 @@ exec_worker(struct child *c, const char *path, char *logenv, int ctl,
 	signal(SIGTERM, SIG_DFL);
 	signal(SIGINT, SIG_DFL);
 	signal(SIGIO, SIG_DFL);		/* ignored for file leases */
+	/*
+	 * stdin and stdout read and write /dev/null; stderr is the pipe the
+	 * supervisor relays (workerlog.c): a worker never writes our journal.
+	 */
 	if ((a = lift(ctl)) < 0 || (b = lift(agent)) < 0 || (d = lift(proxy)) < 0 ||
-	    dup2(devnull, 0) < 0 || dup2(a, WORKER_FD_CTL) < 0 ||
+	    dup2(devnull, 0) < 0 || dup2(devnull, 1) < 0 || dup2(logw, 2) < 0 ||
+	    dup2(a, WORKER_FD_CTL) < 0 ||
 	    dup2(b, WORKER_FD_AGENT) < 0 || dup2(d, WORKER_FD_PROXY) < 0)
 		_exit(WEXIT_USAGE);
 	/* Everything else goes: the worker must not inherit a single extra fd. */
@@ -138,16 +144,15 @@ static void
 fork_worker(struct child *c)
 {
 	struct sup *sup = c->sup;
-	int ctl[2], agent[2];
+	int ctl[2], agent[2], logp[2];
 	pid_t pid, self = getpid();
 	static const char *const levels[] = { "debug", "info", "warn", "error" };
 	char logenv[64];
 
 	/* Two strings in one buffer: TP_LOG_LEVEL at 0, TP_LOG_FORMAT at 32. */
-	/* Workers log like the supervisor does now (command line included). */
+	/* Workers log at the supervisor's level, to it (workerlog.c). */
 	snprintf(logenv, 32, "TP_LOG_LEVEL=%s", levels[log_get_level()]);
-	snprintf(logenv + 32, 32, "TP_LOG_FORMAT=%s",
-	    log_get_format() == LOG_FMT_JSON ? "json" : "logfmt");
+	snprintf(logenv + 32, 32, "TP_LOG_FORMAT=relay");
 
 	if (socketpair(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC, 0, ctl) != 0) {
 		spawn_fail(c, "socketpair: %s", strerror(errno));
@@ -159,22 +164,33 @@ fork_worker(struct child *c)
 		spawn_fail(c, "socketpair: %s", strerror(errno));
 		return;
 	}
+	/* Non-blocking both ways: a full pipe loses a worker's line, never blocks it. */
+	if (pipe2(logp, O_CLOEXEC | O_NONBLOCK) != 0) {
+		close(ctl[0]);
+		close(ctl[1]);
+		close(agent[0]);
+		close(agent[1]);
+		spawn_fail(c, "pipe: %s", strerror(errno));
+		return;
+	}
 	pid = fork();
 	if (pid == 0)
 		exec_worker(c, sup->cfg->worker.path, logenv, ctl[1], agent[1],
-		    c->sock, self, sup->devnull);
+		    c->sock, logp[1], self, sup->devnull);
 	close(ctl[1]);
 	close(agent[1]);
+	close(logp[1]);
 	close(c->sock);
 	c->sock = -1;
 	if (pid < 0) {
 		close(ctl[0]);
 		close(agent[0]);
+		close(logp[0]);
 		spawn_fail(c, "fork: %s", strerror(errno));
 		return;
 	}
 	sup->counters.spawns++;
-	if (child_started(c, pid, ctl[0], agent[0]) != 0)
+	if (child_started(c, pid, ctl[0], agent[0], logp[0]) != 0)
 		child_kill(c, SR_SPAWN, "cannot watch the new worker");
 }
 
@@ -270,6 +286,14 @@ child_spawn(void *arg, struct pool_agent *agent)
 	c->who.addr = c->dial_addr;
 	c->who.state = c->state_name;
 	c->who.proxy = c->proxy;
+	if (workerlog_init(&c->log, &c->who,
+	    &sup->counters.worker_log_suppressed) != 0 ||
+	    ratelimit_init(&c->dial_rl, sup->cfg->worker.dial_rate,
+	    sup->cfg->worker.dial_burst, tp_now_ms()) != 0) {
+		free(c);
+		agent->owner = NULL;
+		return -1;
+	}
 	c->next = sup->children;
 	if (sup->children != NULL)
 		sup->children->prev = c;

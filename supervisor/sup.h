@@ -49,6 +49,8 @@ struct sup_counters {
 	uint64_t	spawns;
 	uint64_t	dial_requests;
 	uint64_t	dial_failures;
+	uint64_t	dials_rate_limited;	/* over worker.dial_rate */
+	uint64_t	worker_log_suppressed;	/* workerlog.h */
 	uint64_t	reloads;
 	uint64_t	reload_failures;
 	uint64_t	lag_count[LAG_BUCKETS + 1];

@@ -80,7 +80,13 @@ spec_hash(const struct tunnel *t)
 		h = fnv_str(h, t->forwards[i].target);
 	}
 	n = (uint64_t)t->discovery;
-	return fnv_bytes(h, &n, sizeof(n));
+	h = fnv_bytes(h, &n, sizeof(n));
+	/* Whom a certificate may name is trust: a change replaces the agents. */
+	n = t->n_proxy_principals;
+	h = fnv_bytes(h, &n, sizeof(n));
+	for (i = 0; i < t->n_proxy_principals; i++)
+		h = fnv_str(h, t->proxy_principals[i]);
+	return h;
 }
 
 /* ---- tunnels and lists ----------------------------------------------- */
@@ -101,6 +107,9 @@ tunnel_clear(struct tunnel *t)
 		free(t->forwards[i].target);
 	}
 	free(t->forwards);
+	for (i = 0; i < t->n_proxy_principals; i++)
+		free(t->proxy_principals[i]);
+	free(t->proxy_principals);
 	memset(t, 0, sizeof(*t));
 }
 
@@ -342,6 +351,86 @@ parse_forwards(struct cfg_doc *d, yaml_node_t *seq, void *base,
 	return 0;
 }
 
+/*
+ * A proxy_principals entry: a host name or a glob of one ('*' and '?'),
+ * from the characters host names use.  A pattern of wildcards alone would
+ * accept any certificate the CA ever signed: it is refused.
+ */
+static const char *
+check_principal(const char *s)
+{
+	size_t n = strlen(s), literal = 0;
+
+	if (n == 0 || n >= TUNNEL_PRINCIPAL_MAX)
+		return "must be 1..127 characters";
+	for (const char *p = s; *p != '\0'; p++) {
+		unsigned char c = (unsigned char)*p;
+
+		if (c == '*' || c == '?')
+			continue;
+		if (!(c == '.' || c == '-' || c == '_' || c == ':' ||
+		    (c >= '0' && c <= '9') || ((c | 0x20) >= 'a' &&
+		    (c | 0x20) <= 'z')))
+			return "only letters, digits, '.', '-', '_', ':' and the "
+			    "wildcards '*' and '?'";
+		if (c != '.')
+			literal++;
+	}
+	return literal == 0 ? "matches every name: list the proxies' names or "
+	    "a pattern with a domain" : NULL;
+}
+
+static void
+principal_add(struct cfg_doc *d, yaml_node_t *n, struct tunnel *t,
+    const char *path)
+{
+	const char *s, *why;
+	char q[QBUF];
+	size_t i;
+
+	if ((s = cfg_node_str(d, n, path)) == NULL)
+		return;
+	if ((why = check_principal(s)) != NULL) {
+		cfg_node_error(d, n, "%s: invalid name \"%s\": %s", path,
+		    cfg_quote(s, q, sizeof(q)), why);
+		return;
+	}
+	for (i = 0; i < t->n_proxy_principals; i++)
+		if (strcmp(t->proxy_principals[i], s) == 0) {
+			cfg_node_error(d, n, "%s: duplicate name \"%s\"", path,
+			    cfg_quote(s, q, sizeof(q)));
+			return;
+		}
+	if ((t->proxy_principals[t->n_proxy_principals] = strdup(s)) == NULL) {
+		cfg_node_error(d, n, "%s: out of memory", path);
+		return;
+	}
+	t->n_proxy_principals++;
+}
+
+static int
+parse_principals(struct cfg_doc *d, yaml_node_t *seq, void *base,
+    const char *keypath)
+{
+	struct tunnel *t = &((struct tdoc *)base)->t;
+	char path[160];
+	int i, n;
+
+	if ((n = seq_check(d, seq, keypath, 0, TUNNEL_MAX_PRINCIPALS)) <= 0)
+		return n;
+	t->proxy_principals = calloc((size_t)n, sizeof(char *));
+	if (t->proxy_principals == NULL) {
+		cfg_node_error(d, seq, "%s: out of memory", keypath);
+		return -1;
+	}
+	for (i = 0; i < n; i++) {
+		snprintf(path, sizeof(path), "%s[%d]", keypath, i);
+		principal_add(d, yaml_document_get_node(d->doc,
+		    seq->data.sequence.items.start[i]), t, path);
+	}
+	return 0;
+}
+
 #define TOFF(f)		offsetof(struct tdoc, f)
 #define TSTR(n, f, chk)	{ n, CFG_STR, TOFF(f), 1, 0, 0, NULL, NULL, chk }
 #define TEND		{ NULL, CFG_STR, 0, 0, 0, 0, NULL, NULL, NULL }
@@ -355,6 +444,8 @@ static const struct cfg_key spec_keys[] = {
 	{ "dial_addrs", CFG_CUSTOM, 0, 1, 0, 0, NULL, parse_dial_addrs, NULL },
 	{ "forwards", CFG_CUSTOM, 0, 0, 0, 0, NULL, parse_forwards, NULL },
 	{ "discovery", CFG_BOOL, TOFF(t.discovery), 0, 0, 0, NULL, NULL, NULL },
+	{ "proxy_principals", CFG_CUSTOM, 0, 0, 0, 0, NULL, parse_principals,
+	    NULL },
 	TEND
 };
 static const struct cfg_key doc_keys[] = {

@@ -24,6 +24,8 @@ struct event_base;
 #define TUNNEL_MAX_FILE		(16 * 1024 * 1024)	/* per tunnel file */
 #define TUNNEL_MAX_DIAL_ADDRS	16
 #define TUNNEL_MAX_FORWARDS	32
+#define TUNNEL_MAX_PRINCIPALS	16	/* = PROTO_MAX_PRINCIPALS */
+#define TUNNEL_PRINCIPAL_MAX	128	/* = PROTO_NAME_MAX, with the NUL */
 
 struct tunnel_forward {
 	char		*listen;	/* canonical "host:port" / "[v6]:port" */
@@ -42,9 +44,17 @@ struct tunnel {
 	size_t			 n_forwards;
 	int			 discovery;
 	/*
-	 * 64-bit FNV-1a over cluster_name, dial_addrs, forwards and
-	 * discovery (length-prefixed, canonical forms): equal hashes mean
-	 * an unchanged spec.  metadata.name and the location do not count.
+	 * Names (or globs) a proxy's host certificate may carry as principal
+	 * besides the dial host: the proxies behind a load balancer.  0..16;
+	 * only ever from configuration (docs/host-trust.md).
+	 */
+	char			**proxy_principals;
+	size_t			 n_proxy_principals;
+	/*
+	 * 64-bit FNV-1a over cluster_name, dial_addrs, forwards, discovery
+	 * and proxy_principals (length-prefixed, canonical forms): equal
+	 * hashes mean an unchanged spec.  metadata.name and the location do
+	 * not count.
 	 */
 	uint64_t		 spec_hash;
 	const char		*file;	/* the file name given to the parser */

@@ -1,3 +1,4 @@
+#include <fnmatch.h>
 #include <inttypes.h>
 #include <stdarg.h>
 #include <stdio.h>
@@ -15,6 +16,7 @@
 #define MAX_PRINCIPALS		256	/* as OpenSSH's SSHKEY_CERT_MAX_PRINCIPALS */
 #define MAX_KEY_FIELDS		2
 #define SHOW_LEN		96	/* untrusted text quoted in a reason */
+#define PRINCIPAL_MAX		256	/* longer principals match no pattern */
 
 /* The certificate types we accept and the plain key type each certifies. */
 struct cert_type {
@@ -189,11 +191,22 @@ ca_trusted(const struct cert *c, const struct hostcert_policy *p)
 static int
 name_accepted(const uint8_t *s, size_t n, const struct hostcert_policy *p)
 {
+	char name[PRINCIPAL_MAX];
 	size_t i;
 
 	for (i = 0; i < p->n_names; i++)
 		if (p->names[i] != NULL && strlen(p->names[i]) == n &&
 		    memcmp(p->names[i], s, n) == 0)
+			return 1;
+	/* A principal with a NUL inside, or too long, matches no pattern. */
+	if (p->n_patterns == 0 || n == 0 || n >= sizeof(name) ||
+	    memchr(s, '\0', n) != NULL)
+		return 0;
+	memcpy(name, s, n);
+	name[n] = '\0';
+	for (i = 0; i < p->n_patterns; i++)
+		if (p->patterns[i] != NULL &&
+		    fnmatch(p->patterns[i], name, FNM_CASEFOLD) == 0)
 			return 1;
 	return 0;
 }
@@ -322,6 +335,7 @@ policy_valid(const struct hostcert_policy *p)
 {
 	return p != NULL && (p->n_ca == 0 || (p->ca != NULL &&
 	    p->ca_len != NULL)) && (p->n_names == 0 || p->names != NULL) &&
+	    (p->n_patterns == 0 || p->patterns != NULL) &&
 	    p->kex_key != NULL;
 }
 

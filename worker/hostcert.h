@@ -26,6 +26,9 @@ struct hostcert_policy {
 	size_t			 n_ca;
 	const char *const	*names;		/* accepted principals (exact) */
 	size_t			 n_names;
+	const char *const	*patterns;	/* accepted principals (globs:
+						 * '*', '?', case-insensitive) */
+	size_t			 n_patterns;
 	const uint8_t		*kex_key;	/* host key blob from the KEX */
 	size_t			 kex_key_len;
 	uint64_t		 now;		/* wall clock, seconds */
@@ -34,7 +37,7 @@ struct hostcert_policy {
 /*
  * Verifies the certificate blob against the policy: signed (validly) by one
  * of the trusted CAs, a host certificate, no critical options, at least one
- * principal among the accepted names (an empty principals list, which
+ * principal among the accepted names or patterns (an empty principals list, which
  * OpenSSH reads as "any host", is refused), valid_after <= now <
  * valid_before, and certifying exactly the key used in the key exchange.
  *

@@ -83,6 +83,8 @@ static const int allow_plain[] = {
 	SCMP_SYS(read),		/* seen: control, agent, dialed fds */
 	SCMP_SYS(recvfrom),	/* seen: libssh recv() on the proxy socket */
 	SCMP_SYS(recvmsg),	/* seen: dialed fds arrive with SCM_RIGHTS */
+	SCMP_SYS(restart_syscall),/* seen: poll resumed after SIGSTOP/SIGCONT,
+				   * the cgroup freezer, suspend, CRIU */
 	SCMP_SYS(rt_sigprocmask),/* glibc abort(): die of SIGABRT, not SIGSYS */
 	SCMP_SYS(rt_sigreturn),	/* return from a signal handler (libevent's) */
 	SCMP_SYS(sendmsg),	/* proto's datagram send to the supervisor */
@@ -172,7 +174,8 @@ static const struct { int nr; const char *name; } sysnames[] = {
 	SYSNAME(process_vm_readv), SYSNAME(process_vm_writev),
 	SYSNAME(ptrace), SYSNAME(pwrite64), SYSNAME(read), SYSNAME(readv),
 	SYSNAME(recvfrom), SYSNAME(recvmmsg), SYSNAME(recvmsg),
-	SYSNAME(rename), SYSNAME(rseq), SYSNAME(rt_sigaction),
+	SYSNAME(rename), SYSNAME(restart_syscall), SYSNAME(rseq),
+	SYSNAME(rt_sigaction),
 	SYSNAME(rt_sigprocmask), SYSNAME(rt_sigreturn),
 	SYSNAME(sched_getaffinity), SYSNAME(sched_yield), SYSNAME(select),
 	SYSNAME(sendmmsg), SYSNAME(sendmsg), SYSNAME(sendto),

@@ -85,6 +85,10 @@ struct worker {
 	struct pollfd		*pfd;
 	size_t			 pfd_cap;
 	char			 close_reason[PROTO_REASON_MAX];
+#ifdef TP_TEST_HOOKS
+	uint32_t		 hook_at_close;	/* HOOK_*_AT_CLOSE armed, or 0 */
+	bool			 claim_held;
+#endif
 };
 
 static struct msg	scratch;	/* ~50 KiB: not on the stack */
@@ -140,11 +144,19 @@ on_config(void *ctx, struct msg *m)
 	return 0;
 }
 
+#ifdef TP_TEST_HOOKS
+static void hook_close_race(struct worker *w);
+#endif
+
 static int
 on_close(void *ctx, struct msg *m)
 {
 	struct worker *w = ctx;
 	uint64_t deadline = tp_now_ms() + m->u.close.deadline_ms;
+
+#ifdef TP_TEST_HOOKS
+	hook_close_race(w);
+#endif
 
 	snprintf(w->close_reason, sizeof(w->close_reason), "%s",
 	    m->u.close.reason);
@@ -220,6 +232,9 @@ on_claim_result(void *ctx, struct msg *m)
 #define HOOK_AGENTC_SIGN	13
 #define HOOK_USERAUTH_REQUEST	50
 #define HOOK_RSA_SHA2_256	2
+#define HOOK_AGENT_CLOSED	(-2)	/* the supervisor closed the agent socket */
+#define HOOK_DIALS		1000
+#define HOOK_LOG_LINES		5000
 
 /*
  * Encodes m and sends it, optionally with fd attached, past proto_send's
@@ -391,7 +406,7 @@ hook_agent_call(const struct sshbuf_writer *req, uint8_t *out, size_t cap)
 	if (hook_write_all(WORKER_FD_AGENT, hdr, 4, deadline) != 0 ||
 	    hook_write_all(WORKER_FD_AGENT, req->p, req->len, deadline) != 0 ||
 	    hook_read_all(WORKER_FD_AGENT, hdr, 4, deadline) != 0)
-		return -1;
+		return HOOK_AGENT_CLOSED;
 	len = (uint32_t)hdr[0] << 24 | (uint32_t)hdr[1] << 16 |
 	    (uint32_t)hdr[2] << 8 | hdr[3];
 	if (len == 0 || len > cap ||
@@ -418,7 +433,7 @@ hook_agent_key(uint8_t *blob, size_t cap, size_t *bloblen)
 	len = hook_agent_call(&req, reply, sizeof(reply));
 	sshbuf_writer_free(&req);
 	if (len < 0)
-		return -1;
+		return (int)len;
 	sshbuf_reader_init(&r, reply, (size_t)len);
 	if (sshbuf_get_u8(&r, &type) != 0 || type != HOOK_AGENT_IDENTITIES ||
 	    sshbuf_get_u32(&r, &n) != 0 || n == 0)
@@ -435,27 +450,30 @@ hook_agent_key(uint8_t *blob, size_t cap, size_t *bloblen)
 }
 
 /*
- * Asks the signer to sign something it must refuse: with other_data, bytes
- * that are no userauth request at all; otherwise a well-formed publickey
- * userauth request for the node key, but for the user "root".  Returns the
- * reply's message type (5 = SSH_AGENT_FAILURE) or -1.
+ * Asks the signer to sign something it must refuse: HOOK_SIGN_OTHER,
+ * bytes that are no userauth request at all; HOOK_SIGN_WRONG_USER, a
+ * well-formed publickey userauth request for the node key, but for the
+ * user "root"; HOOK_SIGN_VALID, one for the proxy user, over a session id
+ * of its own (a relay to another server).  Returns the reply's message
+ * type (5 = SSH_AGENT_FAILURE), HOOK_AGENT_CLOSED or -1.
  */
 static long
-hook_sign(struct worker *w, bool other_data)
+hook_sign(struct worker *w, uint32_t action)
 {
+	bool other_data = action == HOOK_SIGN_OTHER;
+	const char *user = action == HOOK_SIGN_VALID ? w->cfg.user : "root";
 	static uint8_t blob[HOOK_AGENT_MAX], reply[HOOK_AGENT_MAX];
 	struct sshbuf_writer data, req;
 	struct sshbuf_reader r;
 	const uint8_t *kt;
-	size_t bloblen, ktlen;
+	size_t bloblen = 0, ktlen;
 	char alg[64];
 	uint8_t sid[32];
 	uint32_t flags = 0;
 	long len;
 
-	(void)w;
-	if (hook_agent_key(blob, sizeof(blob), &bloblen) != 0)
-		return -1;
+	if ((len = hook_agent_key(blob, sizeof(blob), &bloblen)) != 0)
+		return len;
 	sshbuf_reader_init(&r, blob, bloblen);
 	if (sshbuf_get_string(&r, &kt, &ktlen) != 0 || ktlen >= sizeof(alg))
 		return -1;
@@ -472,7 +490,7 @@ hook_sign(struct worker *w, bool other_data)
 	} else {
 		sshbuf_put_string(&data, sid, sizeof(sid));
 		sshbuf_put_u8(&data, HOOK_USERAUTH_REQUEST);
-		sshbuf_put_cstring(&data, "root");
+		sshbuf_put_cstring(&data, user);
 		sshbuf_put_cstring(&data, "ssh-connection");
 		sshbuf_put_cstring(&data, "publickey");
 		sshbuf_put_u8(&data, 1);
@@ -488,7 +506,115 @@ hook_sign(struct worker *w, bool other_data)
 	    hook_agent_call(&req, reply, sizeof(reply));
 	sshbuf_writer_free(&data);
 	sshbuf_writer_free(&req);
-	return len > 0 ? (long)reply[0] : -1;
+	return len > 0 ? (long)reply[0] : len < 0 ? len : -1;
+}
+
+/* Reads and drops what the supervisor sent (DIAL_RESULTs and their fds). */
+static void
+hook_drain_control(struct worker *w)
+{
+	static uint8_t buf[PROTO_MAX_MSG];
+	size_t len;
+	int fd;
+
+	while (proto_recv(w->rep.ctl, buf, sizeof(buf), &len, &fd) == 0)
+		if (fd >= 0)
+			close(fd);
+}
+
+/*
+ * DIAL_REQUESTs as fast as the socket takes them, for forward 0 and
+ * channel 1 (which the scenario opened and closed), reading the answers
+ * as a careful attacker would, so that only the dial limit stops it.
+ * Returns how many were sent.
+ */
+static long
+hook_dial_flood(struct worker *w)
+{
+	struct pollfd p = { .fd = w->rep.ctl, .events = POLLOUT };
+	struct msg m;
+	long sent = 0;
+	int rc;
+
+	msg_init(&m, MSG_DIAL_REQUEST);
+	m.u.dial_request.forward_id = 0;
+	m.u.dial_request.channel_id = 1;
+	snprintf(m.u.dial_request.orig_host, sizeof(m.u.dial_request.orig_host),
+	    "127.0.0.1");
+	m.u.dial_request.orig_port = 9;
+	while (sent < HOOK_DIALS) {
+		hook_drain_control(w);
+		rc = proto_send(w->rep.ctl, &m);
+		if (rc == 0) {
+			sent++;
+			continue;
+		}
+		if (rc != TP_EAGAIN || poll(&p, 1, 500) <= 0)
+			break;
+	}
+	return sent;
+}
+
+/*
+ * A line that pretends to be the supervisor's about another agent, written
+ * straight to stderr, then thousands of the worker's own lines.
+ */
+static long
+hook_log_flood(struct worker *w)
+{
+	static const char forged[] = "ts=2026-01-01T00:00:00.000Z level=error "
+	    "prog=tunnelpool func=child_lost msg=\"forged by a worker\" "
+	    "cluster=someone-else pid=1\n";
+
+	if (write(STDERR_FILENO, forged, sizeof(forged) - 1) < 0)
+		(void)0;
+	for (long i = 0; i < HOOK_LOG_LINES; i++)
+		alog_warnx(report_agent(&w->rep), "test hook log flood line %ld",
+		    i);
+	return HOOK_LOG_LINES;
+}
+
+static void send_claim_now(struct worker *w, const char *name);
+
+/*
+ * The close races: what a worker sent just before it read CLOSE, sent
+ * just after instead, so that it reaches a supervisor already closing us.
+ */
+static void
+hook_close_race(struct worker *w)
+{
+	struct msg m;
+
+	if (w->hook_at_close == HOOK_CLAIM_AT_CLOSE && w->claim_held) {
+		alog_warnx(report_agent(&w->rep), "test hook: the held CLAIM "
+		    "goes out after CLOSE");
+		send_claim_now(w, w->rep.name);
+	} else if (w->hook_at_close == HOOK_DIAL_AT_CLOSE) {
+		alog_warnx(report_agent(&w->rep), "test hook: a DIAL_REQUEST "
+		    "goes out after CLOSE");
+		msg_init(&m, MSG_DIAL_REQUEST);
+		m.u.dial_request.forward_id = 0;
+		m.u.dial_request.channel_id = 1;
+		snprintf(m.u.dial_request.orig_host,
+		    sizeof(m.u.dial_request.orig_host), "127.0.0.1");
+		m.u.dial_request.orig_port = 9;
+		report_send(&w->rep, &m);
+	}
+	w->hook_at_close = 0;
+}
+
+/* STATE naming a host key the claim never granted: the supervisor ends us. */
+static long
+hook_state_fp(struct worker *w)
+{
+	struct msg m;
+
+	msg_init(&m, MSG_STATE);
+	m.u.state.state = up_state(w);
+	snprintf(m.u.state.fp, sizeof(m.u.state.fp),
+	    "SHA256:AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA");
+	snprintf(m.u.state.reason, sizeof(m.u.state.reason), "test hook");
+	return hook_send_raw(w, &m, -1);
 }
 
 static int
@@ -554,9 +680,28 @@ on_test_hook(void *ctx, struct msg *m)
 		break;
 	case HOOK_SIGN_OTHER:
 	case HOOK_SIGN_WRONG_USER:
-		rc = hook_sign(w, m->u.test_hook.action == HOOK_SIGN_OTHER);
-		alog_warnx(a, "test hook %u: agent answered type %ld",
-		    m->u.test_hook.action, rc);
+	case HOOK_SIGN_VALID:
+		rc = hook_sign(w, m->u.test_hook.action);
+		if (rc == HOOK_AGENT_CLOSED)
+			alog_warnx(a, "test hook %u: agent socket closed",
+			    m->u.test_hook.action);
+		else
+			alog_warnx(a, "test hook %u: agent answered type %ld",
+			    m->u.test_hook.action, rc);
+		return 0;
+	case HOOK_DIAL_FLOOD:
+		rc = hook_dial_flood(w);
+		break;
+	case HOOK_LOG_FLOOD:
+		rc = hook_log_flood(w);
+		break;
+	case HOOK_STATE_FP:
+		rc = hook_state_fp(w);
+		break;
+	case HOOK_CLAIM_AT_CLOSE:
+	case HOOK_DIAL_AT_CLOSE:
+		w->hook_at_close = m->u.test_hook.action;
+		alog_warnx(a, "test hook %u: armed", w->hook_at_close);
 		return 0;
 	default:
 		return TP_EINVAL;
@@ -651,11 +796,12 @@ handshake_step(struct worker *w, uint64_t now)
 	w->ph = PH_AUTH;
 }
 
+static void send_claim_now(struct worker *w, const char *name);
+
 static void
 send_claim(struct worker *w)
 {
 	const char *name = w->disc != NULL ? discovery_own_name(w->disc) : "";
-	struct msg m;
 	bool wanted = w->cfg.n_wanted == 0;
 
 	for (uint32_t i = 0; i < w->cfg.n_wanted; i++)
@@ -665,11 +811,27 @@ send_claim(struct worker *w)
 		report_exit(&w->rep, WEXIT_CLAIM_REFUSED,
 		    "not a wanted proxy: %s", w->ss.fp);
 	report_set_proxy(&w->rep, w->ss.fp, name);
+	w->ph = PH_CLAIM;
+#ifdef TP_TEST_HOOKS
+	if (w->hook_at_close == HOOK_CLAIM_AT_CLOSE) {
+		w->claim_held = true;
+		alog_warnx(report_agent(&w->rep), "test hook: CLAIM held until "
+		    "CLOSE");
+		return;
+	}
+#endif
+	send_claim_now(w, name);
+}
+
+static void
+send_claim_now(struct worker *w, const char *name)
+{
+	struct msg m;
+
 	msg_init(&m, MSG_CLAIM);
 	snprintf(m.u.claim.fp, sizeof(m.u.claim.fp), "%s", w->ss.fp);
 	snprintf(m.u.claim.name, sizeof(m.u.claim.name), "%s", name);
 	report_send(&w->rep, &m);
-	w->ph = PH_CLAIM;
 }
 
 static void
@@ -723,7 +885,7 @@ cert_verify(struct worker *w, char *why, size_t cap)
 {
 	const uint8_t *ca[PROTO_MAX_CA];
 	size_t ca_len[PROTO_MAX_CA], len;
-	const char *names[2];
+	const char *names[1], *patterns[PROTO_MAX_PRINCIPALS];
 	struct hostcert_policy p;
 	const uint8_t *cert = discovery_cert(w->disc, &len);
 
@@ -731,14 +893,22 @@ cert_verify(struct worker *w, char *why, size_t cap)
 		ca[i] = w->cfg.ca[i].blob;
 		ca_len[i] = w->cfg.ca[i].len;
 	}
+	/*
+	 * Principals come from configuration only: the dial host and the
+	 * tunnel's proxy_principals.  Nothing the peer said before it was
+	 * trusted (its announced name) may widen whom we trust.
+	 */
 	names[0] = w->cfg.dial_host;
-	names[1] = discovery_own_name(w->disc);
+	for (uint32_t i = 0; i < w->cfg.n_principals; i++)
+		patterns[i] = w->cfg.principals[i].name;
 	memset(&p, 0, sizeof(p));
 	p.ca = ca;
 	p.ca_len = ca_len;
 	p.n_ca = w->cfg.n_ca;
 	p.names = names;
-	p.n_names = names[1][0] != '\0' ? 2 : 1;
+	p.n_names = 1;
+	p.patterns = patterns;
+	p.n_patterns = w->cfg.n_principals;
 	p.kex_key = w->ss.kex_key;
 	p.kex_key_len = w->ss.kex_key_len;
 	p.now = (uint64_t)time(NULL);
@@ -757,9 +927,7 @@ cert_step(struct worker *w, uint64_t now)
 	if (rc != 0 && rc != TP_EAGAIN)
 		report_exit(&w->rep, WEXIT_HOSTKEY, "host key not trusted: %s "
 		    "(no certificate: %s)", w->ss.fp, discovery_error(w->disc));
-	/* The announced name may be the principal: wait for the set too. */
-	if (discovery_cert(w->disc, &len) == NULL ||
-	    (!discovery_have_set(w->disc) && now < w->deadline)) {
+	if (discovery_cert(w->disc, &len) == NULL) {
 		if (now >= w->deadline)
 			report_exit(&w->rep, WEXIT_HOSTKEY,
 			    "host key not trusted: %s (no certificate)",
@@ -992,7 +1160,10 @@ log_setup(void)
 
 	if ((s = getenv("TP_LOG_LEVEL")) != NULL)
 		(void)log_parse_level(s, &level);
-	if ((s = getenv("TP_LOG_FORMAT")) != NULL)
+	/* Under the supervisor: lines it re-emits (supervisor/workerlog.c). */
+	if ((s = getenv("TP_LOG_FORMAT")) != NULL && strcmp(s, "relay") == 0)
+		fmt = LOG_FMT_RELAY;
+	else if (s != NULL)
 		(void)log_parse_format(s, &fmt);
 	log_init("tunnelpool-agent", level, fmt, 2);
 }

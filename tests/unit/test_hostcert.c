@@ -558,6 +558,57 @@ START_TEST(test_built_malformed_sections)
 }
 END_TEST
 
+/*
+ * Configured patterns (proxy_principals): globs, case-insensitive, tried
+ * after the exact names; a principal holding a NUL matches none.
+ */
+START_TEST(test_patterns)
+{
+	static const char *ok1[] = { "proxy-?" }, *ok2[] = { "*.example" },
+	    *ok3[] = { "PROXY-1.EXAMPLE" }, *bad[] = { "*.other", "proxy",
+	    "proxy-1.example.*" };
+	char why[HOSTCERT_WHY_LEN];
+	struct sshbuf_writer w;
+	struct spec sp;
+	struct pol x;
+	uint8_t *cert;
+	size_t len;
+
+	pol_init(&x, "h-ecdsa256");
+	cert = load("c-ca-rsa-h-ecdsa256-cert.pub", &len, 1);
+	x.p.n_names = 0;
+	x.p.patterns = ok1;
+	x.p.n_patterns = 1;
+	ck_assert_int_eq(hostcert_verify(cert, len, &x.p, why, sizeof(why)), 0);
+	x.p.patterns = ok2;
+	ck_assert_int_eq(hostcert_verify(cert, len, &x.p, why, sizeof(why)), 0);
+	x.p.patterns = ok3;
+	ck_assert_int_eq(hostcert_verify(cert, len, &x.p, why, sizeof(why)), 0);
+	x.p.patterns = bad;
+	x.p.n_patterns = 3;
+	ck_assert_int_eq(hostcert_verify(cert, len, &x.p, why, sizeof(why)),
+	    TP_EDENIED);
+	ck_assert_ptr_nonnull(strstr(why, "principal mismatch"));
+	free(cert);
+	pol_free(&x);
+	/* "proxy-1\0x" against a pattern that would match "proxy-1". */
+	spec_init(&sp);
+	sshbuf_writer_free(&sp.principals);
+	sshbuf_writer_init(&sp.principals, 0);
+	sshbuf_put_string(&sp.principals, "proxy-1\0x", 9);
+	build_cert(&sp, &w);
+	pol_init(&x, "h-ed25519");
+	x.p.n_names = 0;
+	x.p.patterns = ok1;
+	x.p.n_patterns = 1;
+	ck_assert_int_eq(hostcert_verify(w.p, w.len, &x.p, why, sizeof(why)),
+	    TP_EDENIED);
+	pol_free(&x);
+	sshbuf_writer_free(&w);
+	spec_free(&sp);
+}
+END_TEST
+
 /* More principals than OpenSSH allows; one of them matching. */
 START_TEST(test_built_principals)
 {
@@ -707,6 +758,7 @@ hostcert_suite(void)
 	tcase_add_test(tc, test_kex_key_mismatch);
 	tcase_add_test(tc, test_validity_edges);
 	tcase_add_test(tc, test_policy);
+	tcase_add_test(tc, test_patterns);
 	tcase_add_test(tc, test_bad_args);
 	tcase_add_test(tc, test_from_line);
 	tcase_set_timeout(tc, 120);

@@ -157,6 +157,68 @@ START_TEST(test_parse_defaults)
 }
 END_TEST
 
+/*
+ * proxy_principals: names and globs from the file, in order; each
+ * mistake named by its entry; and part of the spec hash (trust).
+ */
+START_TEST(test_parse_principals)
+{
+	static const char *bad[][2] = {
+		{ "[\"*\"]", "t.yaml:6:22: spec.proxy_principals[0]: invalid "
+		    "name \"*\": matches every name: list the proxies' names or "
+		    "a pattern with a domain" },
+		{ "[\"*.*\"]", "t.yaml:6:22: spec.proxy_principals[0]: invalid "
+		    "name \"*.*\": matches every name: list the proxies' names "
+		    "or a pattern with a domain" },
+		{ "[a.example, \"b c\"]", "t.yaml:6:33: "
+		    "spec.proxy_principals[1]: invalid name \"b c\": only "
+		    "letters, digits, '.', '-', '_', ':' and the wildcards '*' "
+		    "and '?'" },
+		{ "[a.example, a.example]", "t.yaml:6:33: "
+		    "spec.proxy_principals[1]: duplicate name \"a.example\"" },
+		{ "a.example", "t.yaml:6:21: spec.proxy_principals: expected a "
+		    "sequence" },
+	};
+#define HEAD "kind: reverse_tunnel\nversion: v2\n" \
+	    "metadata: {name: x}\nspec:\n  cluster_name: x\n" \
+	    "  proxy_principals: %s\n  dial_addrs: [\"h:1\"]\n"
+	struct cfg_errors e;
+	struct tunnel_list l;
+	char doc[2048];
+	uint64_t h0, h1;
+
+	snprintf(doc, sizeof(doc), HEAD, "[\"*.proxies.example\", p1.lb]");
+	ck_assert_uint_eq(parse(doc, &l, &e), 0);
+	ck_assert_uint_eq(l.v[0].n_proxy_principals, 2);
+	ck_assert_str_eq(l.v[0].proxy_principals[0], "*.proxies.example");
+	ck_assert_str_eq(l.v[0].proxy_principals[1], "p1.lb");
+	h0 = l.v[0].spec_hash;
+	tunnel_list_free(&l);
+	cfg_errors_free(&e);
+	snprintf(doc, sizeof(doc), HEAD, "[\"*.proxies.example\"]");
+	ck_assert_uint_eq(parse(doc, &l, &e), 0);
+	h1 = l.v[0].spec_hash;
+	ck_assert_uint_ne(h0, h1);
+	tunnel_list_free(&l);
+	cfg_errors_free(&e);
+	snprintf(doc, sizeof(doc), HEAD, "[]");
+	ck_assert_uint_eq(parse(doc, &l, &e), 0);
+	ck_assert_uint_eq(l.v[0].n_proxy_principals, 0);
+	ck_assert_uint_ne(l.v[0].spec_hash, h1);
+	tunnel_list_free(&l);
+	cfg_errors_free(&e);
+	for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
+		snprintf(doc, sizeof(doc), HEAD, bad[i][0]);
+		ck_assert_uint_eq(parse(doc, &l, &e), 1);
+		ck_assert_str_eq(e.msg[0], bad[i][1]);
+		ck_assert_uint_eq(l.n, 0);
+		tunnel_list_free(&l);
+		cfg_errors_free(&e);
+	}
+}
+#undef HEAD
+END_TEST
+
 /* Limits: 16 dial addresses, 32 forwards, 127-character names. */
 START_TEST(test_parse_limits)
 {
@@ -853,6 +915,7 @@ tunnels_suite(void)
 
 	tcase_add_test(tc, test_parse);
 	tcase_add_test(tc, test_parse_defaults);
+	tcase_add_test(tc, test_parse_principals);
 	tcase_add_test(tc, test_parse_limits);
 	tcase_add_test(tc, test_parse_empty);
 	tcase_add_test(tc, test_spec_hash);

@@ -5,8 +5,10 @@ passing), status/metrics/version on the control and metrics sockets,
 reloads (SIGHUP and `tunnelpool reload`) that add, change and remove
 tunnels, a broken tunnel file and a broken main file refused, a worker
 killed and respawned, a worker closed by the operator, a hostile worker
-ended for a protocol violation and a refused sign request (test-hooks
-builds), then SIGTERM.  Valgrind must report no error and nothing
+that finds its agent socket closed after the claim, floods dial requests
+(refused by the dial rate limit, answered through the control socket's
+send queue) and is ended for a protocol violation (test-hooks builds),
+then SIGTERM.  Valgrind must report no error and nothing
 "definitely lost", and the supervisor must exit 0.
 
 Needs a build without sanitizers (valgrind and ASan do not mix); the
@@ -18,6 +20,7 @@ block that exists only because of that cleanup."""
 
 import re
 import signal
+import time
 import urllib.request
 
 from harness import expect, expect_eq, ports, procs
@@ -47,6 +50,24 @@ def parse_valgrind(text):
         k = re.findall(r'%s: ([\d,]+) bytes in ([\d,]+) blocks' % kind, text)
         leaks[kind] = int(k[-1][0].replace(',', '')) if k else 0
     return int(m[-1]), leaks
+
+
+def settled(tp, name, quiet=2.0, timeout=120):
+    """Waits until the counter `name` has not moved for `quiet` seconds."""
+    def value():
+        for line in tp.metrics_text(timeout=30).splitlines():
+            if line.startswith(name + ' '):
+                return line.split()[1]
+        return None
+    last, since, end = value(), time.monotonic(), time.monotonic() + timeout
+    while time.monotonic() < end:
+        time.sleep(0.5)
+        now = value()
+        if now != last:
+            last, since = now, time.monotonic()
+        elif time.monotonic() - since >= quiet:
+            return
+    raise AssertionError('%s still moving after %ds' % (name, timeout))
 
 
 def run(ctx):
@@ -143,13 +164,21 @@ def run(ctx):
         mark = tp.log_mark()
         tp.control({'cmd': 'test_hook', 'pid': pid, 'action': 14},
                    timeout=30)
-        tp.wait_log(r'refused agent sign request', 60, since=mark)
+        tp.wait_log(r'test hook 14: agent socket closed', 60, since=mark)
+        send_and_check('127.0.0.1', fwd[0], 1024, timeout=60)  # a channel 1
+        tp.control({'cmd': 'test_hook', 'pid': pid, 'action': 17},
+                   timeout=30)
+        tp.wait_log(r'dial rate limit \(worker\.dial_rate\) exceeded', 60,
+                    since=mark)
+        # The flood reads (and drops) what the supervisor sends, hooks
+        # included: the next hook waits until it is over.
+        settled(tp, 'tunnelpool_dials_rate_limited_total')
         tp.control({'cmd': 'test_hook', 'pid': pid, 'action': 8},
                    timeout=30)
         tp.wait_log(r'worker lost: protocol violation', 60, since=mark)
         tp.wait_state(lambda s: [a for a in connected(s, 'c0')
                                  if a['pid'] != pid], 60, 'c0 respawned')
-        ctx.log('hostile worker ended, sign request refused')
+        ctx.log('hostile worker: agent socket closed, dials limited, ended')
 
     # The operator closes a tunnel key.
     st = tp.status_json(timeout=30)
