@@ -13,7 +13,6 @@
 
 #include <libssh/callbacks.h>
 #include <libssh/libssh.h>
-#include <libssh/server.h>
 
 #include "common/error.h"
 #include "common/log.h"
@@ -21,8 +20,12 @@
 #include "proto/msg.h"
 #include "worker/session.h"
 
-/* Rounds of ssh_event_dopoll per pump: libssh reads 4 KiB per round. */
-#define PUMP_ROUNDS	64
+/*
+ * Rounds of ssh_event_dopoll per pump.  The patched libssh reads up to
+ * 256 KiB per round (docs/libssh-patch.md), so 8 rounds take up to 2 MiB
+ * before the loop turns to the local fds again.
+ */
+#define PUMP_ROUNDS	8
 
 /*
  * libssh only says whether a keepalive got its reply through its log:

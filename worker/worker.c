@@ -29,7 +29,6 @@
 
 #include <libssh/libssh.h>
 #include <openssl/crypto.h>
-#include <libssh/server.h>
 
 #include "common/error.h"
 #include "common/log.h"
