@@ -5,6 +5,7 @@
  * the main loop polls the socket and calls back in.  The one blocking piece
  * is the agent socket, which the supervisor's signer answers at once.
  */
+#include <malloc.h>
 #include <poll.h>
 #include <stdio.h>
 #include <string.h>
@@ -234,6 +235,18 @@ session_pump(struct session *ss)
 		if (ssh_event_dopoll(ss->ev, 0) != SSH_OK)
 			break;
 	return session_alive(ss) ? 0 : TP_ECLOSED;
+}
+
+void
+session_trim(struct session *ss)
+{
+	if (ss->s != NULL)
+		ssh_session_shrink_buffers(ss->s);
+	/*
+	 * Give freed heap back: the top of the heap with brk, free pages
+	 * inside it with madvise(MADV_DONTNEED) (docs/sandbox.md).
+	 */
+	(void)malloc_trim(0);
 }
 
 bool

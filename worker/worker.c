@@ -84,9 +84,17 @@ struct worker {
 	struct pollfd		*pfd;
 	size_t			 pfd_cap;
 	char			 close_reason[PROTO_REASON_MAX];
+	uint64_t		 idle_since;	/* last channel activity */
+	uint64_t		 idle_bytes;	/* channel bytes seen then */
+	bool			 trimmed;	/* since the last activity */
 };
 
-static struct msg	scratch;	/* ~50 KiB: not on the stack */
+/*
+ * An idle worker trims its memory once it has had no open channel and no
+ * channel byte for this long (session_trim: libssh's empty buffers, then
+ * malloc_trim).  Traffic or a new channel re-arms it.
+ */
+#define IDLE_TRIM_MS	2000
 
 /* --- control messages ----------------------------------------------------- */
 
@@ -583,19 +591,27 @@ static const struct proto_handler handlers[] = {
 #endif
 };
 
-/* Reads and dispatches what the supervisor sent; protocol errors end us. */
+/*
+ * Reads and dispatches what the supervisor sent; protocol errors end us.
+ * The datagram buffer and the decoded message (~50 KiB, most of it a
+ * CONFIG's tables) live on the heap only while a batch is handled: as
+ * .bss or stack they stayed dirty for the worker's whole life.
+ */
 static void
 control_read(struct worker *w)
 {
-	uint8_t buf[PROTO_MAX_MSG];
+	uint8_t *buf = malloc(PROTO_MAX_MSG);
+	struct msg *scratch = malloc(sizeof(*scratch));
 	const char *why;
 	size_t len;
 	int fd, rc;
 
+	if (buf == NULL || scratch == NULL)
+		report_exit(&w->rep, WEXIT_INTERNAL, "out of memory");
 	for (int i = 0; i < CTL_BURST; i++) {
-		rc = proto_recv(w->rep.ctl, buf, sizeof(buf), &len, &fd);
+		rc = proto_recv(w->rep.ctl, buf, PROTO_MAX_MSG, &len, &fd);
 		if (rc == TP_EAGAIN)
-			return;
+			break;
 		if (rc == TP_ECLOSED)
 			report_exit(&w->rep, WEXIT_SUPERVISOR_GONE,
 			    "supervisor gone");
@@ -604,11 +620,13 @@ control_read(struct worker *w)
 			    "protocol error: %s", tp_strerror(rc));
 		rc = proto_dispatch(handlers, sizeof(handlers) /
 		    sizeof(handlers[0]), &w->peer, w->ph, MSG_TO_WORKER, buf,
-		    len, fd, tp_now_ms(), &scratch, w, &why);
+		    len, fd, tp_now_ms(), scratch, w, &why);
 		if (rc != 0)
 			report_exit(&w->rep, WEXIT_PROTOCOL,
 			    "protocol error: %s", why);
 	}
+	free(scratch);
+	free(buf);
 }
 
 /* --- phases --------------------------------------------------------------- */
@@ -895,14 +913,48 @@ poll_timeout(struct worker *w, uint64_t now)
 			next = w->next_stats;
 		if (forwards_next_ms(&w->fw) < next)
 			next = forwards_next_ms(&w->fw);
+		if (!w->trimmed && w->idle_since + IDLE_TRIM_MS < next)
+			next = w->idle_since + IDLE_TRIM_MS;
 	}
 	return next <= now ? 0 : (int)(next - now);
+}
+
+/*
+ * Trims memory once per idle period (IDLE_TRIM_MS without an open channel
+ * or a channel byte).  Keepalives do not count as activity.
+ */
+static void
+idle_step(struct worker *w, uint64_t now)
+{
+	struct msg_stats st;
+	uint64_t bytes;
+
+	if (w->chs == NULL)
+		return;
+	memset(&st, 0, sizeof(st));
+	channels_stats(w->chs, &st);
+	bytes = st.rx_bytes + st.tx_bytes;
+	if (channels_open(w->chs) > 0 || bytes != w->idle_bytes) {
+		w->idle_since = now;
+		w->idle_bytes = bytes;
+		w->trimmed = false;
+		return;
+	}
+	if (w->trimmed || now - w->idle_since < IDLE_TRIM_MS)
+		return;
+	session_trim(&w->ss);
+	w->trimmed = true;
 }
 
 static void
 ssh_work(struct worker *w, uint64_t now)
 {
-	if (w->ph >= PH_CERT) {
+	/*
+	 * libssh is pumped only when poll saw the proxy socket: a pump costs
+	 * a poll(2) of its own, and libssh has nothing to do otherwise (its
+	 * queued output waits for the POLLOUT we ask for).
+	 */
+	if (w->ph >= PH_CERT && w->pfd[1].revents != 0) {
 		if (session_pump(&w->ss) != 0)
 			report_exit(&w->rep, WEXIT_PROXY_CLOSED,
 			    "proxy closed: %s", session_error(&w->ss));
@@ -945,6 +997,7 @@ session_work(struct worker *w, uint64_t now)
 	if (liveness_dead(&w->live, now))
 		report_exit(&w->rep, WEXIT_PROXY_DEAD, "proxy dead");
 	stats_step(w, now);
+	idle_step(w, now);
 }
 
 static void __attribute__((noreturn))
