@@ -161,6 +161,9 @@ def run(ctx):
     expect(all(n == len(payload(0, block)) for n in sizes),
            'short connections at the target: %r', sizes)
     expect(got == want, 'bytes lost or changed on their way')
-    expect(hwm <= BOUND_KIB, 'worker peak RSS %d KiB over the bound %d KiB',
-           hwm, BOUND_KIB)
+    # The sanitizer build (null sandbox) keeps freed memory in ASan's
+    # quarantine and shadow: its RSS says nothing about the bound.
+    if ctx.sandbox() == 'seccomp':
+        expect(hwm <= BOUND_KIB, 'worker peak RSS %d KiB over the bound '
+               '%d KiB', hwm, BOUND_KIB)
     expect(procs.alive(pid), 'the worker died')
