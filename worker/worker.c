@@ -18,6 +18,7 @@
 
 #include <errno.h>
 #include <fcntl.h>
+#include <malloc.h>
 #include <poll.h>
 #include <pwd.h>
 #include <signal.h>
@@ -700,6 +701,7 @@ auth_done(struct worker *w, uint64_t now)
 	ssh_set_message_callback(w->ss.s, channels_on_message, w->chs);
 	liveness_init(&w->live, w->cfg.keepalive_ms, w->cfg.keepalive_count,
 	    now, session_in_bytes(&w->ss));
+	w->idle_since = now;	/* the first trim once set up and idle */
 	w->next_stats = now + w->cfg.stats_ms;
 	if (w->ca_mode || w->cfg.discovery) {
 		w->disc = discovery_new(&w->ss, &w->rep, w->cfg.cluster,
@@ -944,6 +946,8 @@ idle_step(struct worker *w, uint64_t now)
 		return;
 	session_trim(&w->ss);
 	w->trimmed = true;
+	alog_debug(report_agent(&w->rep), "idle: memory trimmed, %zu KiB of "
+	    "heap in use", mallinfo2().uordblks >> 10);
 }
 
 static void
@@ -1187,6 +1191,19 @@ worker_main(int argc, char **argv)
 	signal(SIGPIPE, SIG_IGN);
 	/* glibc reads /etc/localtime on the first gmtime_r: not in the sandbox. */
 	tzset();
+	/*
+	 * OpenSSL before libssh touches it: without its error strings (a
+	 * 52 KiB hash table per worker, measured; libcrypto errors then
+	 * print as codes), with its configuration.  Skipping the config
+	 * (OPENSSL_INIT_NO_LOAD_CONFIG) saved nothing measurable once the
+	 * heap is trimmed, and would silently drop a system crypto policy
+	 * such as a FIPS provider: kept (docs/worker.md, "Memory").
+	 */
+	if (OPENSSL_init_crypto(OPENSSL_INIT_NO_LOAD_CRYPTO_STRINGS |
+	    OPENSSL_INIT_LOAD_CONFIG, NULL) != 1) {
+		alog_warnx(report_agent(&w.rep), "OpenSSL initialisation failed");
+		_exit(WEXIT_INTERNAL);
+	}
 	if (session_prepare(&w.ss, WORKER_FD_PROXY, WORKER_FD_AGENT) != 0) {
 		alog_warnx(report_agent(&w.rep), "libssh setup failed");
 		_exit(WEXIT_INTERNAL);
