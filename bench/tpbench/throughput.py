@@ -116,10 +116,7 @@ def one_cipher(ctx, bench, proxy, node_key, kh, sink_port, cipher, short,
     tp.add_tunnel('bench', 'bench', [proxy.address()],
                   [('127.0.0.1:%d' % f_tp, target)])
     tp.start()
-    st = tp.wait_state(lambda s: [a for a in s['agents']
-                                  if a['state'] == 'connected'], 30,
-                       'tunnelpool connected')
-    worker = [a for a in st['agents'] if a['state'] == 'connected'][0]['pid']
+    worker = tp.wait_connected()['pid']
     proxy.wait_forward(f_tp)
     ssh = ctx.ssh_forward('ssh-%s' % short, proxy, node_key, kh,
                           [(f_ssh, '127.0.0.1', sink_port)],

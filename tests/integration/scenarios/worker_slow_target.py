@@ -88,10 +88,7 @@ def run(ctx):
     tp.add_tunnel('c1', 'c1', [proxy.address()],
                   [('127.0.0.1:%d' % fwd, '127.0.0.1:%d' % tport)])
     tp.start()
-    st = tp.wait_state(lambda s: [a for a in s['agents']
-                                  if a['state'] == 'connected'], 30,
-                       'c1 connected')
-    pid = [a for a in st['agents'] if a['state'] == 'connected'][0]['pid']
+    pid = tp.wait_connected(30, 'c1 connected')['pid']
     proxy.wait_forward(fwd)
     limits = open('/proc/%d/limits' % pid).read()
     data = [ln for ln in limits.splitlines() if ln.startswith('Max data')]
