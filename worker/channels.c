@@ -505,17 +505,6 @@ pool_step(struct channels *chs)
 	}
 }
 
-uint64_t
-channels_rx_held(const struct channels *chs)
-{
-	const struct chan *c;
-	uint64_t held = 0;
-
-	TAILQ_FOREACH(c, &chs->list, entry)
-		held += ssh_channel_get_rx_held(c->ch, NULL);
-	return held;
-}
-
 void
 channels_pump(struct channels *chs, const struct pollfd *pfd)
 {

@@ -83,9 +83,6 @@ bool channels_busy(const struct channels *chs);
 /* Open channels (accepted and not yet freed). */
 uint32_t channels_open(const struct channels *chs);
 
-/* Bytes all channels hold from the proxy now (window + buffered). */
-uint64_t channels_rx_held(const struct channels *chs);
-
 /* Fills the channel counters of STATS. */
 void channels_stats(const struct channels *chs, struct msg_stats *st);
 
