@@ -1,12 +1,19 @@
 /*
  * Forwarded channels and the byte pump (see channels.h).
  *
- * Per channel, two bounded buffers: rbuf (proxy -> local fd) and tbuf
- * (local fd -> proxy).  The data callback copies into rbuf what fits and
- * leaves the rest in libssh (which then holds at most one window); once
- * rbuf drains, ssh_channel_read_nonblocking fetches the rest, because
- * libssh will not call the callback again for it (trap 3).  While such a
- * backlog exists the callback takes nothing, so bytes stay in order.
+ * Proxy -> local: the patched libssh calls cb_data with the payload where
+ * it lies in the decrypted packet, and cb_data writes it to the local fd
+ * (non-blocking) at once: no copy in user space.  What the fd does not
+ * take stays in libssh's channel buffer; the callback is not offered those
+ * bytes again until a packet arrives (trap 3), so once the fd is writable
+ * the pump calls ssh_channel_deliver(), which offers them again and tops
+ * the window up.  libssh grants window only while window + buffered is
+ * under the channel's maximum, and the maximum comes from a shared budget
+ * (pool_step), which is what bounds the worker's memory.
+ *
+ * Local -> proxy: read(2) into tbuf, ssh_channel_write() within the
+ * remote window and the write budget of trap 1 (libssh packs it: the one
+ * copy; the patch encrypts straight into the socket buffer).
  */
 #include <sys/queue.h>
 #include <sys/socket.h>
@@ -20,7 +27,6 @@
 
 #include <libssh/callbacks.h>
 #include <libssh/libssh.h>
-#include <libssh/server.h>
 
 #include "common/error.h"
 #include "common/log.h"
@@ -46,11 +52,11 @@ struct chan {
 	int			 pfd;		/* pollfd index or -1 */
 	struct ssh_channel_callbacks_struct cb;
 	struct channels		*chs;
-	uint8_t			*rbuf;		/* proxy -> local */
-	uint32_t		 roff, rlen;
+	uint32_t		 rx_max;	/* window maximum set in libssh */
 	uint8_t			*tbuf;		/* local -> proxy */
 	uint32_t		 toff, tlen;
-	bool			 backlog;	/* libssh holds bytes for rbuf */
+	bool			 rx_blocked;	/* local fd full: wait for POLLOUT */
+	bool			 deliver;	/* offer libssh's buffer again */
 	bool			 remote_eof;
 	bool			 remote_closed;
 	bool			 shut_wr;	/* local fd half-closed */
@@ -89,26 +95,34 @@ chan_kill(struct chan *c, const char *why)
 
 /* --- libssh callbacks: record only (trap 4) ------------------------------ */
 
+/*
+ * Writes the payload to the local fd where libssh holds it.  A write(2) to
+ * our own fd is the one thing a callback does beyond recording: it calls
+ * nothing in libssh (trap 4 is about libssh re-entrancy), and it is what
+ * saves the copy.  Returns the bytes taken; libssh keeps the rest.
+ */
 static int
 cb_data(ssh_session s, ssh_channel ch, void *data, uint32_t len,
     int is_stderr, void *arg)
 {
 	struct chan *c = arg;
-	uint32_t room, n;
+	ssize_t n;
 
 	if (is_stderr)
 		return (int)len;	/* forwarded-tcpip has none; drop it */
-	if (c->backlog || c->st == CH_DEAD)
+	if (c->st != CH_OPEN || c->rx_blocked || len == 0)
 		return 0;
-	if (c->rlen == 0)
-		c->roff = 0;
-	room = CHAN_BUF - c->roff - c->rlen;
-	n = len < room ? len : room;
-	memcpy(c->rbuf + c->roff + c->rlen, data, n);
-	c->rlen += n;
-	c->chs->rx += n;
-	if (n < len)
-		c->backlog = true;
+	n = write(c->fd, data, len);
+	if (n < 0 && (errno == EAGAIN || errno == EINTR))
+		n = 0;
+	else if (n < 0) {
+		/* The channel is ending: what it was sent goes nowhere. */
+		chan_kill(c, "local write failed");
+		return (int)len;
+	}
+	if ((uint32_t)n < len)
+		c->rx_blocked = true;
+	c->chs->rx += (uint64_t)n;
 	return (int)n;
 }
 
@@ -158,10 +172,8 @@ chan_new(struct channels *chs, uint32_t fwd_id, ssh_message m)
 {
 	struct chan *c = calloc(1, sizeof(*c));
 
-	if (c == NULL || (c->rbuf = malloc(CHAN_BUF)) == NULL) {
-		free(c);
+	if (c == NULL)
 		return NULL;
-	}
 	c->chs = chs;
 	c->fd = -1;
 	c->pfd = -1;
@@ -200,11 +212,13 @@ chan_open(struct channels *chs, ssh_message m)
 	 * (trap 12).  It only queues one packet; no callback can run in it.
 	 */
 	if ((c->ch = ssh_message_channel_request_open_reply_accept(m)) == NULL) {
-		free(c->rbuf);
 		free(c);
 		chs->refused++;
 		return 0;
 	}
+	/* Until the supervisor dialed: little more than the first window. */
+	c->rx_max = CHAN_WINDOW_MIN;
+	(void)ssh_channel_set_window_max(c->ch, c->rx_max);
 	ssh_set_channel_callbacks(c->ch, &c->cb);
 	c->id = chs->next_id++;
 	TAILQ_INSERT_TAIL(&chs->list, c, entry);
@@ -272,6 +286,8 @@ channels_dial_result(struct channels *chs, const struct msg_dial_result *r,
 	(void)fcntl(fd, F_SETFL, fcntl(fd, F_GETFL) | O_NONBLOCK);
 	c->fd = fd;
 	c->st = CH_OPEN;
+	/* What arrived while dialing waits in libssh: hand it over. */
+	c->deliver = true;
 	alog_debug(report_agent(chs->rep), "channel %u (%s:%u) open", c->id,
 	    c->orig_host, c->orig_port);
 	return 0;
@@ -279,53 +295,37 @@ channels_dial_result(struct channels *chs, const struct msg_dial_result *r,
 
 /* --- pumping -------------------------------------------------------------- */
 
-/* Fetches what libssh kept back once rbuf is empty (trap 3). */
-static void
-chan_drain(struct chan *c)
+/* Bytes libssh holds for this channel: not yet taken by cb_data. */
+static uint32_t
+chan_buffered(const struct chan *c)
 {
-	uint32_t room;
-	int n;
+	uint32_t buffered;
 
-	c->roff = 0;
-	room = CHAN_BUF - c->rlen;
-	n = ssh_channel_read_nonblocking(c->ch, c->rbuf + c->rlen, room, 0);
-	if (n == SSH_ERROR) {
-		c->backlog = false;
-		chan_kill(c, "read error");
-		return;
-	}
-	if (n == SSH_EOF || n < (int)room)
-		c->backlog = false;
-	if (n > 0) {
-		c->rlen += (uint32_t)n;
-		c->chs->rx += (uint64_t)n;
-	}
+	(void)ssh_channel_get_rx_held(c->ch, &buffered);
+	return buffered;
 }
 
-/* Moves rbuf to the local fd; half-closes it after the remote EOF. */
+/*
+ * Proxy -> local: once the fd is writable again (or just attached), offer
+ * what libssh kept (trap 3); libssh tops the window up as it drains.
+ * Half-closes the fd after the remote EOF once nothing is left.
+ */
 static void
-chan_to_local(struct chan *c)
+chan_to_local(struct chan *c, short rev)
 {
-	for (int round = 0; round < 4 && c->st == CH_OPEN; round++) {
-		while (c->rlen > 0) {
-			ssize_t n = write(c->fd, c->rbuf + c->roff, c->rlen);
-
-			if (n < 0 && (errno == EAGAIN || errno == EINTR))
-				return;
-			if (n <= 0) {
-				chan_kill(c, "local write failed");
-				return;
-			}
-			c->roff += (uint32_t)n;
-			c->rlen -= (uint32_t)n;
-		}
-		c->roff = 0;
-		if (!c->backlog)
-			break;
-		chan_drain(c);
+	if (c->rx_blocked && (rev & (POLLOUT | POLLERR | POLLHUP))) {
+		c->rx_blocked = false;
+		c->deliver = true;
 	}
-	if (c->st == CH_OPEN && c->rlen == 0 && !c->backlog && c->remote_eof &&
-	    !c->shut_wr) {
+	if (c->deliver && !c->rx_blocked) {
+		c->deliver = false;
+		if (ssh_channel_deliver(c->ch) != SSH_OK) {
+			chan_kill(c, "channel error");
+			return;
+		}
+	}
+	if (c->st == CH_OPEN && !c->rx_blocked && c->remote_eof &&
+	    !c->shut_wr && chan_buffered(c) == 0) {
 		(void)shutdown(c->fd, SHUT_WR);
 		c->shut_wr = true;
 	}
@@ -388,7 +388,7 @@ chan_to_proxy(struct chan *c)
 	}
 }
 
-/* Done when both directions ended, or the proxy closed and rbuf drained. */
+/* Done when both directions ended, or the proxy closed and all delivered. */
 static void
 chan_check_done(struct chan *c)
 {
@@ -396,7 +396,7 @@ chan_check_done(struct chan *c)
 		return;
 	if (c->eof_sent && c->shut_wr)
 		chan_kill(c, "closed");
-	else if (c->remote_closed && c->rlen == 0 && !c->backlog)
+	else if (c->remote_closed && chan_buffered(c) == 0)
 		chan_kill(c, "closed by proxy");
 	else if (c->remote_closed && c->shut_wr)
 		chan_kill(c, "closed by proxy");
@@ -412,7 +412,7 @@ chan_pump(struct chan *c, const struct pollfd *pfd)
 		chan_kill(c, "closed by proxy while dialing");
 	if (c->st != CH_OPEN)
 		return;
-	chan_to_local(c);
+	chan_to_local(c, rev);
 	if (c->st == CH_OPEN && (rev & (POLLIN | POLLHUP | POLLERR)) &&
 	    !c->remote_closed)
 		chan_read_local(c);
@@ -435,7 +435,6 @@ chan_free(struct channels *chs, struct chan *c)
 	ssh_channel_free(c->ch);
 	if (c->fd >= 0)
 		close(c->fd);
-	free(c->rbuf);
 	free(c->tbuf);
 	free(c);
 	chs->n_open--;
@@ -455,6 +454,57 @@ sweep(struct channels *chs)
 	}
 }
 
+/* What a channel may hold under its current maximum: the pool's charge. */
+static uint64_t
+chan_charge(const struct chan *c)
+{
+	uint32_t held = ssh_channel_get_rx_held(c->ch, NULL);
+
+	return held > c->rx_max ? held : c->rx_max;
+}
+
+/*
+ * Shares CHAN_RX_BUDGET among the channels (channels.h).  A channel is
+ * charged max(its maximum, what it holds): lowering a maximum takes back
+ * nothing already granted, so the charge falls only as the channel drains.
+ * A maximum is raised only out of what is left, so the charges never sum
+ * past the budget, except for the CHAN_WINDOW_MIN each channel starts with.
+ */
+static void
+pool_step(struct channels *chs)
+{
+	uint64_t share, charged = 0, room;
+	struct chan *c;
+
+	if (chs->n_open == 0)
+		return;
+	share = CHAN_RX_BUDGET / chs->n_open;
+	share = share < CHAN_WINDOW_MIN ? CHAN_WINDOW_MIN :
+	    share > CHAN_WINDOW ? CHAN_WINDOW : share;
+	TAILQ_FOREACH(c, &chs->list, entry)
+		if (c->st != CH_DEAD)
+			charged += chan_charge(c);
+	TAILQ_FOREACH(c, &chs->list, entry) {
+		uint64_t before, want;
+
+		if (c->st != CH_OPEN || c->rx_max == share)
+			continue;
+		if (c->rx_max > share) {
+			c->rx_max = (uint32_t)share;
+			(void)ssh_channel_set_window_max(c->ch, c->rx_max);
+			continue;
+		}
+		room = charged < CHAN_RX_BUDGET ? CHAN_RX_BUDGET - charged : 0;
+		before = chan_charge(c);
+		want = share - c->rx_max;
+		if (room == 0)
+			continue;
+		c->rx_max += (uint32_t)(want < room ? want : room);
+		(void)ssh_channel_set_window_max(c->ch, c->rx_max);
+		charged += chan_charge(c) - before;
+	}
+}
+
 void
 channels_pump(struct channels *chs, const struct pollfd *pfd)
 {
@@ -462,6 +512,7 @@ channels_pump(struct channels *chs, const struct pollfd *pfd)
 
 	if (!session_write_pending(chs->ss))
 		chs->budget = 0;
+	pool_step(chs);
 	TAILQ_FOREACH(c, &chs->list, entry)
 		chan_pump(c, pfd);
 	/* Callbacks above may have added or ended channels. */
@@ -484,7 +535,7 @@ channels_pollfds(struct channels *chs, struct pollfd *p, size_t base,
 		c->pfd = -1;
 		if (c->st != CH_OPEN || base + n >= cap)
 			continue;
-		if (c->rlen > 0)
+		if (c->rx_blocked)
 			ev |= POLLOUT;
 		if (!c->local_eof && !c->remote_closed &&
 		    c->toff + c->tlen < CHAN_BUF)
@@ -508,7 +559,7 @@ channels_busy(const struct channels *chs)
 	if (chs->dirty)
 		return true;
 	TAILQ_FOREACH(c, &chs->list, entry)
-		if (c->st == CH_OPEN && c->backlog && c->rlen == 0)
+		if (c->st == CH_OPEN && c->deliver && !c->rx_blocked)
 			return true;
 	return false;
 }

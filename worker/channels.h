@@ -23,8 +23,22 @@ struct report;
 struct session;
 struct channels;
 
-/* Bytes buffered per channel and direction. */
-#define CHAN_BUF		(32 * 1024)
+/*
+ * Memory, proxy -> local (docs/worker.md, "Memory bound").  libssh (with
+ * the project's patch) hands each packet's payload to the data callback,
+ * which writes it to the local fd at once; what the fd does not take stays
+ * in libssh, which grants a channel window only while window + buffered
+ * is under the channel's maximum.  The worker shares CHAN_RX_BUDGET among
+ * the open channels: each gets at most CHAN_WINDOW (OpenSSH's 2 MiB), at
+ * least CHAN_WINDOW_MIN, and a raise only from what the others do not
+ * hold.  So all channels together hold at most
+ * CHAN_RX_BUDGET + channels x CHAN_WINDOW_MIN from the proxy.
+ */
+#define CHAN_WINDOW		(2u * 1024 * 1024)
+#define CHAN_WINDOW_MIN		(64u * 1024)
+#define CHAN_RX_BUDGET		(32u * 1024 * 1024)
+/* Bytes read from the local fd at a time (local -> proxy). */
+#define CHAN_BUF		(64 * 1024)
 /* What may be queued into libssh before its output drains (trap 1). */
 #define CHAN_WRITE_BUDGET	(256 * 1024)
 

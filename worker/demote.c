@@ -351,6 +351,31 @@ demote_nofile(uint32_t max_channels)
 	return 16 + 2 * max_channels;
 }
 
+/*
+ * ASan reserves terabytes of shadow memory before main(); every later
+ * mapping would count against RLIMIT_DATA on top of it and fail.  The
+ * sanitizer builds run with the null sandbox anyway.
+ */
+#if defined(__SANITIZE_ADDRESS__)
+#define TP_NO_DATA_LIMIT 1
+#elif defined(__has_feature)
+#if __has_feature(address_sanitizer) || __has_feature(memory_sanitizer)
+#define TP_NO_DATA_LIMIT 1
+#endif
+#endif
+
+uint64_t
+demote_data_limit(uint32_t max_channels)
+{
+#ifdef TP_NO_DATA_LIMIT
+	(void)max_channels;
+	return 0;
+#else
+	return DEMOTE_DATA_BASE + (uint64_t)max_channels *
+	    DEMOTE_DATA_PER_CHANNEL;
+#endif
+}
+
 /* Sets both limits of resource to v. */
 static int
 limit(int resource, rlim_t v)
@@ -385,6 +410,10 @@ demote_rlimits(uint32_t max_channels, bool *fsize_kept)
 		nofile = rl.rlim_max;
 	if (limit(RLIMIT_NPROC, 0) != 0 || limit(RLIMIT_CORE, 0) != 0 ||
 	    limit(RLIMIT_NOFILE, nofile) != 0)
+		return TP_ESYS;
+	/* A bound on heap + mmap: the worker's buffers are bounded below it. */
+	if (demote_data_limit(max_channels) != 0 &&
+	    limit(RLIMIT_DATA, (rlim_t)demote_data_limit(max_channels)) != 0)
 		return TP_ESYS;
 	/* A log written to a file would die of SIGXFSZ at its first line. */
 	if (!keep && limit(RLIMIT_FSIZE, 0) != 0)

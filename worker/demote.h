@@ -19,6 +19,16 @@
 
 #define DEMOTE_KEEP_FDS		6	/* fds 0..5: the worker's fd contract */
 #define DEMOTE_EMPTY_DIR	"/var/empty/tunnelpool"
+/*
+ * RLIMIT_DATA (heap, anonymous mmap, .data/.bss) = BASE + max_channels x
+ * PER_CHANNEL: 224 MiB for the default 256 channels.  What the worker
+ * buffers is bounded well below it (worker/channels.h: CHAN_RX_BUDGET plus
+ * CHAN_WINDOW_MIN and CHAN_BUF per channel, each at most doubled by
+ * libssh's power-of-two buffers); the limit is the wall behind that bound,
+ * so a bug or a hostile peer gets ENOMEM, not the node's memory.
+ */
+#define DEMOTE_DATA_BASE	(128ull << 20)
+#define DEMOTE_DATA_PER_CHANNEL	(384ull << 10)
 
 enum demote_step {
 	DEMOTE_STEP_NONE = 0,		/* nothing failed */
@@ -105,7 +115,8 @@ int demote_ids(uid_t uid, gid_t gid, bool allow_root);
 
 /*
  * (d) RLIMIT_NPROC 0, RLIMIT_FSIZE 0, RLIMIT_CORE 0, RLIMIT_NOFILE
- * 16 + 2 * max_channels (capped at the current hard limit).  FSIZE is left
+ * 16 + 2 * max_channels (capped at the current hard limit), RLIMIT_DATA
+ * demote_data_limit(max_channels).  FSIZE is left
  * alone when fd 1 or 2 is a regular file (the log would die of SIGXFSZ);
  * *fsize_kept says so.  Returns 0, TP_EINVAL or TP_ESYS.
  */
@@ -116,6 +127,12 @@ int demote_dumpable(void);
 
 /* (f) PR_SET_NO_NEW_PRIVS 1, verified.  Returns 0, TP_ESTATE or TP_ESYS. */
 int demote_no_new_privs(void);
+
+/*
+ * Returns the RLIMIT_DATA value demote_rlimits sets, or 0 when it sets none
+ * (ASan builds: their shadow memory would exceed any limit).
+ */
+uint64_t demote_data_limit(uint32_t max_channels);
 
 /* Returns the RLIMIT_NOFILE value demote_rlimits asks for. */
 uint32_t demote_nofile(uint32_t max_channels);

@@ -121,6 +121,12 @@ static const struct {
 	{ SCMP_SYS(futex), 1, { ARG_EQ(1, FUTEX_WAIT_BITSET_PRIVATE) } },
 	{ SCMP_SYS(futex), 1, { ARG_EQ(1, FUTEX_WAIT_BITSET_PRIVATE |
 	    FUTEX_CLOCK_REALTIME) } },
+	/*
+	 * madvise: malloc_trim() when the worker goes idle gives free pages
+	 * inside the heap back with MADV_DONTNEED.  Only that advice: it
+	 * drops the caller's own private pages, nothing else.
+	 */
+	{ SCMP_SYS(madvise), 1, { ARG_EQ(2, MADV_DONTNEED) } },
 	/* mmap: malloc of >= 128 KiB; anonymous, never executable (no JIT). */
 	{ SCMP_SYS(mmap), 2, { ARG_MASKED(2, PROT_EXEC, 0),
 	    ARG_MASKED(3, MAP_ANONYMOUS, MAP_ANONYMOUS) } },

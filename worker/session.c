@@ -5,6 +5,7 @@
  * the main loop polls the socket and calls back in.  The one blocking piece
  * is the agent socket, which the supervisor's signer answers at once.
  */
+#include <malloc.h>
 #include <poll.h>
 #include <stdio.h>
 #include <string.h>
@@ -13,7 +14,6 @@
 
 #include <libssh/callbacks.h>
 #include <libssh/libssh.h>
-#include <libssh/server.h>
 
 #include "common/error.h"
 #include "common/log.h"
@@ -21,8 +21,12 @@
 #include "proto/msg.h"
 #include "worker/session.h"
 
-/* Rounds of ssh_event_dopoll per pump: libssh reads 4 KiB per round. */
-#define PUMP_ROUNDS	64
+/*
+ * Rounds of ssh_event_dopoll per pump.  The patched libssh reads up to
+ * 256 KiB per round (docs/libssh-patch.md), so 8 rounds take up to 2 MiB
+ * before the loop turns to the local fds again.
+ */
+#define PUMP_ROUNDS	8
 
 /*
  * libssh only says whether a keepalive got its reply through its log:
@@ -231,6 +235,18 @@ session_pump(struct session *ss)
 		if (ssh_event_dopoll(ss->ev, 0) != SSH_OK)
 			break;
 	return session_alive(ss) ? 0 : TP_ECLOSED;
+}
+
+void
+session_trim(struct session *ss)
+{
+	if (ss->s != NULL)
+		ssh_session_shrink_buffers(ss->s);
+	/*
+	 * Give freed heap back: the top of the heap with brk, free pages
+	 * inside it with madvise(MADV_DONTNEED) (docs/sandbox.md).
+	 */
+	(void)malloc_trim(0);
 }
 
 bool

@@ -89,6 +89,13 @@ bool session_write_pending(const struct session *ss);
  */
 int session_pump(struct session *ss);
 
+/*
+ * Returns what an idle session keeps allocated: libssh's empty buffers
+ * (the 256 KiB read buffer after a burst) and the free heap.  Costs a few
+ * syscalls; call it when the worker goes idle, not per loop turn.
+ */
+void session_trim(struct session *ss);
+
 /* True while the connection is usable. */
 bool session_alive(const struct session *ss);
 

@@ -18,6 +18,7 @@
 
 #include <errno.h>
 #include <fcntl.h>
+#include <malloc.h>
 #include <poll.h>
 #include <pwd.h>
 #include <signal.h>
@@ -29,7 +30,6 @@
 
 #include <libssh/libssh.h>
 #include <openssl/crypto.h>
-#include <libssh/server.h>
 
 #include "common/error.h"
 #include "common/log.h"
@@ -85,13 +85,21 @@ struct worker {
 	struct pollfd		*pfd;
 	size_t			 pfd_cap;
 	char			 close_reason[PROTO_REASON_MAX];
+	uint64_t		 idle_since;	/* last channel activity */
+	uint64_t		 idle_bytes;	/* channel bytes seen then */
+	bool			 trimmed;	/* since the last activity */
 #ifdef TP_TEST_HOOKS
 	uint32_t		 hook_at_close;	/* HOOK_*_AT_CLOSE armed, or 0 */
 	bool			 claim_held;
 #endif
 };
 
-static struct msg	scratch;	/* ~50 KiB: not on the stack */
+/*
+ * An idle worker trims its memory once it has had no open channel and no
+ * channel byte for this long (session_trim: libssh's empty buffers, then
+ * malloc_trim).  Traffic or a new channel re-arms it.
+ */
+#define IDLE_TRIM_MS	2000
 
 /* --- control messages ----------------------------------------------------- */
 
@@ -729,19 +737,27 @@ static const struct proto_handler handlers[] = {
 #endif
 };
 
-/* Reads and dispatches what the supervisor sent; protocol errors end us. */
+/*
+ * Reads and dispatches what the supervisor sent; protocol errors end us.
+ * The datagram buffer and the decoded message (~50 KiB, most of it a
+ * CONFIG's tables) live on the heap only while a batch is handled: as
+ * .bss or stack they stayed dirty for the worker's whole life.
+ */
 static void
 control_read(struct worker *w)
 {
-	uint8_t buf[PROTO_MAX_MSG];
+	uint8_t *buf = malloc(PROTO_MAX_MSG);
+	struct msg *scratch = malloc(sizeof(*scratch));
 	const char *why;
 	size_t len;
 	int fd, rc;
 
+	if (buf == NULL || scratch == NULL)
+		report_exit(&w->rep, WEXIT_INTERNAL, "out of memory");
 	for (int i = 0; i < CTL_BURST; i++) {
-		rc = proto_recv(w->rep.ctl, buf, sizeof(buf), &len, &fd);
+		rc = proto_recv(w->rep.ctl, buf, PROTO_MAX_MSG, &len, &fd);
 		if (rc == TP_EAGAIN)
-			return;
+			break;
 		if (rc == TP_ECLOSED)
 			report_exit(&w->rep, WEXIT_SUPERVISOR_GONE,
 			    "supervisor gone");
@@ -750,11 +766,13 @@ control_read(struct worker *w)
 			    "protocol error: %s", tp_strerror(rc));
 		rc = proto_dispatch(handlers, sizeof(handlers) /
 		    sizeof(handlers[0]), &w->peer, w->ph, MSG_TO_WORKER, buf,
-		    len, fd, tp_now_ms(), &scratch, w, &why);
+		    len, fd, tp_now_ms(), scratch, w, &why);
 		if (rc != 0)
 			report_exit(&w->rep, WEXIT_PROTOCOL,
 			    "protocol error: %s", why);
 	}
+	free(scratch);
+	free(buf);
 }
 
 /* --- phases --------------------------------------------------------------- */
@@ -845,6 +863,7 @@ auth_done(struct worker *w, uint64_t now)
 	ssh_set_message_callback(w->ss.s, channels_on_message, w->chs);
 	liveness_init(&w->live, w->cfg.keepalive_ms, w->cfg.keepalive_count,
 	    now, session_in_bytes(&w->ss));
+	w->idle_since = now;	/* the first trim once set up and idle */
 	w->next_stats = now + w->cfg.stats_ms;
 	if (w->ca_mode || w->cfg.discovery) {
 		w->disc = discovery_new(&w->ss, &w->rep, w->cfg.cluster,
@@ -1064,14 +1083,50 @@ poll_timeout(struct worker *w, uint64_t now)
 			next = w->next_stats;
 		if (forwards_next_ms(&w->fw) < next)
 			next = forwards_next_ms(&w->fw);
+		if (!w->trimmed && w->idle_since + IDLE_TRIM_MS < next)
+			next = w->idle_since + IDLE_TRIM_MS;
 	}
 	return next <= now ? 0 : (int)(next - now);
+}
+
+/*
+ * Trims memory once per idle period (IDLE_TRIM_MS without an open channel
+ * or a channel byte).  Keepalives do not count as activity.
+ */
+static void
+idle_step(struct worker *w, uint64_t now)
+{
+	struct msg_stats st;
+	uint64_t bytes;
+
+	if (w->chs == NULL)
+		return;
+	memset(&st, 0, sizeof(st));
+	channels_stats(w->chs, &st);
+	bytes = st.rx_bytes + st.tx_bytes;
+	if (channels_open(w->chs) > 0 || bytes != w->idle_bytes) {
+		w->idle_since = now;
+		w->idle_bytes = bytes;
+		w->trimmed = false;
+		return;
+	}
+	if (w->trimmed || now - w->idle_since < IDLE_TRIM_MS)
+		return;
+	session_trim(&w->ss);
+	w->trimmed = true;
+	alog_debug(report_agent(&w->rep), "idle: memory trimmed, %zu KiB of "
+	    "heap in use", mallinfo2().uordblks >> 10);
 }
 
 static void
 ssh_work(struct worker *w, uint64_t now)
 {
-	if (w->ph >= PH_CERT) {
+	/*
+	 * libssh is pumped only when poll saw the proxy socket: a pump costs
+	 * a poll(2) of its own, and libssh has nothing to do otherwise (its
+	 * queued output waits for the POLLOUT we ask for).
+	 */
+	if (w->ph >= PH_CERT && w->pfd[1].revents != 0) {
 		if (session_pump(&w->ss) != 0)
 			report_exit(&w->rep, WEXIT_PROXY_CLOSED,
 			    "proxy closed: %s", session_error(&w->ss));
@@ -1114,6 +1169,7 @@ session_work(struct worker *w, uint64_t now)
 	if (liveness_dead(&w->live, now))
 		report_exit(&w->rep, WEXIT_PROXY_DEAD, "proxy dead");
 	stats_step(w, now);
+	idle_step(w, now);
 }
 
 static void __attribute__((noreturn))
@@ -1306,6 +1362,19 @@ worker_main(int argc, char **argv)
 	signal(SIGPIPE, SIG_IGN);
 	/* glibc reads /etc/localtime on the first gmtime_r: not in the sandbox. */
 	tzset();
+	/*
+	 * OpenSSL before libssh touches it: without its error strings (a
+	 * 52 KiB hash table per worker, measured; libcrypto errors then
+	 * print as codes), with its configuration.  Skipping the config
+	 * (OPENSSL_INIT_NO_LOAD_CONFIG) saved nothing measurable once the
+	 * heap is trimmed, and would silently drop a system crypto policy
+	 * such as a FIPS provider: kept (docs/worker.md, "Memory").
+	 */
+	if (OPENSSL_init_crypto(OPENSSL_INIT_NO_LOAD_CRYPTO_STRINGS |
+	    OPENSSL_INIT_LOAD_CONFIG, NULL) != 1) {
+		alog_warnx(report_agent(&w.rep), "OpenSSL initialisation failed");
+		_exit(WEXIT_INTERNAL);
+	}
 	if (session_prepare(&w.ss, WORKER_FD_PROXY, WORKER_FD_AGENT) != 0) {
 		alog_warnx(report_agent(&w.rep), "libssh setup failed");
 		_exit(WEXIT_INTERNAL);

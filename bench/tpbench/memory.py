@@ -1,8 +1,13 @@
-"""Memory: PSS (/proc/PID/smaps_rollup) of one idle worker against one idle
-`ssh -N -R`, both freshly connected and again after each carried traffic;
-the supervisor with one agent.  (Supervisor RSS with 100 and 1,000 agents:
-the scale benchmark.)"""
+"""Memory: private dirty and PSS (/proc/PID/smaps_rollup) of one idle
+worker against one idle `ssh -N -R`, both freshly connected and again after
+each carried traffic; the supervisor with one agent.  (Worker PSS with 100
+agents, supervisor RSS with 100 and 1,000: the scale benchmark.)
 
+Pages of a file written moments ago count as dirty in smaps until they
+are written back, so a freshly built worker binary looked like 360 KiB
+of private dirty memory: the run syncs first."""
+
+import os
 import re
 import time
 
@@ -12,12 +17,13 @@ from .common import (Row, mem_summary, smaps_breakdown, ratio, fmt_num, fmt_rati
                      tpb_server, run_tool, loadavg)
 
 NAME = 'memory'
-AIM_PSS_KIB = 512
-SETTLE_S = 2.0
+AIM_DIRTY_KIB = 768          # issue 15: idle worker private dirty
+SETTLE_S = 3.0               # the worker trims 2 s after it went idle
 
 
 def run(bench):
     res = {'load_before': loadavg()}
+    os.sync()
     with bench.env(NAME) as ctx:
         node_key = ctx.keygen('node_key')
         _sink, sink_port = tpb_server(ctx, bench, 'sink')
@@ -30,11 +36,7 @@ def run(bench):
         tp.add_tunnel('bench', 'bench', [proxy.address()],
                       [('127.0.0.1:%d' % f_tp, '127.0.0.1:%d' % sink_port)])
         tp.start()
-        st = tp.wait_state(lambda s: [a for a in s['agents']
-                                      if a['state'] == 'connected'], 30,
-                           'tunnelpool connected')
-        worker = [a for a in st['agents']
-                  if a['state'] == 'connected'][0]['pid']
+        worker = tp.wait_connected()['pid']
         proxy.wait_forward(f_tp)
         ssh = ctx.ssh_forward('ssh', proxy, node_key, kh,
                               [(f_ssh, '127.0.0.1', sink_port)])
@@ -61,15 +63,16 @@ def run(bench):
     for phase, label in (('idle', 'idle, fresh'),
                          ('after_traffic', 'idle after 64 MiB')):
         w, s = res[phase]['worker'], res[phase]['ssh']
-        rows.append(Row('memory', 'PSS KiB, %s' % label,
-                        fmt_num(w['pss_kib']),
-                        '%s (ssh -N -R)' % fmt_num(s['pss_kib']),
-                        fmt_ratio(ratio(w['pss_kib'], s['pss_kib'])),
-                        '<= %d KiB' % AIM_PSS_KIB,
-                        w['pss_kib'] <= AIM_PSS_KIB,
-                        note='private dirty %s vs %s KiB, private %s vs %s '
-                        'KiB, RSS %s vs %s KiB' % (
-                            fmt_num(w['dirty_kib']), fmt_num(s['dirty_kib']),
+        rows.append(Row('memory', 'private dirty KiB, %s' % label,
+                        fmt_num(w['dirty_kib']),
+                        '%s (ssh -N -R)' % fmt_num(s['dirty_kib']),
+                        fmt_ratio(ratio(w['dirty_kib'], s['dirty_kib'])),
+                        '<= %d KiB' % AIM_DIRTY_KIB,
+                        w['dirty_kib'] <= AIM_DIRTY_KIB,
+                        note='PSS %s vs %s KiB (one of each: the 100-worker '
+                        'PSS is in scale 100), private %s vs %s KiB, RSS %s '
+                        'vs %s KiB' % (
+                            fmt_num(w['pss_kib']), fmt_num(s['pss_kib']),
                             fmt_num(w['private_kib']),
                             fmt_num(s['private_kib']),
                             fmt_num(w['rss_kib']), fmt_num(s['rss_kib']))))

@@ -25,6 +25,8 @@ NAME = 'scale'
 PORT_BASE = 20000            # below the ephemeral range (32768-60999)
 AIM_1000_S = 10.0
 AIM_LAG_P999_US = 5000
+AIM_WORKER_PSS_KIB = 1024     # issue 15, with 100 workers
+WORKER_SETTLE_S = 3.0
 SETTINGS = {
     'default': {},
     'rate100': {'spawn_rate': 100, 'spawn_burst': 20},
@@ -237,10 +239,14 @@ def one_run(ctx, bench, proxy, kh, node_key, n, fwd_ports, target, label,
     sv = mem_summary(tp.pid)
     r['supervisor_mem'] = sv
     r['supervisor_rss_status'] = st['supervisor'].get('rss_bytes')
+    # Workers trim their memory 2 s after they are up and idle
+    # (worker.c IDLE_TRIM_MS): measure them settled.
+    time.sleep(WORKER_SETTLE_S)
     sample = workers[:200]
     pss = [mem_summary(p) for p in sample if alive(p)]
     r['worker_pss_kib_median'] = median([m['pss_kib'] for m in pss])
     r['worker_private_kib_median'] = median([m['private_kib'] for m in pss])
+    r['worker_dirty_kib_median'] = median([m['dirty_kib'] for m in pss])
     sess = [p for p in proxy.all_pids() if p != proxy.pid]
     r['sshd_pss_kib_total'] = sum(mem_summary(p)['pss_kib'] for p in sess
                                   if alive(p))
@@ -368,6 +374,17 @@ def rows_for(res):
                             fmt_num(ph.get('ready->kex')),
                             fmt_num(ph.get('kex->auth')),
                             fmt_num(ph.get('auth->connected')))))
+        aim = met = None
+        if n == 100:
+            aim = '<= %d KiB' % AIM_WORKER_PSS_KIB
+            met = r['worker_pss_kib_median'] is not None and \
+                r['worker_pss_kib_median'] <= AIM_WORKER_PSS_KIB
+        rows.append(Row(sec, 'worker PSS KiB at %d agents, idle (median)' % n,
+                        fmt_num(r['worker_pss_kib_median']), aim=aim, met=met,
+                        note='private %s KiB, private dirty %s KiB (median '
+                        'of %d)' % (fmt_num(r['worker_private_kib_median']),
+                                    fmt_num(r.get('worker_dirty_kib_median')),
+                                    min(n, 200))))
         sv = r['supervisor_mem']
         rows.append(Row(sec, 'supervisor RSS KiB at %d agents' % n,
                         fmt_num(sv['rss_kib']),

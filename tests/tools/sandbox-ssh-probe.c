@@ -39,7 +39,6 @@
 
 #include <libssh/callbacks.h>
 #include <libssh/libssh.h>
-#include <libssh/server.h>
 #include <openssl/crypto.h>
 
 #include "worker/demote.h"

@@ -12,6 +12,7 @@
  */
 #include <errno.h>
 #include <fcntl.h>
+#include <malloc.h>
 #include <poll.h>
 #include <pwd.h>
 #include <sched.h>
@@ -172,6 +173,15 @@ act_allowed_mem(void)
 		return 4;
 	memset(p, 1, 8 << 20);
 	free(p);
+	/* The idle worker's trim: brk down, free heap pages MADV_DONTNEED. */
+	if ((p = malloc(64 << 10)) == NULL)
+		return 15;
+	memset(p, 2, 64 << 10);
+	if (madvise((void *)(((uintptr_t)p + 8191) & ~(uintptr_t)4095), 4096,
+	    MADV_DONTNEED) != 0)
+		return 16;
+	free(p);
+	(void)malloc_trim(0);
 	return 0;
 }
 
@@ -284,8 +294,10 @@ act_forbidden(enum action a)
 		    1, &word, 0);
 	case A_PRCTL:		return prctl(PR_SET_DUMPABLE, 1, 0, 0, 0);
 	case A_MADVISE:
+		/* Only MADV_DONTNEED is allowed (malloc_trim). */
 		p = malloc(1 << 20);
-		return madvise(p, 4096, MADV_DONTNEED);
+		return madvise((void *)(((uintptr_t)p + 4095) & ~(uintptr_t)4095),
+		    4096, MADV_WILLNEED);
 	case A_RT_SIGACTION:	return (long)signal(SIGUSR2, SIG_IGN);
 	default:		return -1;
 	}
@@ -527,6 +539,21 @@ proc_limit(pid_t pid, const char *name)
 	return out;
 }
 
+/* RLIMIT_DATA as demote_data_limit says (none in ASan builds). */
+static void
+check_data_limit(pid_t pid)
+{
+	uint64_t want = demote_data_limit(MAX_CH);
+	char buf[64];
+
+	if (want == 0)
+		snprintf(buf, sizeof(buf), "unlimited unlimited");
+	else
+		snprintf(buf, sizeof(buf), "%llu %llu", (unsigned long long)want,
+		    (unsigned long long)want);
+	ck_assert_str_eq(proc_limit(pid, "Max data size"), buf);
+}
+
 /* The numbers of the fds open in pid, as a bitmap of 0..63. */
 static uint64_t
 proc_fds(pid_t pid)
@@ -590,6 +617,7 @@ START_TEST(demote_status)
 	ck_assert_str_eq(proc_limit(s.pid, "Max processes"), "0 0");
 	ck_assert_str_eq(proc_limit(s.pid, "Max core file size"), "0 0");
 	ck_assert_str_eq(proc_limit(s.pid, "Max open files"), "24 24");
+	check_data_limit(s.pid);
 	if (!(r.extra & 2))
 		ck_assert_str_eq(proc_limit(s.pid, "Max file size"), "0 0");
 	if (as_root) {
@@ -740,6 +768,7 @@ START_TEST(demote_ids_and_rlimits)
 	}
 	subject_start(&s, M_IDS_RLIMITS);
 	ck_assert_str_eq(proc_limit(s.pid, "Max open files"), "24 24");
+	check_data_limit(s.pid);
 	ck_assert_uint_eq(demote_nofile(MAX_CH), 24);
 	/* RLIMIT_NPROC 0 stops fork even where seccomp is not loaded. */
 	ck_assert(subject_cmd(&s, A_FORK_EAGAIN, &r, NULL, NULL));

@@ -247,6 +247,12 @@ class Tunnelpool:
                                                                 last[-4000:]))
 
     # -- log
+    def wait_connected(self, timeout=30, what='tunnelpool connected'):
+        """Waits for an agent in state connected; returns that agent (its
+        status --json row: 'pid', 'proxy', ...)."""
+        up = lambda s: [a for a in s['agents'] if a['state'] == 'connected']
+        return up(self.wait_state(up, timeout, what))[0]
+
     def log_text(self, since=0):
         return read_text(self.log_path, since)
 
