@@ -23,6 +23,7 @@
 #include <yaml.h>
 
 #include "common/log.h"
+#include "supervisor/etcd_config.h"
 
 #define CONFIG_MAX_FILE		(1024 * 1024)	/* main config: 1 MiB */
 #define CFG_ERRORS_MAX		1000	/* lines kept; the rest are counted */
@@ -72,7 +73,9 @@ struct config {
 	struct {
 		char	*known_hosts;	/* resolved path */
 	} trust;
-	char		*tunnels_dir;	/* resolved path */
+	char		*tunnels_dir;	/* resolved path; "" = no tunnel files */
+	char		*state_dir;	/* resolved path: the etcd snapshot */
+	struct etcd_config etcd;	/* tunnel_source.etcd */
 	uint64_t	 resync_interval_ms;
 	struct {
 		uint64_t interval_ms;

@@ -228,6 +228,57 @@ render_supervisor(struct evbuffer *b, struct sup *sup)
 	    TP_VERSION);
 }
 
+static void
+render_source(struct evbuffer *b, struct sup *sup)
+{
+	struct source_status ss;
+
+	status_source(sup, &ss);
+	header(b, "tunnelpool_tunnel_source_info", "gauge",
+	    "Where the desired tunnels come from (type files or etcd) and the "
+	    "endpoint in use.");
+	evbuffer_add_printf(b, "tunnelpool_tunnel_source_info{type=\"%s\","
+	    "endpoint=\"", ss.type);
+	put_label(b, ss.endpoint);
+	evbuffer_add_printf(b, "\"} 1\n");
+	header(b, "tunnelpool_tunnel_source_healthy", "gauge",
+	    "1 while the tunnel source is read without error (etcd: in sync "
+	    "and watching).");
+	evbuffer_add_printf(b, "tunnelpool_tunnel_source_healthy %d\n",
+	    ss.healthy ? 1 : 0);
+	header(b, "tunnelpool_tunnel_source_revision", "gauge",
+	    "etcd revision of the desired set in use.");
+	evbuffer_add_printf(b, "tunnelpool_tunnel_source_revision %lld\n",
+	    (long long)ss.revision);
+	header(b, "tunnelpool_tunnel_source_watch_restarts_total", "counter",
+	    "etcd watches started again after a broken stream or a "
+	    "compaction.");
+	evbuffer_add_printf(b, "tunnelpool_tunnel_source_watch_restarts_total "
+	    "%llu\n", (unsigned long long)ss.watch_restarts);
+	header(b, "tunnelpool_tunnel_source_keys", "gauge",
+	    "Keys (etcd) or files of the tunnel source, and those whose "
+	    "current value is rejected.");
+	evbuffer_add_printf(b, "tunnelpool_tunnel_source_keys{kind=\"all\"} "
+	    "%zu\ntunnelpool_tunnel_source_keys{kind=\"rejected\"} %zu\n",
+	    ss.keys, ss.bad_keys);
+	header(b, "tunnelpool_tunnel_source_rejected_values_total", "counter",
+	    "etcd values rejected (malformed; the key's last good tunnels "
+	    "stay).");
+	evbuffer_add_printf(b, "tunnelpool_tunnel_source_rejected_values_total "
+	    "%llu\n", (unsigned long long)ss.bad_values);
+	header(b, "tunnelpool_tunnel_source_from_snapshot", "gauge",
+	    "1 while the desired set is the snapshot (etcd not read since "
+	    "the start).");
+	evbuffer_add_printf(b, "tunnelpool_tunnel_source_from_snapshot %d\n",
+	    ss.from_snapshot ? 1 : 0);
+	if (ss.snapshot_age_s < 0)
+		return;
+	header(b, "tunnelpool_tunnel_source_snapshot_age_seconds", "gauge",
+	    "Age of the last good snapshot written to state_dir.");
+	evbuffer_add_printf(b, "tunnelpool_tunnel_source_snapshot_age_seconds "
+	    "%lld\n", (long long)ss.snapshot_age_s);
+}
+
 void
 metrics_render(struct sup *sup, struct evbuffer *b)
 {
@@ -239,6 +290,7 @@ metrics_render(struct sup *sup, struct evbuffer *b)
 		free(v);
 	}
 	render_supervisor(b, sup);
+	render_source(b, sup);
 	render_lag(b, sup);
 	render_process(b, sup);
 }

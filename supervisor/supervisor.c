@@ -27,6 +27,7 @@
 #include "child.h"
 #include "config.h"
 #include "control.h"
+#include "etcdsrc.h"
 #include "knownhosts.h"
 #include "metrics.h"
 #include "notify.h"
@@ -181,6 +182,39 @@ reload_tunnels(struct sup *sup)
 	return rc;
 }
 
+/* The etcd source changed the desired set. */
+static void
+on_etcd_changed(void *arg)
+{
+	sup_sync(arg);
+}
+
+/*
+ * Starts, restarts or stops the etcd source to match sup->cfg.  A source
+ * that stays the same keeps running; a changed one is replaced (its keys
+ * stay in the cache until the new client's first full read replaces
+ * them); a removed one takes its tunnels with it.
+ */
+static void
+etcd_apply_config(struct sup *sup, int at_start)
+{
+	if (!sup->cfg->etcd.enabled) {
+		if (sup->etcd != NULL)
+			log_info("tunnel_source.etcd removed: dropping its "
+			    "tunnels");
+		etcdsrc_free(sup->etcd, 1);
+		sup->etcd = NULL;
+		return;
+	}
+	if (sup->etcd != NULL && !etcdsrc_differs(sup->etcd, sup->cfg))
+		return;
+	etcdsrc_free(sup->etcd, 0);
+	sup->etcd = etcdsrc_new(sup->base, sup->dns, sup->tunnels, sup->cfg,
+	    on_etcd_changed, sup);
+	if (sup->etcd == NULL && at_start)
+		fatalx("cannot start the etcd tunnel source");
+}
+
 static struct pool_config
 pool_config_of(const struct config *cfg)
 {
@@ -253,6 +287,7 @@ sup_reload(struct sup *sup)
 
 		pool_reconfigure(sup->pool, &pc, tp_now_ms());
 	}
+	etcd_apply_config(sup, 0);
 	if (reload_tunnels(sup) != 0)
 		sup->counters.reload_failures++;
 	else if (sup->config_ok)
@@ -400,6 +435,9 @@ begin_shutdown(struct sup *sup, int sig)
 	    pool_nagents(sup->pool));
 	notify_send("STOPPING=1");
 	sup->shutting_down = true;
+	/* The desired set is frozen from here on (see reload_tunnels). */
+	etcdsrc_free(sup->etcd, 0);
+	sup->etcd = NULL;
 	pool_close_all(sup->pool, "supervisor shutting down");
 	ev_shutdown = evtimer_new(sup->base, on_shutdown_deadline, sup);
 	arm(ev_shutdown, sup->cfg->timeouts.close_grace_ms + SHUTDOWN_EXTRA_MS);
@@ -569,6 +607,8 @@ setup_events(struct sup *sup)
 		ev_dog = new_timer(sup, on_watchdog, 0);
 		arm(ev_dog, notify_watchdog_ms() / 2);
 	}
+	if (sup->cfg->tunnels_dir[0] == '\0')
+		return;		/* no tunnel files: etcd only */
 	watch = tunnel_watch_new(sup->base, sup->cfg->tunnels_dir,
 	    TUNNEL_DEBOUNCE_MS, on_tunnels_changed, sup);
 	if (watch == NULL)
@@ -579,6 +619,7 @@ setup_events(struct sup *sup)
 static void
 teardown(struct sup *sup)
 {
+	etcdsrc_free(sup->etcd, 0);
 	control_free(sup->control);
 	metrics_free(sup->metrics);
 	tunnel_watch_free(watch);
@@ -637,6 +678,7 @@ supervisor_main(const struct supervisor_opts *opts)
 		fatalx("out of memory");
 	setup_events(sup);
 	reload_tunnels(sup);
+	etcd_apply_config(sup, 1);
 	if ((sup->control = control_new(sup)) == NULL)
 		fatalx("cannot open the control socket %s",
 		    sup->cfg->control_socket);
