@@ -331,6 +331,29 @@ ctl_result(struct etcd_client *c, struct evhttp_request *req,
 	return evhttp_request_get_input_buffer(req);
 }
 
+/*
+ * A reply that is not what the call returns: etcd's error object, or
+ * something else (a proxy's error page, a gateway's plain text), shown
+ * as an excerpt.
+ */
+static void
+bad_reply(struct etcd_client *c, struct evhttp_request *req,
+    struct evbuffer *b, const char *what, const char *why)
+{
+	size_t n = evbuffer_get_length(b), i;
+	char ex[121];
+
+	if (n > sizeof(ex) - 1)
+		n = sizeof(ex) - 1;
+	evbuffer_copyout(b, ex, n);
+	for (i = 0; i < n; i++)
+		if (ex[i] < 0x20 || ex[i] > 0x7e)
+			ex[i] = ' ';
+	ex[n] = '\0';
+	fail(c, "%s: HTTP %d, %s: \"%s\"", what,
+	    evhttp_request_get_response_code(req), why, ex);
+}
+
 /* Decodes an error body of a unary call; returns 1 if it asked for a token. */
 static int
 ctl_etcd_error(struct etcd_client *c, const struct etcd_error *ee,
@@ -406,7 +429,7 @@ on_auth(struct evhttp_request *req, void *arg)
 		return;
 	}
 	if (rc != 0) {
-		fail(c, "authenticate: bad response: %s", err);
+		bad_reply(c, req, b, "authenticate", err);
 		return;
 	}
 	free(c->token);
@@ -542,7 +565,7 @@ on_range(struct evhttp_request *req, void *arg)
 		return;
 	}
 	if (rc != 0) {
-		fail(c, "range: bad response: %s", err);
+		bad_reply(c, req, b, "range", err);
 		return;
 	}
 	c->auth_retried = 0;
@@ -609,8 +632,7 @@ on_probe_reply(struct evhttp_request *req, void *arg)
 	if (evhttp_request_get_response_code(req) != 200) {
 		if (!etcd_decode_error((const char *)evbuffer_pullup(b, -1),
 		    evbuffer_get_length(b), &ee)) {
-			fail(c, "probe: HTTP %d",
-			    evhttp_request_get_response_code(req));
+			bad_reply(c, req, b, "probe", "not an etcd reply");
 			return;
 		}
 		if (ctl_etcd_error(c, &ee, evhttp_request_get_response_code(req),

@@ -35,6 +35,7 @@ struct etcdsrc {
 	uint64_t		 snapshot_wall_ms;	/* 0 = none */
 	struct event		*ev_snapshot;
 	uint64_t		 bad_values;
+	int			 batch_error;	/* this batch reported one */
 	char			 value_error[512];
 };
 
@@ -50,12 +51,15 @@ key_ok(const char *k, size_t len)
 	return 1;
 }
 
+/* The first error of a batch becomes value_error (see on_apply). */
 static void
 note_value_error(struct etcdsrc *s, const char *line)
 {
 	log_warnx("%s", line);
-	if (s->value_error[0] == '\0')
+	if (!s->batch_error) {
 		snprintf(s->value_error, sizeof(s->value_error), "%.500s", line);
+		s->batch_error = 1;
+	}
 }
 
 /* One put: into the cache, and into good if the value is good. */
@@ -163,7 +167,7 @@ on_apply(void *arg, const struct etcd_batch *b)
 	struct etcdsrc *s = arg;
 	size_t bad;
 
-	s->value_error[0] = '\0';
+	s->batch_error = 0;
 	if (b->full) {
 		apply_full(s, b);
 		if (s->from_snapshot)
@@ -175,8 +179,9 @@ on_apply(void *arg, const struct etcd_batch *b)
 		apply_events(s, b);
 	s->revision = b->revision;
 	commit(s);
+	/* The last error stays until a clean batch leaves no key rejected. */
 	tunnel_cache_ext_count(s->tc, &bad);
-	if (bad == 0)
+	if (!s->batch_error && bad == 0)
 		s->value_error[0] = '\0';
 	schedule_snapshot(s);
 }
@@ -227,6 +232,7 @@ load_snapshot(struct etcdsrc *s)
 	json_t *kvs, *v;
 	int rc;
 
+	s->batch_error = 0;
 	rc = snapshot_read(s->state_dir, s->cfg.prefix, &b.revision, &written,
 	    &kvs, err, sizeof(err));
 	if (rc == TP_ENOENT)

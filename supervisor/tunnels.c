@@ -1055,8 +1055,10 @@ tunnel_cache_ext_count(const struct tunnel_cache *tc, size_t *nbad)
 {
 	size_t i, bad = 0;
 
+	/* Rejected: a value with errors, or a cluster defined before. */
 	for (i = 0; i < tc->next; i++)
-		bad += tc->ext[i]->errs.n != 0;
+		bad += tc->ext[i]->errs.n != 0 ||
+		    tc->ext[i]->nowned < tc->ext[i]->good.n;
 	if (nbad != NULL)
 		*nbad = bad;
 	return tc->next;

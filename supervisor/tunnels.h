@@ -139,7 +139,10 @@ int tunnel_cache_ext_delete(struct tunnel_cache *tc, const char *key);
 void tunnel_cache_ext_mark(struct tunnel_cache *tc);
 size_t tunnel_cache_ext_sweep(struct tunnel_cache *tc);
 
-/* Number of keys; *nbad (may be NULL): keys whose value has errors. */
+/*
+ * Number of keys; *nbad (may be NULL): keys whose value has errors or
+ * whose cluster is defined elsewhere already (as of the last build).
+ */
 size_t tunnel_cache_ext_count(const struct tunnel_cache *tc, size_t *nbad);
 
 /*

@@ -116,7 +116,9 @@ class Tunnelpool:
             e['username'] = username
             e['password_file'] = password_file
         self.config['tunnel_source'] = {'etcd': e}
-        if not tunnels_dir:
+        if tunnels_dir:
+            self.config['tunnels_dir'] = self.tunnels_dir
+        else:
             self.config.pop('tunnels_dir', None)
         return self
 
