@@ -648,11 +648,23 @@ static void
 on_probe(evutil_socket_t fd, short what, void *arg)
 {
 	struct etcd_client *c = arg;
+	struct timeval tv = tp_timeval_ms(ETCD_PROBE_MS);
 
 	(void)fd;
 	(void)what;
-	if (c->phase != PH_WATCHING || c->ctl_busy != CTL_NONE || c->failed)
+	if (c->failed)
 		return;
+	if (c->phase == PH_WATCH_START) {
+		fail(c, "watch: not created within %d s",
+		    ETCD_REQUEST_TIMEOUT_S);
+		return;
+	}
+	if (c->phase != PH_WATCHING)
+		return;
+	if (c->ctl_busy != CTL_NONE) {	/* authenticating: probe later */
+		evtimer_add(c->ev_probe, &tv);
+		return;
+	}
 	c->ctl_busy = CTL_PROBE;
 	if (request(c, c->ctl, on_probe_reply, "/v3/kv/range",
 	    json_pack("{s:s,s:s,s:b}", "key", c->key_b64, "limit", "1",
@@ -683,6 +695,7 @@ watch_created(struct etcd_client *c)
 	log_info("etcd %s: watching %s from revision %lld", ep_url(c),
 	    c->cfg.prefix, (long long)c->rev + 1);
 	set_healthy(c, 1);
+	evtimer_del(c->ev_probe);
 	evtimer_add(c->ev_probe, &tv);
 }
 
@@ -803,6 +816,7 @@ on_watch_end(struct evhttp_request *req, void *arg)
 static void
 start_watch(struct etcd_client *c)
 {
+	struct timeval start_deadline = { ETCD_REQUEST_TIMEOUT_S, 0 };
 	char rev[24];
 	json_t *body;
 
@@ -817,6 +831,9 @@ start_watch(struct etcd_client *c)
 	    c->key_b64, "range_end", c->end_b64, "start_revision", rev,
 	    "progress_notify", 1);
 	c->phase = PH_WATCH_START;
+	/* The watch connection has no useful timeout: bound its start here. */
+	evtimer_del(c->ev_probe);
+	evtimer_add(c->ev_probe, &start_deadline);
 	if (c->watched)
 		c->watch_restarts++;
 	c->watched = 1;

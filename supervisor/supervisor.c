@@ -198,6 +198,8 @@ on_etcd_changed(void *arg)
 static void
 etcd_apply_config(struct sup *sup, int at_start)
 {
+	struct etcdsrc *n;
+
 	if (!sup->cfg->etcd.enabled) {
 		if (sup->etcd != NULL)
 			log_info("tunnel_source.etcd removed: dropping its "
@@ -208,11 +210,18 @@ etcd_apply_config(struct sup *sup, int at_start)
 	}
 	if (sup->etcd != NULL && !etcdsrc_differs(sup->etcd, sup->cfg))
 		return;
-	etcdsrc_free(sup->etcd, 0);
-	sup->etcd = etcdsrc_new(sup->base, sup->dns, sup->tunnels, sup->cfg,
+	/* The new one first: if it cannot start, the old one goes on. */
+	n = etcdsrc_new(sup->base, sup->dns, sup->tunnels, sup->cfg,
 	    on_etcd_changed, sup);
-	if (sup->etcd == NULL && at_start)
-		fatalx("cannot start the etcd tunnel source");
+	if (n == NULL) {
+		if (at_start)
+			fatalx("cannot start the etcd tunnel source");
+		log_errorx("the new tunnel_source.etcd cannot start: the "
+		    "previous one keeps running");
+		return;
+	}
+	etcdsrc_free(sup->etcd, 0);
+	sup->etcd = n;
 }
 
 static struct pool_config

@@ -1074,6 +1074,8 @@ tunnel_cache_commit(struct tunnel_cache *tc, struct cfg_errors *errs)
 	cfg_errors_init(&e);
 	rc = build_set(tc, &e);
 	cfg_errors_free(&e);
+	if (errs == NULL)
+		return rc;
 	if (rc != 0) {
 		cfg_errors_add(errs, "tunnel cache: out of memory");
 		return rc;

@@ -149,7 +149,8 @@ size_t tunnel_cache_ext_count(const struct tunnel_cache *tc, size_t *nbad);
  * Rebuilds the desired set from both sources (files as of their last
  * reload).  A cluster defined twice keeps its running definition, else the
  * first in order (files by name, then keys); a duplicate in a key is added
- * to errs ("LABEL:LINE:COL: spec.cluster_name: duplicate cluster ...").
+ * to errs (may be NULL) ("LABEL:LINE:COL: spec.cluster_name: duplicate
+ * cluster ...").
  * Returns 0 or TP_ENOMEM (the old set is gone: sync anyway).
  */
 int tunnel_cache_commit(struct tunnel_cache *tc, struct cfg_errors *errs);
