@@ -1081,8 +1081,8 @@ raw_fill_empty(struct cfg_raw *r)
  * Relative paths are taken relative to the configuration file's directory,
  * not to the daemon's working directory (which is "/" under systemd).
  */
-static int
-resolve_path(char **p, const char *file)
+int
+cfg_resolve_path(char **p, const char *file)
 {
 	const char *slash = strrchr(file, '/');
 	char *res;
@@ -1195,11 +1195,11 @@ raw_finish(struct cfg_raw *r)
 		return TP_ENOMEM;
 	log_parse_level(r->log_level, &c->log.level);
 	log_parse_format(r->log_format, &c->log.format);
-	rc |= resolve_path(&c->identity.private_key, c->file);
-	rc |= resolve_path(&c->identity.certificate, c->file);
-	rc |= resolve_path(&c->trust.known_hosts, c->file);
-	rc |= resolve_path(&c->tunnels_dir, c->file);
-	rc |= resolve_path(&c->state_dir, c->file);
+	rc |= cfg_resolve_path(&c->identity.private_key, c->file);
+	rc |= cfg_resolve_path(&c->identity.certificate, c->file);
+	rc |= cfg_resolve_path(&c->trust.known_hosts, c->file);
+	rc |= cfg_resolve_path(&c->tunnels_dir, c->file);
+	rc |= cfg_resolve_path(&c->state_dir, c->file);
 	return rc ? TP_ENOMEM : 0;
 }
 

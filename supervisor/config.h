@@ -177,6 +177,13 @@ int config_check_all(const char *path, const struct config_defaults *defaults,
 int cfg_read_file(const char *path, size_t max, char **bufp, size_t *lenp,
     struct cfg_errors *errs);
 
+/*
+ * A relative path in a file is taken relative to that file's directory,
+ * not to the daemon's working directory ("/" under systemd): replaces *p
+ * ("" and absolute paths stay).  Returns 0 or TP_ENOMEM.
+ */
+int cfg_resolve_path(char **p, const char *file);
+
 /* One YAML document being checked against a schema. */
 struct cfg_doc {
 	const char		*file;

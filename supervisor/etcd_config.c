@@ -26,6 +26,15 @@ check_nonempty(const char *s)
 	return s[0] == '\0' ? "must not be empty" : NULL;
 }
 
+int
+etcd_printable(const char *s)
+{
+	for (; *s != '\0'; s++)
+		if (*s < 0x21 || *s > 0x7e)
+			return 0;
+	return 1;
+}
+
 /* Printable ASCII only: the prefix is named in logs and error lines. */
 static const char *
 check_prefix(const char *s)
@@ -36,10 +45,8 @@ check_prefix(const char *s)
 		return "must not be empty (the whole key space is never read)";
 	if (n > ETCD_PREFIX_MAX)
 		return "is too long (limit 512 bytes)";
-	for (; *s != '\0'; s++)
-		if (*s < 0x21 || *s > 0x7e)
-			return "may only contain printable ASCII without spaces";
-	return NULL;
+	return etcd_printable(s) ? NULL :
+	    "may only contain printable ASCII without spaces";
 }
 
 static const char *
@@ -49,10 +56,8 @@ check_user(const char *s)
 
 	if (n == 0 || n > 128)
 		return "must be 1 to 128 characters";
-	for (; *s != '\0'; s++)
-		if (*s < 0x21 || *s > 0x7e)
-			return "may only contain printable ASCII without spaces";
-	return NULL;
+	return etcd_printable(s) ? NULL :
+	    "may only contain printable ASCII without spaces";
 }
 
 /* Parses "http://host:port" / "https://[v6]:port" into e; NULL or why not. */
@@ -172,21 +177,6 @@ fill(char **p)
 	return 0;
 }
 
-static int
-resolve(char **p, const char *file)
-{
-	const char *slash = strrchr(file, '/');
-	char *res;
-
-	if ((*p)[0] == '/' || (*p)[0] == '\0' || slash == NULL)
-		return 0;
-	if (asprintf(&res, "%.*s/%s", (int)(slash - file), file, *p) < 0)
-		return TP_ENOMEM;
-	free(*p);
-	*p = res;
-	return 0;
-}
-
 static yaml_node_t *
 at(struct cfg_doc *d, yaml_node_t *root, const char *path)
 {
@@ -261,10 +251,10 @@ etcd_config_finish(struct cfg_doc *d, yaml_node_t *root,
 	rc |= fill(&c->password_file);
 	if (rc != 0)
 		return TP_ENOMEM;
-	rc |= resolve(&c->tls.ca, file);
-	rc |= resolve(&c->tls.cert, file);
-	rc |= resolve(&c->tls.key, file);
-	rc |= resolve(&c->password_file, file);
+	rc |= cfg_resolve_path(&c->tls.ca, file);
+	rc |= cfg_resolve_path(&c->tls.cert, file);
+	rc |= cfg_resolve_path(&c->tls.key, file);
+	rc |= cfg_resolve_path(&c->password_file, file);
 	if (rc != 0)
 		return TP_ENOMEM;
 	if (!c->enabled)

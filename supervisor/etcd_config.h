@@ -74,6 +74,9 @@ int etcd_config_copy(struct etcd_config *d, const struct etcd_config *s);
 int etcd_config_equal(const struct etcd_config *a,
     const struct etcd_config *b);
 
+/* Returns 1 if s is printable ASCII without spaces (0x21..0x7e only). */
+int etcd_printable(const char *s);
+
 /* Prints the tunnel_source block the way the parser reads it back. */
 void etcd_config_print(const struct etcd_config *c, FILE *f);
 

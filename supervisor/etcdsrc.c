@@ -43,12 +43,8 @@ struct etcdsrc {
 static int
 key_ok(const char *k, size_t len)
 {
-	if (len == 0 || len > ETCD_KEY_MAX || strlen(k) != len)
-		return 0;
-	for (; *k != '\0'; k++)
-		if (*k < 0x21 || *k > 0x7e)
-			return 0;
-	return 1;
+	return len > 0 && len <= ETCD_KEY_MAX && strlen(k) == len &&
+	    etcd_printable(k);
 }
 
 /* The first error of a batch becomes value_error (see on_apply). */

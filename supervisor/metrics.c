@@ -228,6 +228,15 @@ render_supervisor(struct evbuffer *b, struct sup *sup)
 	    TP_VERSION);
 }
 
+/* An unlabelled sample with its HELP and TYPE lines. */
+static void
+plain(struct evbuffer *b, const char *name, const char *type,
+    const char *help, long long val)
+{
+	header(b, name, type, help);
+	evbuffer_add_printf(b, "%s %lld\n", name, val);
+}
+
 static void
 render_source(struct evbuffer *b, struct sup *sup)
 {
@@ -241,42 +250,30 @@ render_source(struct evbuffer *b, struct sup *sup)
 	    "endpoint=\"", ss.type);
 	put_label(b, ss.endpoint);
 	evbuffer_add_printf(b, "\"} 1\n");
-	header(b, "tunnelpool_tunnel_source_healthy", "gauge",
-	    "1 while the tunnel source is read without error (etcd: in sync "
-	    "and watching).");
-	evbuffer_add_printf(b, "tunnelpool_tunnel_source_healthy %d\n",
-	    ss.healthy ? 1 : 0);
-	header(b, "tunnelpool_tunnel_source_revision", "gauge",
-	    "etcd revision of the desired set in use.");
-	evbuffer_add_printf(b, "tunnelpool_tunnel_source_revision %lld\n",
-	    (long long)ss.revision);
-	header(b, "tunnelpool_tunnel_source_watch_restarts_total", "counter",
+	plain(b, "tunnelpool_tunnel_source_healthy", "gauge", "1 while the "
+	    "tunnel source is read without error (etcd: in sync and "
+	    "watching).", ss.healthy ? 1 : 0);
+	plain(b, "tunnelpool_tunnel_source_revision", "gauge", "etcd revision "
+	    "of the desired set in use.", (long long)ss.revision);
+	plain(b, "tunnelpool_tunnel_source_watch_restarts_total", "counter",
 	    "etcd watches started again after a broken stream or a "
-	    "compaction.");
-	evbuffer_add_printf(b, "tunnelpool_tunnel_source_watch_restarts_total "
-	    "%llu\n", (unsigned long long)ss.watch_restarts);
+	    "compaction.", (long long)ss.watch_restarts);
 	header(b, "tunnelpool_tunnel_source_keys", "gauge",
 	    "Keys (etcd) or files of the tunnel source, and those whose "
 	    "current value is rejected.");
 	evbuffer_add_printf(b, "tunnelpool_tunnel_source_keys{kind=\"all\"} "
 	    "%zu\ntunnelpool_tunnel_source_keys{kind=\"rejected\"} %zu\n",
 	    ss.keys, ss.bad_keys);
-	header(b, "tunnelpool_tunnel_source_rejected_values_total", "counter",
+	plain(b, "tunnelpool_tunnel_source_rejected_values_total", "counter",
 	    "etcd values rejected (malformed; the key's last good tunnels "
-	    "stay).");
-	evbuffer_add_printf(b, "tunnelpool_tunnel_source_rejected_values_total "
-	    "%llu\n", (unsigned long long)ss.bad_values);
-	header(b, "tunnelpool_tunnel_source_from_snapshot", "gauge",
-	    "1 while the desired set is the snapshot (etcd not read since "
-	    "the start).");
-	evbuffer_add_printf(b, "tunnelpool_tunnel_source_from_snapshot %d\n",
+	    "stay).", (long long)ss.bad_values);
+	plain(b, "tunnelpool_tunnel_source_from_snapshot", "gauge", "1 while "
+	    "the desired set is the snapshot (etcd not read since the start).",
 	    ss.from_snapshot ? 1 : 0);
-	if (ss.snapshot_age_s < 0)
-		return;
-	header(b, "tunnelpool_tunnel_source_snapshot_age_seconds", "gauge",
-	    "Age of the last good snapshot written to state_dir.");
-	evbuffer_add_printf(b, "tunnelpool_tunnel_source_snapshot_age_seconds "
-	    "%lld\n", (long long)ss.snapshot_age_s);
+	if (ss.snapshot_age_s >= 0)
+		plain(b, "tunnelpool_tunnel_source_snapshot_age_seconds",
+		    "gauge", "Age of the last good snapshot written to "
+		    "state_dir.", (long long)ss.snapshot_age_s);
 }
 
 void
