@@ -308,9 +308,9 @@ request(struct etcd_client *c, struct evhttp_connection *conn,
 }
 
 /*
- * The body of a finished unary call, or NULL after reporting the failure.
- * An etcd error object comes back as the body with *code set to its HTTP
- * status; the caller decodes it.
+ * The body of a finished unary call (an etcd error object too: the
+ * caller decodes it), or NULL after reporting a transport failure, or
+ * when the call was abandoned.
  */
 static struct evbuffer *
 ctl_result(struct etcd_client *c, struct evhttp_request *req,
@@ -323,9 +323,8 @@ ctl_result(struct etcd_client *c, struct evhttp_request *req,
 	c->ctl_busy = CTL_NONE;
 	if (req == NULL || evhttp_request_get_response_code(req) == 0) {
 		tls_reason(c->ctl_bev, tls, sizeof(tls));
-		fail(c, "%s: %s%s%s", what, tls[0] ? "TLS: " : "",
-		    tls[0] ? tls : "connection failed or timed out",
-		    "");
+		fail(c, "%s: %s%s", what, tls[0] ? "TLS: " : "",
+		    tls[0] ? tls : "connection failed or timed out");
 		return NULL;
 	}
 	return evhttp_request_get_input_buffer(req);
