@@ -675,7 +675,8 @@ list_dir(const char *dir, char ***namesp, size_t *np, struct cfg_errors *e)
 		free(names);
 		return TP_ENOMEM;
 	}
-	qsort(names, n, sizeof(*names), cmp_names);
+	if (n > 1)	/* names is NULL for an empty directory */
+		qsort(names, n, sizeof(*names), cmp_names);
 	*namesp = names;
 	*np = n;
 	return 0;
