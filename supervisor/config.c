@@ -891,6 +891,15 @@ struct cfg_raw {
 	int		 kh_bad;	/* trust.known_hosts is not readable */
 };
 
+/* The tunnel_source block has a schema of its own (etcd_config.c). */
+static int
+parse_tunnel_source(struct cfg_doc *d, yaml_node_t *node, void *base,
+    const char *keypath)
+{
+	return etcd_config_parse(d, node, &((struct cfg_raw *)base)->c.etcd,
+	    keypath) == 0 ? 0 : -1;
+}
+
 #define OFF(f)		offsetof(struct cfg_raw, f)
 #define MS_S		1000.0
 #define MS_M		60000.0
@@ -963,6 +972,9 @@ static const struct cfg_key top_keys[] = {
 	STR("proxy_user", proxy_user, 0, cfg_check_name),
 	MAP("trust", trust_keys, 1),
 	STR("tunnels_dir", c.tunnels_dir, 0, check_nonempty),
+	STR("state_dir", c.state_dir, 0, check_nonempty),
+	{ "tunnel_source", CFG_CUSTOM, 0, 0, 0, 0, NULL, parse_tunnel_source,
+	    NULL },
 	DUR("resync_interval", c.resync_interval_ms, 100, MS_H),
 	MAP("keepalive", keepalive_keys, 0),
 	MAP("backoff", backoff_keys, 0),
@@ -985,7 +997,8 @@ static const struct cfg_key top_keys[] = {
 static const size_t str_offsets[] = {
 	OFF(c.file), OFF(c.host_uuid), OFF(c.identity.private_key),
 	OFF(c.identity.certificate), OFF(c.proxy_user),
-	OFF(c.trust.known_hosts), OFF(c.tunnels_dir), OFF(c.worker.user),
+	OFF(c.trust.known_hosts), OFF(c.tunnels_dir), OFF(c.state_dir),
+	OFF(c.worker.user),
 	OFF(c.worker.path), OFF(c.worker.empty_root), OFF(c.control_socket),
 	OFF(c.control_group), OFF(c.metrics_listen), OFF(c.ssh.ciphers),
 	OFF(c.ssh.kex), OFF(c.ssh.hostkeys), OFF(log_level), OFF(log_format),
@@ -1006,6 +1019,7 @@ raw_free(struct cfg_raw *r)
 
 	for (i = 0; i < NSTR; i++)
 		free(*raw_str(r, i));
+	etcd_config_free(&r->c.etcd);
 	free(r);
 }
 
@@ -1027,7 +1041,7 @@ raw_defaults(struct cfg_raw *r, const char *file,
 	int rc = 0;
 
 	rc |= raw_set(&c->file, file);
-	rc |= raw_set(&c->tunnels_dir, "/etc/tunnelpool/tunnels.d");
+	rc |= raw_set(&c->state_dir, "/var/lib/tunnelpool");
 	rc |= raw_set(&c->worker.user, "tunnelpool");
 	rc |= raw_set(&c->worker.path, wp);
 	rc |= raw_set(&c->worker.empty_root, "/var/empty/tunnelpool");
@@ -1072,8 +1086,8 @@ raw_fill_empty(struct cfg_raw *r)
  * Relative paths are taken relative to the configuration file's directory,
  * not to the daemon's working directory (which is "/" under systemd).
  */
-static int
-resolve_path(char **p, const char *file)
+int
+cfg_resolve_path(char **p, const char *file)
 {
 	const char *slash = strrchr(file, '/');
 	char *res;
@@ -1171,6 +1185,10 @@ raw_finish(struct cfg_raw *r)
 	struct config *c = &r->c;
 	int rc = 0;
 
+	/* With an etcd source, tunnel files are used only when asked for. */
+	if (c->tunnels_dir == NULL && !c->etcd.enabled &&
+	    raw_set(&c->tunnels_dir, "/etc/tunnelpool/tunnels.d") != 0)
+		return TP_ENOMEM;
 	if (raw_fill_empty(r) != 0)
 		return TP_ENOMEM;
 	if (r->proxy_user[0] == '\0')
@@ -1182,10 +1200,11 @@ raw_finish(struct cfg_raw *r)
 		return TP_ENOMEM;
 	log_parse_level(r->log_level, &c->log.level);
 	log_parse_format(r->log_format, &c->log.format);
-	rc |= resolve_path(&c->identity.private_key, c->file);
-	rc |= resolve_path(&c->identity.certificate, c->file);
-	rc |= resolve_path(&c->trust.known_hosts, c->file);
-	rc |= resolve_path(&c->tunnels_dir, c->file);
+	rc |= cfg_resolve_path(&c->identity.private_key, c->file);
+	rc |= cfg_resolve_path(&c->identity.certificate, c->file);
+	rc |= cfg_resolve_path(&c->trust.known_hosts, c->file);
+	rc |= cfg_resolve_path(&c->tunnels_dir, c->file);
+	rc |= cfg_resolve_path(&c->state_dir, c->file);
 	return rc ? TP_ENOMEM : 0;
 }
 
@@ -1207,7 +1226,9 @@ config_doc(struct cfg_doc *d, yaml_node_t *root, void *arg)
 	}
 	/* Keep going after errors: check-config should show them all. */
 	cfg_walk_map(d, root, top_keys, "", pc->raw);
-	if (raw_finish(pc->raw) != 0) {
+	if (raw_finish(pc->raw) != 0 ||
+	    etcd_config_finish(d, root, &pc->raw->c.etcd, pc->raw->c.file,
+	    !(pc->flags & CONFIG_NO_FS_CHECKS)) != 0) {
 		cfg_node_error(d, root, "out of memory");
 		return 0;
 	}
@@ -1330,7 +1351,10 @@ print_top(const struct config *c, FILE *f)
 	print_str(f, "", "proxy_user", c->proxy_user);
 	fputs("trust:\n", f);
 	print_str(f, "  ", "known_hosts", c->trust.known_hosts);
-	print_str(f, "", "tunnels_dir", c->tunnels_dir);
+	if (c->tunnels_dir[0] != '\0')
+		print_str(f, "", "tunnels_dir", c->tunnels_dir);
+	print_str(f, "", "state_dir", c->state_dir);
+	etcd_config_print(&c->etcd, f);
 	print_dur(f, "", "resync_interval", c->resync_interval_ms);
 	fputs("keepalive:\n", f);
 	print_dur(f, "  ", "interval", c->keepalive.interval_ms);

@@ -23,6 +23,7 @@
 #include <yaml.h>
 
 #include "common/log.h"
+#include "supervisor/etcd_config.h"
 
 #define CONFIG_MAX_FILE		(1024 * 1024)	/* main config: 1 MiB */
 #define CFG_ERRORS_MAX		1000	/* lines kept; the rest are counted */
@@ -72,7 +73,9 @@ struct config {
 	struct {
 		char	*known_hosts;	/* resolved path */
 	} trust;
-	char		*tunnels_dir;	/* resolved path */
+	char		*tunnels_dir;	/* resolved path; "" = no tunnel files */
+	char		*state_dir;	/* resolved path: the etcd snapshot */
+	struct etcd_config etcd;	/* tunnel_source.etcd */
 	uint64_t	 resync_interval_ms;
 	struct {
 		uint64_t interval_ms;
@@ -175,6 +178,13 @@ int config_check_all(const char *path, const struct config_defaults *defaults,
  */
 int cfg_read_file(const char *path, size_t max, char **bufp, size_t *lenp,
     struct cfg_errors *errs);
+
+/*
+ * A relative path in a file is taken relative to that file's directory,
+ * not to the daemon's working directory ("/" under systemd): replaces *p
+ * ("" and absolute paths stay).  Returns 0 or TP_ENOMEM.
+ */
+int cfg_resolve_path(char **p, const char *file);
 
 /* One YAML document being checked against a schema. */
 struct cfg_doc {

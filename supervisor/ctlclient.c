@@ -160,6 +160,29 @@ print_agent(json_t *a)
 	    num(a, "channels"), rx, tx, str(a, "last_error"));
 }
 
+/* One line for the tunnel source; etcd adds revision, restarts, snapshot. */
+static void
+print_source(json_t *ts)
+{
+	const char *err = str(ts, "last_error");
+
+	if (ts == NULL)
+		return;
+	printf("tunnel source %s %s: %s", str(ts, "type"), str(ts, "endpoint"),
+	    json_is_true(json_object_get(ts, "healthy")) ? "healthy" :
+	    "UNHEALTHY");
+	if (strcmp(str(ts, "type"), "etcd") == 0) {
+		printf(", revision %lld, %lld keys (%lld rejected), %lld watch "
+		    "restarts", num(ts, "revision"), num(ts, "keys"),
+		    num(ts, "bad_keys"), num(ts, "watch_restarts"));
+		if (num(ts, "snapshot_age_s") >= 0)
+			printf(", snapshot %llds old", num(ts, "snapshot_age_s"));
+		if (json_is_true(json_object_get(ts, "from_snapshot")))
+			printf(", RUNNING FROM THE SNAPSHOT");
+	}
+	printf("%s%s\n", err[0] ? "; last error: " : "", err);
+}
+
 int
 ctlclient_status(const char *path, int as_json)
 {
@@ -189,6 +212,7 @@ ctlclient_status(const char *path, int as_json)
 	    json_is_true(json_object_get(sup, "config_ok")) ? "ok" : "BROKEN",
 	    json_is_true(json_object_get(sup, "config_ok")) ? "" : ": ",
 	    str(sup, "config_error"));
+	print_source(json_object_get(st, "tunnel_source"));
 	printf("%-16s %-24s %-24s %-13s %7s %8s %5s %6s %10s %10s %s\n",
 	    "CLUSTER", "DIAL ADDR", "PROXY", "STATE", "PID", "UPTIME",
 	    "RECON", "CHANS", "RX", "TX", "LAST ERROR");

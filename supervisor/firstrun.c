@@ -28,6 +28,7 @@ struct walk {
 	const char	*setting;	/* the configuration key, for messages */
 	const char	*path;		/* as configured */
 	bool		 strict;	/* chroot rules (no symlinks, root-owned) */
+	mode_t		 leaf_mode;	/* of the last component, if created */
 	enum fr_mode	 mode;
 	char		 first_made[PATH_MAX];	/* "" = nothing created */
 	unsigned	 nmade;
@@ -105,12 +106,13 @@ check_dir(struct walk *w, int fd, const char *sofar, bool parent)
 	return 0;
 }
 
-/* Makes one missing component (0755, root's when we are root). */
+/* Makes one missing component (0755 or the leaf's mode, root's as root). */
 static int
 make_component(struct walk *w, int dirfd, const char *comp, const char *sofar,
-    int flags, int *fdp)
+    int flags, bool leaf, int *fdp)
 {
-	bool made = mkdirat(dirfd, comp, DIR_MODE) == 0;
+	mode_t mode = leaf && w->leaf_mode != 0 ? w->leaf_mode : DIR_MODE;
+	bool made = mkdirat(dirfd, comp, mode) == 0;
 	int fd;
 
 	if (!made && errno != EEXIST)
@@ -119,7 +121,7 @@ make_component(struct walk *w, int dirfd, const char *comp, const char *sofar,
 	if ((fd = openat(dirfd, comp, flags)) < 0)
 		return say(w, TP_ESYS, "%s: %s", sofar, strerror(errno));
 	/* The umask must not decide the mode; the owner is root, not our gid. */
-	if (made && (fchmod(fd, DIR_MODE) != 0 ||
+	if (made && (fchmod(fd, mode) != 0 ||
 	    (geteuid() == 0 && fchown(fd, 0, 0) != 0))) {
 		close(fd);
 		return say(w, TP_ESYS, "%s: %s", sofar, strerror(errno));
@@ -133,7 +135,7 @@ make_component(struct walk *w, int dirfd, const char *comp, const char *sofar,
 /* Opens one component below dirfd, creating it when the mode says so. */
 static int
 open_component(struct walk *w, int dirfd, const char *comp, const char *sofar,
-    int *fdp)
+    bool leaf, int *fdp)
 {
 	int flags = O_RDONLY | O_DIRECTORY | O_CLOEXEC |
 	    (w->strict ? O_NOFOLLOW : 0);
@@ -141,7 +143,7 @@ open_component(struct walk *w, int dirfd, const char *comp, const char *sofar,
 	if ((*fdp = openat(dirfd, comp, flags)) >= 0)
 		return 0;
 	if (errno == ENOENT && w->mode == FR_CREATE)
-		return make_component(w, dirfd, comp, sofar, flags, fdp);
+		return make_component(w, dirfd, comp, sofar, flags, leaf, fdp);
 	if (errno == ENOENT)
 		return say(w, TP_ENOENT, "does not exist (from %s on): "
 		    "`tunnelpool run` creates it", sofar);
@@ -182,7 +184,8 @@ walk_path(struct walk *w, int *leaf)
 		}
 		len += (size_t)snprintf(sofar + len, sizeof(sofar) - len, "/%s",
 		    comp);
-		if ((rc = open_component(w, dirfd, comp, sofar, &fd)) != 0)
+		if ((rc = open_component(w, dirfd, comp, sofar, next == NULL,
+		    &fd)) != 0)
 			goto fail;
 		close(dirfd);
 		dirfd = fd;
@@ -224,15 +227,17 @@ check_empty(struct walk *w, int fd)
 static void
 note_made(struct walk *w)
 {
+	unsigned mode = w->leaf_mode != 0 ? (unsigned)w->leaf_mode : DIR_MODE;
+
 	if (w->nmade == 0)
 		w->msg[0] = '\0';
 	else if (w->nmade == 1)
-		say(w, 0, "created (mode 0755%s)", geteuid() == 0 ?
+		say(w, 0, "created (mode %04o%s)", mode, geteuid() == 0 ?
 		    ", root:root" : "");
 	else
 		say(w, 0, "created, with %u missing parent%s from %s on (mode "
-		    "0755%s)", w->nmade - 1, w->nmade == 2 ? "" : "s",
-		    w->first_made, geteuid() == 0 ? ", root:root" : "");
+		    "%04o%s)", w->nmade - 1, w->nmade == 2 ? "" : "s",
+		    w->first_made, mode, geteuid() == 0 ? ", root:root" : "");
 }
 
 int
@@ -273,6 +278,22 @@ firstrun_runtime_dir(const char *socket_path, enum fr_mode mode, char *msg,
 	*slash = '\0';
 	w.path = dir;
 	w.setting = "control_socket directory";
+	if ((rc = walk_path(&w, &fd)) != 0)
+		return rc;
+	close(fd);
+	note_made(&w);
+	return 0;
+}
+
+int
+firstrun_state_dir(const char *path, enum fr_mode mode, char *msg, size_t cap)
+{
+	struct walk w = { .setting = "state_dir", .path = path,
+	    .strict = false, .leaf_mode = 0700, .mode = mode, .msg = msg,
+	    .cap = cap };
+	int fd, rc;
+
+	msg[0] = '\0';
 	if ((rc = walk_path(&w, &fd)) != 0)
 		return rc;
 	close(fd);

@@ -1,7 +1,8 @@
 /*
  * First-run preparation: what `tunnelpool run` needs on disk and in the
  * user database before it starts its first worker -- the workers' empty
- * root, the control socket's directory, the worker user, tunnels_dir.
+ * root, the control socket's directory, the state directory, the worker
+ * user, tunnels_dir.
  * What the daemon owns is created when missing; what the operator owns is
  * named.  Every refusal is one line that names the setting, the path, the
  * check that failed and the fix.  check-config runs the same checks in
@@ -42,6 +43,14 @@ int firstrun_empty_root(const char *path, enum fr_mode mode, char *msg,
  */
 int firstrun_runtime_dir(const char *socket_path, enum fr_mode mode,
     char *msg, size_t cap);
+
+/*
+ * state_dir (the etcd source's snapshot): must be a directory; FR_CREATE
+ * makes it 0700 (parents 0755), root's when run as root.  Returns as
+ * firstrun_empty_root.
+ */
+int firstrun_state_dir(const char *path, enum fr_mode mode, char *msg,
+    size_t cap);
 
 /*
  * worker.user: must exist, and must not be root unless allow_root.  Sets

@@ -106,6 +106,22 @@ socket_path(struct args *a)
 	return path;
 }
 
+/* A path `run` would create is a note; any other refusal an error (1). */
+static int
+first_run_note(int rc, const char *msg, char notes[][FR_LINE_MAX],
+    size_t *nnotes)
+{
+	if (rc == TP_ENOENT) {
+		snprintf(notes[(*nnotes)++], FR_LINE_MAX, "%s", msg);
+		return 0;
+	}
+	if (rc != 0) {
+		fprintf(stderr, "%s\n", msg);
+		return 1;
+	}
+	return 0;
+}
+
 /*
  * What `run` would create or refuse before its first worker (firstrun.c),
  * checked without changing anything.  Refusals are errors (as for `run`);
@@ -126,19 +142,14 @@ check_first_run(const struct config *cfg, char notes[][FR_LINE_MAX],
 	}
 	rc = firstrun_empty_root(cfg->worker.empty_root, FR_CHECK, msg,
 	    sizeof(msg));
-	if (rc == TP_ENOENT)
-		snprintf(notes[(*nnotes)++], FR_LINE_MAX, "%s", msg);
-	else if (rc != 0) {
-		fprintf(stderr, "%s\n", msg);
-		bad = 1;
-	}
+	bad |= first_run_note(rc, msg, notes, nnotes);
 	rc = firstrun_runtime_dir(cfg->control_socket, FR_CHECK, msg,
 	    sizeof(msg));
-	if (rc == TP_ENOENT)
-		snprintf(notes[(*nnotes)++], FR_LINE_MAX, "%s", msg);
-	else if (rc != 0) {
-		fprintf(stderr, "%s\n", msg);
-		bad = 1;
+	bad |= first_run_note(rc, msg, notes, nnotes);
+	if (cfg->etcd.enabled) {
+		rc = firstrun_state_dir(cfg->state_dir, FR_CHECK, msg,
+		    sizeof(msg));
+		bad |= first_run_note(rc, msg, notes, nnotes);
 	}
 	return bad;
 }
@@ -149,7 +160,7 @@ cmd_check_config(struct args *a)
 	struct config_defaults defs = { .worker_path = TP_WORKER_PATH };
 	struct cfg_errors errs = { 0 };
 	struct config *cfg = NULL;
-	char notes[2][FR_LINE_MAX];
+	char notes[3][FR_LINE_MAX];
 	size_t ntunnels = 0, nnotes = 0;
 	int rc;
 

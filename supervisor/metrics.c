@@ -241,6 +241,54 @@ render_supervisor(struct evbuffer *b, struct sup *sup)
 	    TP_VERSION);
 }
 
+/* An unlabelled sample with its HELP and TYPE lines. */
+static void
+plain(struct evbuffer *b, const char *name, const char *type,
+    const char *help, long long val)
+{
+	header(b, name, type, help);
+	evbuffer_add_printf(b, "%s %lld\n", name, val);
+}
+
+static void
+render_source(struct evbuffer *b, struct sup *sup)
+{
+	struct source_status ss;
+
+	status_source(sup, &ss);
+	header(b, "tunnelpool_tunnel_source_info", "gauge",
+	    "Where the desired tunnels come from (type files or etcd) and the "
+	    "endpoint in use.");
+	evbuffer_add_printf(b, "tunnelpool_tunnel_source_info{type=\"%s\","
+	    "endpoint=\"", ss.type);
+	put_label(b, ss.endpoint);
+	evbuffer_add_printf(b, "\"} 1\n");
+	plain(b, "tunnelpool_tunnel_source_healthy", "gauge", "1 while the "
+	    "tunnel source is read without error (etcd: in sync and "
+	    "watching).", ss.healthy ? 1 : 0);
+	plain(b, "tunnelpool_tunnel_source_revision", "gauge", "etcd revision "
+	    "of the desired set in use.", (long long)ss.revision);
+	plain(b, "tunnelpool_tunnel_source_watch_restarts_total", "counter",
+	    "etcd watches started again after a broken stream or a "
+	    "compaction.", (long long)ss.watch_restarts);
+	header(b, "tunnelpool_tunnel_source_keys", "gauge",
+	    "Keys (etcd) or files of the tunnel source, and those whose "
+	    "current value is rejected.");
+	evbuffer_add_printf(b, "tunnelpool_tunnel_source_keys{kind=\"all\"} "
+	    "%zu\ntunnelpool_tunnel_source_keys{kind=\"rejected\"} %zu\n",
+	    ss.keys, ss.bad_keys);
+	plain(b, "tunnelpool_tunnel_source_rejected_values_total", "counter",
+	    "etcd values rejected (malformed; the key's last good tunnels "
+	    "stay).", (long long)ss.bad_values);
+	plain(b, "tunnelpool_tunnel_source_from_snapshot", "gauge", "1 while "
+	    "the desired set is the snapshot (etcd not read since the start).",
+	    ss.from_snapshot ? 1 : 0);
+	if (ss.snapshot_age_s >= 0)
+		plain(b, "tunnelpool_tunnel_source_snapshot_age_seconds",
+		    "gauge", "Age of the last good snapshot written to "
+		    "state_dir.", (long long)ss.snapshot_age_s);
+}
+
 void
 metrics_render(struct sup *sup, struct evbuffer *b)
 {
@@ -252,6 +300,7 @@ metrics_render(struct sup *sup, struct evbuffer *b)
 		free(v);
 	}
 	render_supervisor(b, sup);
+	render_source(b, sup);
 	render_lag(b, sup);
 	render_process(b, sup);
 }

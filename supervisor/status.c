@@ -14,6 +14,7 @@
 #include "common/log.h"
 #include "common/tptime.h"
 #include "config.h"
+#include "etcdsrc.h"
 #include "jsonw.h"
 #include "pool.h"
 #include "status.h"
@@ -246,6 +247,55 @@ supervisor_json(struct sup *sup, uint64_t now)
 	    "loop_lag", lag_json(sup));
 }
 
+void
+status_source(struct sup *sup, struct source_status *ss)
+{
+	struct tunnel_cache_status tcs;
+	struct etcdsrc_status es;
+
+	memset(ss, 0, sizeof(*ss));
+	if (sup->etcd == NULL) {
+		tunnel_cache_get_status(sup->tunnels, &tcs);
+		ss->type = "files";
+		ss->endpoint = sup->cfg->tunnels_dir;
+		ss->healthy = sup->tunnels_error[0] == '\0';
+		ss->last_error = sup->tunnels_error;
+		ss->snapshot_age_s = -1;
+		ss->keys = tcs.n_files;
+		return;
+	}
+	etcdsrc_get_status(sup->etcd, &es);
+	ss->type = "etcd";
+	ss->endpoint = es.endpoint;
+	ss->healthy = es.healthy;
+	ss->revision = es.revision;
+	ss->watch_restarts = es.watch_restarts;
+	ss->last_error = es.last_error;
+	ss->snapshot_age_s = es.snapshot_age_s;
+	ss->from_snapshot = es.from_snapshot;
+	ss->keys = es.keys;
+	ss->bad_keys = es.bad_keys;
+	ss->bad_values = es.bad_values;
+}
+
+/* tunnel_source: where the desired set comes from, and how it is doing. */
+static json_t *
+source_json(struct sup *sup)
+{
+	struct source_status ss;
+
+	status_source(sup, &ss);
+	return json_pack("{s:s,s:s,s:b,s:I,s:I,s:s,s:I,s:b,s:I,s:I,s:I}",
+	    "type", ss.type, "endpoint", ss.endpoint, "healthy", ss.healthy,
+	    "revision", (json_int_t)ss.revision,
+	    "watch_restarts", (json_int_t)ss.watch_restarts,
+	    "last_error", ss.last_error,
+	    "snapshot_age_s", (json_int_t)ss.snapshot_age_s,
+	    "from_snapshot", ss.from_snapshot,
+	    "keys", (json_int_t)ss.keys, "bad_keys", (json_int_t)ss.bad_keys,
+	    "rejected_values", (json_int_t)ss.bad_values);
+}
+
 /* clusters[]: one object per cluster name, in the order keys were added. */
 static int
 clusters_write(struct evbuffer *b, struct sup *sup)
@@ -306,6 +356,9 @@ status_write(struct sup *sup, struct evbuffer *out)
 		return TP_ENOMEM;
 	evbuffer_add_printf(b, "{\"supervisor\":");
 	if (add_dump(b, supervisor_json(sup, now)) != 0)
+		goto out;
+	evbuffer_add_printf(b, ",\"tunnel_source\":");
+	if (add_dump(b, source_json(sup)) != 0)
 		goto out;
 	evbuffer_add_printf(b, ",\"agents\":[");
 	for (struct pool_key *k = pool_keys(sup->pool); k != NULL; k = k->lnext) {

@@ -43,6 +43,23 @@ struct cluster_sum {
 	uint64_t	 ch_open, ch_total, rx, tx, dial_fail;
 };
 
+/* The tunnel source as status, top and metrics show it. */
+struct source_status {
+	const char	*type;		/* "files" or "etcd" */
+	const char	*endpoint;	/* etcd endpoint in use, or tunnels_dir */
+	int		 healthy;
+	int64_t		 revision;	/* etcd: last applied; files: 0 */
+	uint64_t	 watch_restarts;
+	const char	*last_error;	/* "" = none */
+	int64_t		 snapshot_age_s;	/* -1 = none */
+	int		 from_snapshot;
+	size_t		 keys;		/* etcd keys, or tunnel files */
+	size_t		 bad_keys;	/* keys whose value is rejected */
+	uint64_t	 bad_values;	/* values rejected, total */
+};
+
+void status_source(struct sup *sup, struct source_status *ss);
+
 /* Returns a malloc'd array of *n sums (free it), or NULL (no memory). */
 struct cluster_sum *status_cluster_sums(struct sup *sup, size_t *n);
 /* Logs one info line per cluster with its per-state agent counts. */

@@ -21,6 +21,7 @@ struct signer;
 struct sshkey;
 struct knownhosts;
 struct tunnel_cache;
+struct etcdsrc;
 struct child;
 struct control;
 struct metrics;
@@ -66,6 +67,7 @@ struct sup {
 	struct signer		*signer;
 	struct knownhosts	*trust;
 	struct tunnel_cache	*tunnels;
+	struct etcdsrc		*etcd;		/* NULL: no tunnel_source.etcd */
 	struct pool		*pool;
 	struct child		*children;	/* every live worker process */
 	struct control		*control;

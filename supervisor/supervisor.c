@@ -25,6 +25,7 @@
 #include "child.h"
 #include "config.h"
 #include "control.h"
+#include "etcdsrc.h"
 #include "firstrun.h"
 #include "knownhosts.h"
 #include "metrics.h"
@@ -180,6 +181,48 @@ reload_tunnels(struct sup *sup)
 	return rc;
 }
 
+/* The etcd source changed the desired set. */
+static void
+on_etcd_changed(void *arg)
+{
+	sup_sync(arg);
+}
+
+/*
+ * Starts, restarts or stops the etcd source to match sup->cfg.  A source
+ * that stays the same keeps running; a changed one is replaced (its keys
+ * stay in the cache until the new client's first full read replaces
+ * them); a removed one takes its tunnels with it.
+ */
+static void
+etcd_apply_config(struct sup *sup, int at_start)
+{
+	struct etcdsrc *n;
+
+	if (!sup->cfg->etcd.enabled) {
+		if (sup->etcd != NULL)
+			log_info("tunnel_source.etcd removed: dropping its "
+			    "tunnels");
+		etcdsrc_free(sup->etcd, 1);
+		sup->etcd = NULL;
+		return;
+	}
+	if (sup->etcd != NULL && !etcdsrc_differs(sup->etcd, sup->cfg))
+		return;
+	/* The new one first: if it cannot start, the old one goes on. */
+	n = etcdsrc_new(sup->base, sup->dns, sup->tunnels, sup->cfg,
+	    on_etcd_changed, sup);
+	if (n == NULL) {
+		if (at_start)
+			fatalx("cannot start the etcd tunnel source");
+		log_errorx("the new tunnel_source.etcd cannot start: the "
+		    "previous one keeps running");
+		return;
+	}
+	etcdsrc_free(sup->etcd, 0);
+	sup->etcd = n;
+}
+
 static struct pool_config
 pool_config_of(const struct config *cfg)
 {
@@ -252,6 +295,7 @@ sup_reload(struct sup *sup)
 
 		pool_reconfigure(sup->pool, &pc, tp_now_ms());
 	}
+	etcd_apply_config(sup, 0);
 	if (reload_tunnels(sup) != 0)
 		sup->counters.reload_failures++;
 	else if (sup->config_ok)
@@ -399,6 +443,9 @@ begin_shutdown(struct sup *sup, int sig)
 	    pool_nagents(sup->pool));
 	notify_send("STOPPING=1");
 	sup->shutting_down = true;
+	/* The desired set is frozen from here on (see reload_tunnels). */
+	etcdsrc_free(sup->etcd, 0);
+	sup->etcd = NULL;
 	pool_close_all(sup->pool, "supervisor shutting down");
 	ev_shutdown = evtimer_new(sup->base, on_shutdown_deadline, sup);
 	arm(ev_shutdown, sup->cfg->timeouts.close_grace_ms + SHUTDOWN_EXTRA_MS);
@@ -459,48 +506,41 @@ worker_env_update(struct sup *sup)
 	    sup->cfg->worker.max_channels, sup->cfg->worker.empty_root);
 }
 
+/* One first-run step: its refusal is fatal, what it made is logged. */
+static void
+first_run_step(int rc, const char *msg)
+{
+	if (rc != 0)
+		fatalx("%s", msg);
+	if (msg[0] != '\0')
+		log_info("%s", msg);
+}
+
 /*
- * Root-started workers chroot into worker.empty_root: made when missing
- * (parents included), then held to the chroot rules (firstrun.c).  Not
- * root: the workers confine themselves with Landlock instead.
+ * What must exist before the first worker (firstrun.c): the worker user;
+ * as root, the workers' empty root; the control socket's directory
+ * (/run/tunnelpool on a machine without systemd); with the etcd source,
+ * the state directory for its snapshot.  Not root: workers confine
+ * themselves with Landlock instead of a chroot.
  */
 static void
-ensure_empty_root(const struct config *cfg)
+prepare_first_run(struct sup *sup)
 {
+	const struct config *cfg = sup->cfg;
 	char msg[FR_LINE_MAX];
 
-	if (geteuid() != 0)
-		return;
-	if (firstrun_empty_root(cfg->worker.empty_root, FR_CREATE, msg,
-	    sizeof(msg)) != 0)
-		fatalx("%s", msg);
-	if (msg[0] != '\0')
-		log_info("%s", msg);
-}
-
-/* The control socket's directory (/run/tunnelpool) on a machine without systemd. */
-static void
-ensure_runtime_dir(const struct config *cfg)
-{
-	char msg[FR_LINE_MAX];
-
-	if (firstrun_runtime_dir(cfg->control_socket, FR_CREATE, msg,
-	    sizeof(msg)) != 0)
-		fatalx("%s", msg);
-	if (msg[0] != '\0')
-		log_info("%s", msg);
-}
-
-static void
-resolve_worker_user(struct sup *sup)
-{
-	char msg[FR_LINE_MAX];
-
-	if (firstrun_worker_user(sup->cfg->worker.user,
-	    sup->cfg->worker.allow_root, &sup->worker_uid, &sup->worker_gid,
-	    msg, sizeof(msg)) != 0)
-		fatalx("%s", msg);
+	first_run_step(firstrun_worker_user(cfg->worker.user,
+	    cfg->worker.allow_root, &sup->worker_uid, &sup->worker_gid, msg,
+	    sizeof(msg)), msg);
 	worker_env_update(sup);
+	if (geteuid() == 0)
+		first_run_step(firstrun_empty_root(cfg->worker.empty_root,
+		    FR_CREATE, msg, sizeof(msg)), msg);
+	first_run_step(firstrun_runtime_dir(cfg->control_socket, FR_CREATE,
+	    msg, sizeof(msg)), msg);
+	if (cfg->etcd.enabled)
+		first_run_step(firstrun_state_dir(cfg->state_dir, FR_CREATE,
+		    msg, sizeof(msg)), msg);
 }
 
 static void
@@ -566,6 +606,8 @@ setup_events(struct sup *sup)
 		ev_dog = new_timer(sup, on_watchdog, 0);
 		arm(ev_dog, notify_watchdog_ms() / 2);
 	}
+	if (sup->cfg->tunnels_dir[0] == '\0')
+		return;		/* no tunnel files: etcd only */
 	watch = tunnel_watch_new(sup->base, sup->cfg->tunnels_dir,
 	    TUNNEL_DEBOUNCE_MS, on_tunnels_changed, sup);
 	if (watch == NULL)
@@ -576,6 +618,7 @@ setup_events(struct sup *sup)
 static void
 teardown(struct sup *sup)
 {
+	etcdsrc_free(sup->etcd, 0);
 	control_free(sup->control);
 	metrics_free(sup->metrics);
 	tunnel_watch_free(watch);
@@ -625,9 +668,7 @@ supervisor_main(const struct supervisor_opts *opts)
 	apply_log_settings(sup);
 	if ((sup->devnull = open("/dev/null", O_RDWR | O_CLOEXEC)) < 0)
 		fatal("/dev/null");
-	resolve_worker_user(sup);
-	ensure_empty_root(sup->cfg);
-	ensure_runtime_dir(sup->cfg);
+	prepare_first_run(sup);
 	load_identity(sup);
 	if (load_trust(sup->cfg, &sup->trust) != 0)
 		fatalx("%s: cannot load known_hosts", sup->cfg->trust.known_hosts);
@@ -635,6 +676,7 @@ supervisor_main(const struct supervisor_opts *opts)
 		fatalx("out of memory");
 	setup_events(sup);
 	reload_tunnels(sup);
+	etcd_apply_config(sup, 1);
 	if ((sup->control = control_new(sup)) == NULL)
 		fatalx("cannot open the control socket %s",
 		    sup->cfg->control_socket);

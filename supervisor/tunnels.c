@@ -545,6 +545,7 @@ struct tfile {
 	struct timespec		 ctim;
 	uint64_t		 content_hash;
 	struct tunnel_list	 good;		/* last good contents */
+	int			 seen;		/* keyed source: in this resync */
 	struct cfg_errors	 errs;		/* of the current contents */
 	/*
 	 * Clusters this file contributed to the last desired set, sorted:
@@ -559,6 +560,14 @@ struct tunnel_cache {
 	char			*dir;
 	struct tfile		**files;	/* sorted by name */
 	size_t			 nfiles;
+	/*
+	 * The keyed source (etcd): one entry per key, sorted by key, each
+	 * with its last good tunnels like a file.  seen: mark-and-sweep.
+	 */
+	struct tfile		**ext;
+	size_t			 next;
+	size_t			 ext_cap;
+	struct cfg_errors	 ext_errs;	/* its duplicates, last build */
 	const struct tunnel	**set;
 	size_t			 nset;
 	uint32_t		*slots;		/* index into set + 1; 0 free */
@@ -626,6 +635,10 @@ tunnel_cache_free(struct tunnel_cache *tc)
 	if (tc == NULL)
 		return;
 	drop_files(tc);
+	for (size_t i = 0; i < tc->next; i++)
+		tfile_free(tc->ext[i]);
+	free(tc->ext);
+	cfg_errors_free(&tc->ext_errs);
 	free(tc->set);
 	free(tc->slots);
 	free(tc->dir);
@@ -761,7 +774,8 @@ list_dir(const char *dir, char ***namesp, size_t *np, struct cfg_errors *e)
 		free(names);
 		return TP_ENOMEM;
 	}
-	qsort(names, n, sizeof(*names), cmp_names);
+	if (n > 1)	/* names is NULL for an empty directory */
+		qsort(names, n, sizeof(*names), cmp_names);
 	*namesp = names;
 	*np = n;
 	return 0;
@@ -877,12 +891,12 @@ owned_has(const struct tfile *f, const char *cluster)
 	    sizeof(*f->owned), cmp_str) != NULL;
 }
 
-/* Records, per file, the clusters of the set it defines (sorted). */
+/* Records, per file or key, the clusters of the set it defines (sorted). */
 static void
-owned_rebuild(struct tunnel_cache *tc)
+owned_rebuild(struct tunnel_cache *tc, struct tfile **v, size_t nv)
 {
-	for (size_t i = 0; i < tc->nfiles; i++) {
-		struct tfile *f = tc->files[i];
+	for (size_t i = 0; i < nv; i++) {
+		struct tfile *f = v[i];
 		size_t n = 0;
 
 		for (size_t k = 0; k < f->nowned; k++)
@@ -903,37 +917,49 @@ owned_rebuild(struct tunnel_cache *tc)
 	}
 }
 
+/* Adds the definitions of v[0..n) that are (not) running, per owned. */
+static void
+add_entries(struct tunnel_cache *tc, struct tfile **v, size_t n, int owned,
+    struct cfg_errors *e)
+{
+	size_t i, j;
+
+	for (i = 0; i < n; i++)
+		for (j = 0; j < v[i]->good.n; j++)
+			if (owned_has(v[i], v[i]->good.v[j].cluster_name) == owned)
+				set_add(tc, &v[i]->good.v[j], e);
+}
+
 /*
- * Rebuilds the desired set from every file's good tunnels: first the
- * definitions that were already running (so a duplicate never displaces
- * a running tunnel), then the rest in file order.
+ * Rebuilds the desired set from every file's and every key's good
+ * tunnels: first the definitions that were already running (so a
+ * duplicate never displaces a running tunnel, whichever source it comes
+ * from), then the rest, files by name before keys by key.  File errors
+ * and duplicates found in files go to e, duplicates found in keys to
+ * ext_errs (the keyed source reports its own parse errors).
  */
 static int
 build_set(struct tunnel_cache *tc, struct cfg_errors *e)
 {
 	size_t i, j, total = 0;
-	struct tfile *f;
 	uint64_t h = FNV_OFFSET;
 
 	for (i = 0; i < tc->nfiles; i++)
 		total += tc->files[i]->good.n;
+	for (i = 0; i < tc->next; i++)
+		total += tc->ext[i]->good.n;
 	if (set_alloc(tc, total) != 0)
 		return TP_ENOMEM;
-	for (i = 0; i < tc->nfiles; i++) {
-		f = tc->files[i];
-		for (j = 0; j < f->good.n; j++)
-			if (owned_has(f, f->good.v[j].cluster_name))
-				set_add(tc, &f->good.v[j], e);
-	}
-	for (i = 0; i < tc->nfiles; i++) {
-		f = tc->files[i];
-		for (j = 0; j < f->errs.n; j++)
-			cfg_errors_add(e, "%s", f->errs.msg[j]);
-		for (j = 0; j < f->good.n; j++)
-			if (!owned_has(f, f->good.v[j].cluster_name))
-				set_add(tc, &f->good.v[j], e);
-	}
-	owned_rebuild(tc);
+	cfg_errors_clear(&tc->ext_errs);
+	add_entries(tc, tc->files, tc->nfiles, 1, e);
+	add_entries(tc, tc->ext, tc->next, 1, &tc->ext_errs);
+	for (i = 0; i < tc->nfiles; i++)
+		for (j = 0; j < tc->files[i]->errs.n; j++)
+			cfg_errors_add(e, "%s", tc->files[i]->errs.msg[j]);
+	add_entries(tc, tc->files, tc->nfiles, 0, e);
+	add_entries(tc, tc->ext, tc->next, 0, &tc->ext_errs);
+	owned_rebuild(tc, tc->files, tc->nfiles);
+	owned_rebuild(tc, tc->ext, tc->next);
 	for (i = 0; i < tc->nset; i++)
 		h = fnv_bytes(h, &tc->set[i]->spec_hash, sizeof(uint64_t));
 	if (h != tc->set_hash || tc->reloads == 0)
@@ -984,7 +1010,8 @@ tunnel_cache_reload(struct tunnel_cache *tc, const char *dir,
 	int rc;
 
 	cfg_errors_init(&e);
-	if ((rc = list_dir(dir, &names, &n, &e)) != 0)
+	/* "": no tunnel files (another source only). */
+	if (dir[0] != '\0' && (rc = list_dir(dir, &names, &n, &e)) != 0)
 		goto out;
 	if ((rc = switch_dir(tc, dir)) != 0 ||
 	    (rc = merge_files(tc, dir, names, n)) != 0 ||
@@ -999,6 +1026,163 @@ out:
 		cfg_errors_move(errs, &e);
 	cfg_errors_free(&e);
 	return rc;
+}
+
+/* ---- the keyed source ---------------------------------------------- */
+
+/* Index of key in ext, or where it would go (*found says which). */
+static size_t
+ext_find(const struct tunnel_cache *tc, const char *key, int *found)
+{
+	size_t lo = 0, hi = tc->next, mid;
+	int c;
+
+	*found = 0;
+	/* Keys usually arrive in order (a range): try the end first. */
+	if (hi > 0 && strcmp(tc->ext[hi - 1]->name, key) < 0)
+		return hi;
+	while (lo < hi) {
+		mid = lo + (hi - lo) / 2;
+		if ((c = strcmp(tc->ext[mid]->name, key)) == 0) {
+			*found = 1;
+			return mid;
+		}
+		if (c < 0)
+			lo = mid + 1;
+		else
+			hi = mid;
+	}
+	return lo;
+}
+
+static struct tfile *
+ext_insert(struct tunnel_cache *tc, size_t at, const char *key,
+    const char *label)
+{
+	struct tfile *f, **nv;
+	size_t ncap;
+
+	if (tc->next == tc->ext_cap) {
+		ncap = tc->ext_cap ? tc->ext_cap * 2 : 64;
+		if ((nv = reallocarray(tc->ext, ncap, sizeof(*nv))) == NULL)
+			return NULL;
+		tc->ext = nv;
+		tc->ext_cap = ncap;
+	}
+	if ((f = calloc(1, sizeof(*f))) == NULL)
+		return NULL;
+	if ((f->name = strdup(key)) == NULL ||
+	    (f->path = strdup(label)) == NULL) {
+		tfile_free(f);
+		return NULL;
+	}
+	memmove(&tc->ext[at + 1], &tc->ext[at],
+	    (tc->next - at) * sizeof(*tc->ext));
+	tc->ext[at] = f;
+	tc->next++;
+	return f;
+}
+
+int
+tunnel_cache_ext_put(struct tunnel_cache *tc, const char *key,
+    const char *label, const char *buf, size_t len, struct cfg_errors *errs)
+{
+	uint64_t h = fnv_bytes(FNV_OFFSET, buf, len);
+	struct tfile *f;
+	size_t at;
+	int found;
+
+	at = ext_find(tc, key, &found);
+	if (found)
+		f = tc->ext[at];
+	else if ((f = ext_insert(tc, at, key, label)) == NULL) {
+		cfg_errors_add(errs, "%s: out of memory", label);
+		return TP_ENOMEM;
+	}
+	f->seen = 1;
+	if (!f->parsed || h != f->content_hash) {
+		tfile_parse(f, buf, len);
+		f->parsed = 1;
+		f->content_hash = h;
+	}
+	for (size_t i = 0; i < f->errs.n; i++)
+		cfg_errors_add(errs, "%s", f->errs.msg[i]);
+	return f->errs.n != 0 ? TP_ESYNTAX : 0;
+}
+
+int
+tunnel_cache_ext_delete(struct tunnel_cache *tc, const char *key)
+{
+	size_t at;
+	int found;
+
+	at = ext_find(tc, key, &found);
+	if (!found)
+		return TP_ENOENT;
+	tfile_free(tc->ext[at]);
+	memmove(&tc->ext[at], &tc->ext[at + 1],
+	    (tc->next - at - 1) * sizeof(*tc->ext));
+	tc->next--;
+	return 0;
+}
+
+void
+tunnel_cache_ext_mark(struct tunnel_cache *tc)
+{
+	for (size_t i = 0; i < tc->next; i++)
+		tc->ext[i]->seen = 0;
+}
+
+size_t
+tunnel_cache_ext_sweep(struct tunnel_cache *tc)
+{
+	size_t i, k = 0, gone = 0;
+
+	for (i = 0; i < tc->next; i++) {
+		if (tc->ext[i]->seen)
+			tc->ext[k++] = tc->ext[i];
+		else {
+			tfile_free(tc->ext[i]);
+			gone++;
+		}
+	}
+	tc->next = k;
+	return gone;
+}
+
+size_t
+tunnel_cache_ext_count(const struct tunnel_cache *tc, size_t *nbad)
+{
+	size_t i, bad = 0;
+
+	/* Rejected: a value with errors, or a cluster defined before. */
+	for (i = 0; i < tc->next; i++)
+		bad += tc->ext[i]->errs.n != 0 ||
+		    tc->ext[i]->nowned < tc->ext[i]->good.n;
+	if (nbad != NULL)
+		*nbad = bad;
+	return tc->next;
+}
+
+int
+tunnel_cache_commit(struct tunnel_cache *tc, struct cfg_errors *errs)
+{
+	struct cfg_errors e;
+	int rc;
+
+	/* File errors stay with the files' last reload: discarded here. */
+	cfg_errors_init(&e);
+	rc = build_set(tc, &e);
+	cfg_errors_free(&e);
+	if (errs == NULL)
+		return rc;
+	if (rc != 0) {
+		cfg_errors_add(errs, "tunnel cache: out of memory");
+		return rc;
+	}
+	for (size_t i = 0; i < tc->ext_errs.n; i++)
+		cfg_errors_add(errs, "%s", tc->ext_errs.msg[i]);
+	return 0;
 }
 
 const struct tunnel *const *

@@ -34,6 +34,7 @@ static const char *const goldens[] = {
 	"missing_key_file", "unreadable", "bad_address", "dup_cluster",
 	"bad_kind", "empty", "comments_only", "multidoc", "root_user", "tags",
 	"missing_tunnels_dir", "bad_known_hosts", "bad_utf8", "numbers",
+	"etcd_good", "etcd_bad", "etcd_cross", "etcd_empty",
 };
 #define NGOLDEN	(int)(sizeof(goldens) / sizeof(goldens[0]))
 

@@ -190,6 +190,28 @@ START_TEST(test_runtime_dir)
 }
 END_TEST
 
+/* The state directory: 0700, its missing parents 0755. */
+START_TEST(test_state_dir)
+{
+	const char *dir = tu_path(top, "lib/tp");
+	struct stat st;
+
+	ck_assert_int_eq(firstrun_state_dir(dir, FR_CHECK, msg, sizeof(msg)),
+	    TP_ENOENT);
+	ck_assert_int_eq(firstrun_state_dir(dir, FR_CREATE, msg, sizeof(msg)),
+	    0);
+	ck_assert_ptr_nonnull(strstr(msg, "created, with 1 missing parent"));
+	ck_assert_ptr_nonnull(strstr(msg, "mode 0700"));
+	ck_assert_int_eq(stat(dir, &st), 0);
+	ck_assert_uint_eq(st.st_mode & 07777, 0700);
+	ck_assert_int_eq(stat(tu_path(top, "lib"), &st), 0);
+	ck_assert_uint_eq(st.st_mode & 07777, 0755);
+	ck_assert_int_eq(firstrun_state_dir(dir, FR_CREATE, msg, sizeof(msg)),
+	    0);
+	ck_assert_str_eq(msg, "");
+}
+END_TEST
+
 START_TEST(test_worker_user)
 {
 	uid_t uid = 1;
@@ -222,6 +244,7 @@ firstrun_suite(void)
 	tcase_add_test(tc, test_path_forms);
 	tcase_add_test(tc, test_non_root_owner);
 	tcase_add_test(tc, test_runtime_dir);
+	tcase_add_test(tc, test_state_dir);
 	tcase_add_test(tc, test_worker_user);
 	suite_add_tcase(s, tc);
 	return s;

@@ -907,6 +907,198 @@ START_TEST(test_scale)
 }
 END_TEST
 
+/* ---- the keyed source (etcd keys beside the files) ------------------- */
+
+/* Puts key's value (a tunnel of cluster at addr, or text) into the cache. */
+static int
+ext_put(struct tunnel_cache *tc, const char *key, const char *cluster,
+    const char *addr, struct cfg_errors *e)
+{
+	char label[128], *doc = tunnel_doc(cluster, addr);
+	int rc;
+
+	snprintf(label, sizeof(label), "etcd:%s", key);
+	rc = tunnel_cache_ext_put(tc, key, label, doc, strlen(doc), e);
+	free(doc);
+	return rc;
+}
+
+START_TEST(test_keyed_put_delete_change)
+{
+	const struct tunnel *a, *b;
+	struct tunnel_cache *tc;
+	struct cfg_errors e;
+	size_t n, bad;
+
+	cfg_errors_init(&e);
+	tc = tunnel_cache_new();
+	ck_assert_int_eq(ext_put(tc, "/p/b", "b", "h:2", &e), 0);
+	ck_assert_int_eq(ext_put(tc, "/p/a", "a", "h:1", &e), 0);
+	/* Nothing changes before the commit. */
+	tunnel_cache_tunnels(tc, &n);
+	ck_assert_uint_eq(n, 0);
+	ck_assert_int_eq(tunnel_cache_commit(tc, &e), 0);
+	ck_assert_uint_eq(e.n, 0);
+	ck_assert_uint_eq(tunnel_cache_ext_count(tc, &bad), 2);
+	ck_assert_uint_eq(bad, 0);
+	a = find(tc, "a");
+	b = find(tc, "b");
+	ck_assert_ptr_nonnull(a);
+	ck_assert_ptr_nonnull(b);
+	ck_assert_str_eq(a->file, "etcd:/p/a");
+	/* The same value again: the tunnel is not even parsed again. */
+	ck_assert_int_eq(ext_put(tc, "/p/a", "a", "h:1", &e), 0);
+	ck_assert_int_eq(tunnel_cache_commit(tc, &e), 0);
+	ck_assert_ptr_eq(find(tc, "a"), a);
+	/* A change replaces it; a delete removes it. */
+	ck_assert_int_eq(ext_put(tc, "/p/a", "a", "h:9", &e), 0);
+	ck_assert_int_eq(tunnel_cache_ext_delete(tc, "/p/b"), 0);
+	ck_assert_int_eq(tunnel_cache_ext_delete(tc, "/p/b"), TP_ENOENT);
+	ck_assert_int_eq(tunnel_cache_commit(tc, &e), 0);
+	ck_assert_str_eq(find(tc, "a")->dial_addrs[0], "h:9");
+	ck_assert_ptr_null(find(tc, "b"));
+	tunnel_cache_free(tc);
+	cfg_errors_free(&e);
+}
+END_TEST
+
+START_TEST(test_keyed_bad_keeps_last_good)
+{
+	static const char bad_value[] = "kind: reverse_tunnel\nversion: v3\n";
+	struct tunnel_cache *tc;
+	struct cfg_errors e;
+	size_t bad;
+
+	cfg_errors_init(&e);
+	tc = tunnel_cache_new();
+	ck_assert_int_eq(ext_put(tc, "/p/a", "a", "h:1", &e), 0);
+	ck_assert_int_eq(tunnel_cache_commit(tc, &e), 0);
+	ck_assert_int_eq(tunnel_cache_ext_put(tc, "/p/a", "etcd:/p/a",
+	    bad_value, strlen(bad_value), &e), TP_ESYNTAX);
+	ck_assert_uint_ge(e.n, 1);
+	ck_assert_str_eq(e.msg[0], "etcd:/p/a:2:10: version: invalid value "
+	    "\"v3\": must be \"v2\"");
+	ck_assert_int_eq(tunnel_cache_commit(tc, &e), 0);
+	ck_assert_str_eq(find(tc, "a")->dial_addrs[0], "h:1");
+	tunnel_cache_ext_count(tc, &bad);
+	ck_assert_uint_eq(bad, 1);
+	/* A new key that is bad from the start has no tunnels. */
+	cfg_errors_clear(&e);
+	ck_assert_int_eq(tunnel_cache_ext_put(tc, "/p/new", "etcd:/p/new",
+	    "spec: [", 7, &e), TP_ESYNTAX);
+	ck_assert_int_eq(tunnel_cache_commit(tc, &e), 0);
+	ck_assert_uint_eq(tunnel_cache_ext_count(tc, &bad), 2);
+	ck_assert_uint_eq(bad, 2);
+	/* Fixed: good again. */
+	ck_assert_int_eq(ext_put(tc, "/p/a", "a", "h:2", &e), 0);
+	ck_assert_int_eq(tunnel_cache_commit(tc, &e), 0);
+	ck_assert_str_eq(find(tc, "a")->dial_addrs[0], "h:2");
+	tunnel_cache_free(tc);
+	cfg_errors_free(&e);
+}
+END_TEST
+
+START_TEST(test_keyed_mark_sweep)
+{
+	struct tunnel_cache *tc;
+	struct cfg_errors e;
+	const struct tunnel *keep;
+
+	cfg_errors_init(&e);
+	tc = tunnel_cache_new();
+	ck_assert_int_eq(ext_put(tc, "/p/keep", "keep", "h:1", &e), 0);
+	ck_assert_int_eq(ext_put(tc, "/p/gone", "gone", "h:1", &e), 0);
+	ck_assert_int_eq(tunnel_cache_commit(tc, &e), 0);
+	keep = find(tc, "keep");
+	tunnel_cache_ext_mark(tc);
+	ck_assert_int_eq(ext_put(tc, "/p/keep", "keep", "h:1", &e), 0);
+	ck_assert_int_eq(ext_put(tc, "/p/new", "new", "h:1", &e), 0);
+	ck_assert_uint_eq(tunnel_cache_ext_sweep(tc), 1);
+	ck_assert_int_eq(tunnel_cache_commit(tc, &e), 0);
+	ck_assert_ptr_eq(find(tc, "keep"), keep);	/* untouched */
+	ck_assert_ptr_null(find(tc, "gone"));
+	ck_assert_ptr_nonnull(find(tc, "new"));
+	tunnel_cache_free(tc);
+	cfg_errors_free(&e);
+}
+END_TEST
+
+/*
+ * A cluster in a file and in a key: the later definition is the error,
+ * whichever source it comes from, and a running one is never displaced.
+ */
+START_TEST(test_keyed_duplicates_across_sources)
+{
+	struct tunnel_cache *tc;
+	struct cfg_errors e;
+	char want[512];
+	size_t bad;
+
+	setup_tmp();
+	cfg_errors_init(&e);
+	tc = tunnel_cache_new();
+	put_tunnel("f.yaml", "x", "file:1");
+	ck_assert_int_eq(reload(tc, &e), 0);
+	ck_assert_int_eq(ext_put(tc, "/p/x", "x", "key:1", &e), 0);
+	ck_assert_int_eq(tunnel_cache_commit(tc, &e), 0);
+	ck_assert_uint_eq(e.n, 1);
+	snprintf(want, sizeof(want), "etcd:/p/x:5:17: spec.cluster_name: "
+	    "duplicate cluster \"x\" (first defined at %s/f.yaml:5:17)", tmpdir);
+	ck_assert_str_eq(e.msg[0], want);
+	ck_assert_str_eq(find(tc, "x")->dial_addrs[0], "file:1");
+	tunnel_cache_ext_count(tc, &bad);
+	ck_assert_uint_eq(bad, 1);
+	/* A file reload does not report the key's duplicate as its own. */
+	ck_assert_int_eq(reload(tc, &e), 0);
+	ck_assert_str_eq(find(tc, "x")->dial_addrs[0], "file:1");
+	/* The file goes: the key's definition takes over. */
+	del("f.yaml");
+	ck_assert_int_eq(reload(tc, &e), 0);
+	ck_assert_str_eq(find(tc, "x")->dial_addrs[0], "key:1");
+	/* Now a file that redefines the running key's cluster loses. */
+	put_tunnel("a.yaml", "x", "file:2");
+	ck_assert_int_eq(reload(tc, &e), TP_ESYNTAX);
+	snprintf(want, sizeof(want), "%s/a.yaml:5:17: spec.cluster_name: "
+	    "duplicate cluster \"x\" (first defined at etcd:/p/x:5:17)", tmpdir);
+	ck_assert_str_eq(e.msg[0], want);
+	ck_assert_str_eq(find(tc, "x")->dial_addrs[0], "key:1");
+	/* No tunnel files at all ("" dir): only the keys remain. */
+	ck_assert_int_eq(tunnel_cache_reload(tc, "", &e), 0);
+	ck_assert_str_eq(find(tc, "x")->dial_addrs[0], "key:1");
+	tunnel_cache_free(tc);
+	cfg_errors_free(&e);
+	teardown_tmp();
+}
+END_TEST
+
+/* 10,000 keys arriving in order, then random single puts: linear. */
+START_TEST(test_keyed_scale)
+{
+	struct tunnel_cache *tc;
+	struct cfg_errors e;
+	char key[64], cl[64];
+	double t0, t1;
+	size_t n;
+
+	cfg_errors_init(&e);
+	tc = tunnel_cache_new();
+	t0 = tu_now_s();
+	for (int i = 0; i < 10000; i++) {
+		snprintf(key, sizeof(key), "/p/t%05d", i);
+		snprintf(cl, sizeof(cl), "c%05d", i);
+		ck_assert_int_eq(ext_put(tc, key, cl, "h:1", &e), 0);
+	}
+	ck_assert_int_eq(tunnel_cache_commit(tc, &e), 0);
+	t1 = tu_now_s();
+	tunnel_cache_tunnels(tc, &n);
+	ck_assert_uint_eq(n, 10000);
+	fprintf(stderr, "keyed source: 10,000 keys put and committed in "
+	    "%.1f ms\n", (t1 - t0) * 1e3);
+	tunnel_cache_free(tc);
+	cfg_errors_free(&e);
+}
+END_TEST
+
 static Suite *
 tunnels_suite(void)
 {
@@ -929,6 +1121,13 @@ tunnels_suite(void)
 	tcase_add_test(tc, test_cache_duplicate_keeps_running);
 	tcase_add_test(tc, test_cache_ignored_files);
 	tcase_add_test(tc, test_cache_same_size_rewrite);
+	suite_add_tcase(s, tc);
+	tc = tcase_create("keyed");
+	tcase_add_test(tc, test_keyed_put_delete_change);
+	tcase_add_test(tc, test_keyed_bad_keeps_last_good);
+	tcase_add_test(tc, test_keyed_mark_sweep);
+	tcase_add_test(tc, test_keyed_duplicates_across_sources);
+	tcase_add_test(tc, test_keyed_scale);
 	suite_add_tcase(s, tc);
 	tc = tcase_create("watch");
 	tcase_add_test(tc, test_watch);

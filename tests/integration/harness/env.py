@@ -31,6 +31,8 @@ TOOLS = {
     'sshd': '/usr/sbin/sshd', 'ssh': '/usr/bin/ssh',
     'ssh-keygen': '/usr/bin/ssh-keygen', 'haproxy': '/usr/sbin/haproxy',
     'socat': '/usr/bin/socat', 'ip': '/usr/sbin/ip', 'ss': '/usr/bin/ss',
+    'etcd': '/usr/bin/etcd', 'etcdctl': '/usr/bin/etcdctl',
+    'openssl': '/usr/bin/openssl',
 }
 
 
@@ -253,6 +255,23 @@ class Env:
         from .sshclient import SshSubsystem
         return self.add(SshSubsystem(self, name, proxy, key, known_hosts,
                                      subsystem, **kw), 'ssh -s %s' % name)
+
+    def etcd(self, name='etcd', members=1, start=True, **kw):
+        """A real etcd (harness.etcd.Etcd) of `members` members on
+        loopback, started unless start=False."""
+        from .etcd import Etcd, check_tools
+        check_tools()
+        e = self.add(Etcd(self, name, members, **kw), 'etcd %s' % name)
+        if start:
+            e.start()
+        return e
+
+    def relay(self, name, target_port):
+        """A started socat TCP relay to 127.0.0.1:target_port
+        (harness.etcd.Relay)."""
+        from .etcd import Relay
+        return self.add(Relay(self, name, target_port), 'relay %s' %
+                        name).start()
 
     def tunnelpool(self, identity, known_hosts, **kw):
         """The daemon under test (harness.tunnelpool.Tunnelpool), not yet

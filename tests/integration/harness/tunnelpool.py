@@ -41,6 +41,8 @@ class Tunnelpool:
         self.dir = env.mkdir(name, 0o755)
         self.config_path = os.path.join(self.dir, 'tunnelpool.yaml')
         self.tunnels_dir = env.mkdir(os.path.join(name, 'tunnels.d'), 0o755)
+        # Never the system's /var/lib/tunnelpool: the etcd snapshot.
+        self.state_dir = os.path.join(self.dir, 'state')
         self.control_socket = os.path.join(self.dir, 'control.sock')
         self.log_path = env.path('%s.log' % name)
         env.register_log(self.log_path, 'tunnelpool %s' % name)
@@ -52,6 +54,7 @@ class Tunnelpool:
             'proxy_user': proxy_user,
             'trust': {'known_hosts': str(known_hosts)},
             'tunnels_dir': self.tunnels_dir,
+            'state_dir': self.state_dir,
             'resync_interval': resync_interval,
             'control_socket': self.control_socket,
             'log': {'level': log_level, 'format': log_format},
@@ -98,15 +101,30 @@ class Tunnelpool:
                    spec_extra=None):
         """Writes tunnels.d/NAME.yaml.  forwards: [(listen, target)] or
         [{'listen': ..., 'target': ...}] with 'host:port' strings."""
-        fw = [f if isinstance(f, dict) else {'listen': f[0], 'target': f[1]}
-              for f in forwards]
-        spec = {'cluster_name': cluster, 'dial_addrs': list(dial_addrs),
-                'forwards': fw, 'discovery': bool(discovery)}
-        if spec_extra:
-            spec.update(spec_extra)
-        doc = {'kind': 'reverse_tunnel', 'version': 'v2',
-               'metadata': {'name': name}, 'spec': spec}
+        doc = tunnel_doc(name, cluster, dial_addrs, forwards, discovery,
+                         spec_extra)
         return yamlw.dump(doc, self.tunnel_path(name))
+
+    def use_etcd(self, endpoints, prefix, tls=None, username=None,
+                 password_file=None, tunnels_dir=True):
+        """Adds tunnel_source.etcd to the config (before start()).
+        tunnels_dir=False: etcd only, no tunnel files."""
+        e = {'endpoints': list(endpoints), 'prefix': prefix}
+        if tls:
+            e['tls'] = tls
+        if username:
+            e['username'] = username
+            e['password_file'] = password_file
+        self.config['tunnel_source'] = {'etcd': e}
+        if tunnels_dir:
+            self.config['tunnels_dir'] = self.tunnels_dir
+        else:
+            self.config.pop('tunnels_dir', None)
+        return self
+
+    def source(self):
+        """status --json's tunnel_source object."""
+        return self.status_json()['tunnel_source']
 
     def write_tunnel_raw(self, name, text):
         """Writes arbitrary (e.g. broken or half-written) tunnel file text."""
@@ -263,6 +281,25 @@ class Tunnelpool:
         return wait_log(self.log_path, regex, timeout, since=since,
                         what='tunnelpool log',
                         fail_if=self.proc.died if self.proc else None)
+
+
+def tunnel_doc(name, cluster, dial_addrs, forwards, discovery=False,
+               spec_extra=None):
+    """A reverse_tunnel document (a dict) as tunnel files and etcd values
+    hold it."""
+    fw = [f if isinstance(f, dict) else {'listen': f[0], 'target': f[1]}
+          for f in forwards]
+    spec = {'cluster_name': cluster, 'dial_addrs': list(dial_addrs),
+            'forwards': fw, 'discovery': bool(discovery)}
+    if spec_extra:
+        spec.update(spec_extra)
+    return {'kind': 'reverse_tunnel', 'version': 'v2',
+            'metadata': {'name': name}, 'spec': spec}
+
+
+def tunnel_yaml(*args, **kw):
+    """tunnel_doc(...) as YAML text (an etcd value)."""
+    return yamlw.dumps(tunnel_doc(*args, **kw))
 
 
 def one_proxy(env):
