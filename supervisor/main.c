@@ -12,6 +12,8 @@
 #include "common/error.h"
 #include "common/log.h"
 #include "common/proctitle.h"
+#include "cfgread.h"
+#include "checkconfig.h"
 #include "config.h"
 #include "ctlclient.h"
 #include "firstrun.h"

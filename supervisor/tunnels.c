@@ -21,7 +21,9 @@
 #include "common/addr.h"
 #include "common/error.h"
 #include "common/tptime.h"
-#include "supervisor/config.h"
+#include "supervisor/cfgerr.h"
+#include "supervisor/cfgread.h"
+#include "supervisor/cfgwalk.h"
 #include "supervisor/firstrun.h"
 #include "supervisor/tunnels.h"
 

@@ -18,7 +18,7 @@
 #include <stddef.h>
 #include <stdint.h>
 
-#include "supervisor/config.h"
+#include "supervisor/cfgerr.h"
 
 struct event_base;
 

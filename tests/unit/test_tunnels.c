@@ -21,7 +21,8 @@
 #include <event2/event.h>
 
 #include "common/error.h"
-#include "supervisor/config.h"
+#include "supervisor/cfgerr.h"
+#include "supervisor/cfgread.h"
 #include "supervisor/tunnels.h"
 #include "testutil.h"
 
