@@ -20,6 +20,7 @@
 
 #include "common/addr.h"
 #include "common/error.h"
+#include "common/fnv.h"
 #include "common/tptime.h"
 #include "supervisor/cfgerr.h"
 #include "supervisor/cfgread.h"
@@ -27,8 +28,6 @@
 #include "supervisor/firstrun.h"
 #include "supervisor/tunnels.h"
 
-#define FNV_OFFSET	0xcbf29ce484222325ULL
-#define FNV_PRIME	0x100000001b3ULL
 #define ADDR_BUF	(TP_HOST_MAX + 16)
 #define QBUF		96
 
@@ -42,52 +41,29 @@
 /* ---- hashing ------------------------------------------------------- */
 
 static uint64_t
-fnv_bytes(uint64_t h, const void *p, size_t len)
-{
-	const unsigned char *c = p;
-	size_t i;
-
-	for (i = 0; i < len; i++) {
-		h ^= c[i];
-		h *= FNV_PRIME;
-	}
-	return h;
-}
-
-/* Length-prefixed, so ("ab","c") and ("a","bc") hash differently. */
-static uint64_t
-fnv_str(uint64_t h, const char *s)
-{
-	uint64_t len = strlen(s);
-
-	h = fnv_bytes(h, &len, sizeof(len));
-	return fnv_bytes(h, s, (size_t)len);
-}
-
-static uint64_t
 spec_hash(const struct tunnel *t)
 {
-	uint64_t h = FNV_OFFSET, n;
+	uint64_t h = TP_FNV1A_INIT, n;
 	size_t i;
 
-	h = fnv_str(h, t->cluster_name);
+	h = tp_fnv1a_str(h, t->cluster_name);
 	n = t->n_dial_addrs;
-	h = fnv_bytes(h, &n, sizeof(n));
+	h = tp_fnv1a(h, &n, sizeof(n));
 	for (i = 0; i < t->n_dial_addrs; i++)
-		h = fnv_str(h, t->dial_addrs[i]);
+		h = tp_fnv1a_str(h, t->dial_addrs[i]);
 	n = t->n_forwards;
-	h = fnv_bytes(h, &n, sizeof(n));
+	h = tp_fnv1a(h, &n, sizeof(n));
 	for (i = 0; i < t->n_forwards; i++) {
-		h = fnv_str(h, t->forwards[i].listen);
-		h = fnv_str(h, t->forwards[i].target);
+		h = tp_fnv1a_str(h, t->forwards[i].listen);
+		h = tp_fnv1a_str(h, t->forwards[i].target);
 	}
 	n = (uint64_t)t->discovery;
-	h = fnv_bytes(h, &n, sizeof(n));
+	h = tp_fnv1a(h, &n, sizeof(n));
 	/* Whom a certificate may name is trust: a change replaces the agents. */
 	n = t->n_proxy_principals;
-	h = fnv_bytes(h, &n, sizeof(n));
+	h = tp_fnv1a(h, &n, sizeof(n));
 	for (i = 0; i < t->n_proxy_principals; i++)
-		h = fnv_str(h, t->proxy_principals[i]);
+		h = tp_fnv1a_str(h, t->proxy_principals[i]);
 	return h;
 }
 
@@ -712,7 +688,7 @@ tfile_refresh(struct tfile *f)
 		return;
 	if (cfg_read_file(f->path, TUNNEL_MAX_FILE, &buf, &len, &e) != 0)
 		goto replace_errs;
-	h = fnv_bytes(FNV_OFFSET, buf, len);
+	h = tp_fnv1a(TP_FNV1A_INIT, buf, len);
 	if (!f->parsed || h != f->content_hash)
 		tfile_parse(f, buf, len);
 	free(buf);
@@ -830,7 +806,7 @@ slot_of(const struct tunnel_cache *tc, const char *name)
 {
 	size_t mask = tc->nslots - 1, s;
 
-	s = (size_t)fnv_str(FNV_OFFSET, name) & mask;
+	s = (size_t)tp_fnv1a_str(TP_FNV1A_INIT, name) & mask;
 	while (tc->slots[s] != 0 &&
 	    strcmp(tc->set[tc->slots[s] - 1]->cluster_name, name) != 0)
 		s = (s + 1) & mask;
@@ -944,7 +920,7 @@ static int
 build_set(struct tunnel_cache *tc, struct cfg_errors *e)
 {
 	size_t i, j, total = 0;
-	uint64_t h = FNV_OFFSET;
+	uint64_t h = TP_FNV1A_INIT;
 
 	for (i = 0; i < tc->nfiles; i++)
 		total += tc->files[i]->good.n;
@@ -963,7 +939,7 @@ build_set(struct tunnel_cache *tc, struct cfg_errors *e)
 	owned_rebuild(tc, tc->files, tc->nfiles);
 	owned_rebuild(tc, tc->ext, tc->next);
 	for (i = 0; i < tc->nset; i++)
-		h = fnv_bytes(h, &tc->set[i]->spec_hash, sizeof(uint64_t));
+		h = tp_fnv1a(h, &tc->set[i]->spec_hash, sizeof(uint64_t));
 	if (h != tc->set_hash || tc->reloads == 0)
 		tc->generation++;
 	tc->set_hash = h;
@@ -1089,7 +1065,7 @@ int
 tunnel_cache_ext_put(struct tunnel_cache *tc, const char *key,
     const char *label, const char *buf, size_t len, struct cfg_errors *errs)
 {
-	uint64_t h = fnv_bytes(FNV_OFFSET, buf, len);
+	uint64_t h = tp_fnv1a(TP_FNV1A_INIT, buf, len);
 	struct tfile *f;
 	size_t at;
 	int found;
