@@ -38,6 +38,7 @@
 #include "sup.h"
 #include "supervisor.h"
 #include "tunnels.h"
+#include "tunnelwatch.h"
 
 #define LAG_PERIOD_MS		100
 #define STATS_LOG_MS		(5 * 60 * 1000)

@@ -4,7 +4,7 @@
 #include <stdlib.h>
 
 #include "supervisor/cfgerr.h"
-#include "supervisor/tunnels.h"
+#include "supervisor/tunneldoc.h"
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
 

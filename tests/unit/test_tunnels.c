@@ -23,7 +23,9 @@
 #include "common/error.h"
 #include "supervisor/cfgerr.h"
 #include "supervisor/cfgread.h"
+#include "supervisor/tunneldoc.h"
 #include "supervisor/tunnels.h"
+#include "supervisor/tunnelwatch.h"
 #include "testutil.h"
 
 static const char base_doc[] =
