@@ -20,6 +20,7 @@
 #include "common/error.h"
 #include "common/log.h"
 #include "common/proctitle.h"
+#include "common/sshpub.h"
 #include "common/tptime.h"
 #include "proto/wire.h"
 #include "child.h"
@@ -335,12 +336,88 @@ recv_state(void *arg, struct msg *m)
 	return 0;
 }
 
+/*
+ * Whether host key fp may be this child's proxy, as the worker decided it
+ * itself (known_hosts for the dial host): not revoked, and pinned or under
+ * a CA (whose certificate the worker still checks before its claim).
+ */
+static bool
+host_key_trusted(struct child *c, const char *fp, char *why, size_t cap)
+{
+	struct kh_result r;
+	struct tp_addr a;
+	bool pinned = false, revoked = false, trusted;
+
+	if (tp_addr_parse(c->dial_addr, 0, &a) != 0 ||
+	    knownhosts_lookup(c->sup->trust, a.host, a.port, &r) != 0) {
+		snprintf(why, cap, "no trust anchor for %.200s", c->dial_addr);
+		return false;
+	}
+	for (size_t i = 0; i < r.n_revoked; i++)
+		revoked |= strcmp(r.revoked[i], fp) == 0;
+	for (size_t i = 0; i < r.n_pinned; i++)
+		pinned |= strcmp(r.pinned[i], fp) == 0;
+	trusted = !revoked && (pinned || r.n_cas > 0);
+	kh_result_free(&r);
+	if (!trusted)
+		snprintf(why, cap, "host key %.64s is %s for %.120s", fp,
+		    revoked ? "revoked" : "not trusted", a.host);
+	return trusted;
+}
+
+static void
+send_bind_result(struct child *c, bool ok, const char *reason)
+{
+	struct msg m;
+
+	msg_init(&m, MSG_BIND_RESULT);
+	m.u.bind_result.ok = ok;
+	snprintf(m.u.bind_result.reason, sizeof(m.u.bind_result.reason), "%s",
+	    reason);
+	child_send(c, &m);
+}
+
+/*
+ * The session binding: the worker shows the host key of its key exchange
+ * and the host's signature over the session id.  A signature that does
+ * not verify is a worker lying (a protocol violation); a host key not
+ * trusted for this tunnel is refused.  Then the signer signs user-auth for
+ * this session id only, and the claim must name this host key.
+ */
+static int
+recv_session_bind(void *arg, struct msg *m)
+{
+	struct child *c = arg;
+	const struct msg_session_bind *b = &m->u.session_bind;
+	char fp[PROTO_FP_MAX], why[PROTO_REASON_MAX];
+
+	if (c->signer == NULL ||
+	    sshpub_verify(b->hostkey, b->hostkey_len, b->sig, b->sig_len,
+	    b->sid, b->sid_len) != 0 ||
+	    sshpub_fingerprint(b->hostkey, b->hostkey_len, fp, sizeof(fp)) != 0)
+		return TP_EPROTO;
+	if (!host_key_trusted(c, fp, why, sizeof(why))) {
+		alog_warnx(&c->who, "session bind refused: %s", why);
+		send_bind_result(c, false, why);
+		return 0;
+	}
+	if (signer_conn_bind(c->signer, b->sid, b->sid_len) != 0)
+		return TP_ESTATE;
+	snprintf(c->bound_fp, sizeof(c->bound_fp), "%s", fp);
+	alog_debug(&c->who, "session bound to host key %s", fp);
+	send_bind_result(c, true, "bound");
+	return 0;
+}
+
 static int
 recv_claim(void *arg, struct msg *m)
 {
 	struct child *c = arg;
 	unsigned late;
 
+	/* The proxy it claims is the one its session was bound to. */
+	if (strcmp(m->u.claim.fp, c->bound_fp) != 0)
+		return TP_EPROTO;
 	/*
 	 * A claim means the worker is authenticated: the signer has answered
 	 * everything it will ever answer this worker.  Whatever it sent the
@@ -431,6 +508,7 @@ recv_sandbox_violation(void *arg, struct msg *m)
 
 static const struct proto_handler child_handlers[] = {
 	{ MSG_READY, S_READY, PH_ONCE, 0, recv_ready },
+	{ MSG_SESSION_BIND, S_RUN, PH_ONCE, 0, recv_session_bind },
 	{ MSG_STATE, S_RUN | S_CLOSE, 0, 50, recv_state },
 	/*
 	 * CLAIM and DIAL_REQUEST may have been sent before the worker read
@@ -602,6 +680,8 @@ child_started(struct child *c, pid_t pid, int ctl, int agent_fd, int log_fd)
 	    on_signer_error, c);
 	if (c->signer == NULL)
 		close(agent_fd);
+	else
+		signer_conn_require_bind(c->signer);
 	pool_agent_spawned(sup->pool, c->agent, pid, tp_now_ms());
 	alog_debug(&c->who, "worker started (%s)",
 	    c->agent->role == AGENT_ROLE_DISCOVERY ? "discovery" : "tunnel");

@@ -51,6 +51,7 @@ struct child {
 	char			 dial_addr[PROTO_ADDR_MAX];
 	char			 state_name[16];
 	char			 proxy[PROTO_NAME_MAX];
+	char			 bound_fp[PROTO_FP_MAX];	/* SESSION_BIND's */
 	/* dialling */
 	int			 sock;
 	struct event		*conn_ev;
