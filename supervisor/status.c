@@ -127,7 +127,7 @@ sum_key(struct cluster_sum *c, struct pool_key *k)
 	uint32_t idle = pool_key_idle_state(k);
 
 	c->connects += k->connects;
-	c->announced += k->n_proxies;
+	c->announced += k->set.n;
 	c->claimed += pool_key_claimed(k);
 	c->misses += k->misses;
 	c->rx += k->rx_done;
