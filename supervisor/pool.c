@@ -765,7 +765,8 @@ pool_agent_missed(struct pool *p, struct pool_agent *a, uint64_t now_ms)
 	 * Dials started before the last step belong to its round (they were
 	 * in flight together): only the first miss of a round is a step.
 	 */
-	if (k->miss.attempt > 0 && a->started_ms <= k->miss_round_ms)
+	if (k->miss.attempt > 0 && a->started_ms <= k->miss_round_ms &&
+	    now_ms < k->miss_until_ms)
 		return;
 	k->miss_round_ms = now_ms;
 	k->miss_until_ms = now_ms + backoff_next(&k->miss, now_ms,
@@ -849,13 +850,30 @@ pool_agent_forward(struct pool *p, struct pool_agent *a,
 		a->forwards[a->n_forwards++] = *f;
 }
 
+/*
+ * Agents that were out together and fail together (a fleet going away, a
+ * balancer restart) are one failure, not one each: a loss is a backoff
+ * step unless its agent was started before the current step and that
+ * step's delay still runs.  Returns when the next dial may go.
+ */
+static uint64_t
+fail_step(struct pool_key *k, const struct pool_agent *a, uint64_t now_ms)
+{
+	if (now_ms < k->fail_until_ms && a->started_ms <= k->fail_round_ms)
+		return k->fail_until_ms;
+	k->fail_round_ms = now_ms;
+	k->fail_until_ms = now_ms + backoff_next(&k->backoff, now_ms,
+	    arc4random());
+	return k->fail_until_ms;
+}
+
 void
 pool_agent_lost(struct pool *p, struct pool_agent *a, const char *reason,
     bool failed, uint64_t now_ms)
 {
 	struct pool_key *k = a->key;
 	bool wanted = pool_agent_wanted(a);
-	uint64_t delay;
+	uint64_t until, *t;
 
 	agent_unlink(p, a);
 	if (k->agents == NULL) {
@@ -875,11 +893,11 @@ pool_agent_lost(struct pool *p, struct pool_agent *a, const char *reason,
 	if (a->missed || !wanted) {
 		/* A miss is paced by pool_agent_missed, not the backoff. */
 	} else if (failed) {
-		delay = backoff_next(&k->backoff, now_ms, arc4random());
-		if (a->role == AGENT_ROLE_DISCOVERY)
-			k->next_disc_ms = now_ms + delay;
-		else
-			k->next_dial_ms = now_ms + delay;
+		until = fail_step(k, a, now_ms);
+		t = a->role == AGENT_ROLE_DISCOVERY ? &k->next_disc_ms :
+		    &k->next_dial_ms;
+		if (until > *t)
+			*t = until;
 	}
 	(void)reason;
 	/* Its proxy's list is no longer current (unless another holds it). */

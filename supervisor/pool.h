@@ -77,6 +77,8 @@ struct pool_key {
 	struct backoff		 backoff;
 	uint64_t		 next_dial_ms;	/* tunnel agent: not before */
 	uint64_t		 next_disc_ms;	/* discovery agents: not before */
+	uint64_t		 fail_round_ms;	/* time of the last backoff step */
+	uint64_t		 fail_until_ms;	/* its delay runs until */
 	uint64_t		 reconnects;
 	uint64_t		 misses;	/* dials that found nothing to claim */
 	uint64_t		 claims_refused;

@@ -712,6 +712,35 @@ START_TEST(backoff_after_failures)
 }
 END_TEST
 
+/*
+ * A fleet that dies at once is one failure: one backoff step, not one per
+ * agent; a failure of the retry that follows is the next step.
+ */
+START_TEST(simultaneous_losses_one_step)
+{
+	struct pool_want w = want("a", "lb:22", 1, true);
+	const char *fps[] = { "SHA256:P0", "SHA256:P1", "SHA256:P2" };
+	struct pool *p = held(&w, 3, fps, 0);
+	struct pool_key *k = pool_keys(p);
+	int before = nspawned;
+
+	for (int i = 0; i < 3; i++)
+		pool_agent_lost(p, spawned[i], "proxy closed", true, 5000);
+	ck_assert_uint_eq(k->backoff.attempt, 1);
+	ck_assert_uint_eq(k->next_dial_ms, 5000 + 1000);	/* min, exactly */
+	ck_assert_uint_eq(k->reconnects, 3);
+	pool_tick(p, 5999);
+	ck_assert_int_eq(nspawned, before);
+	pool_tick(p, 6000);
+	ck_assert_int_eq(nspawned, before + 1);
+	pool_agent_spawned(p, spawned[before], next_pid++, 6000);
+	pool_agent_lost(p, spawned[before], "handshake failed", true, 6100);
+	ck_assert_uint_eq(k->backoff.attempt, 2);
+	ck_assert_uint_ge(k->next_dial_ms, 6100 + 1000);
+	pool_free(p);
+}
+END_TEST
+
 /* 50 tunnels all needing an agent, 10 spawns/s with a burst of 5. */
 START_TEST(spawn_limiter_spreads)
 {
@@ -796,6 +825,7 @@ main(void)
 	tcase_add_test(tc, wanted_set_limits);
 	tcase_add_test(tc, stale_holder_hands_over);
 	tcase_add_test(tc, backoff_after_failures);
+	tcase_add_test(tc, simultaneous_losses_one_step);
 	tcase_add_test(tc, spawn_limiter_spreads);
 	tcase_add_test(tc, sync_many);
 	suite_add_tcase(s, tc);
