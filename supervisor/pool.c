@@ -485,8 +485,10 @@ static void
 miss_reset(struct pool_key *k)
 {
 	k->miss.attempt = 0;
+	k->miss_streak = 0;
 	k->miss_round_ms = 0;
 	k->miss_until_ms = 0;
+	k->n_miss_seen = 0;
 }
 
 /*
@@ -653,8 +655,8 @@ tick_key(struct pool *p, struct pool_key *k, uint64_t now_ms)
 	want = unclaimed_wanted(k, NULL);
 	room = want < p->cfg.max_inflight_dials ? want :
 	    p->cfg.max_inflight_dials;
-	/* In a miss streak, one dial at a time: the balancer is not spreading. */
-	if (k->miss.attempt > 0 && room > 1)
+	/* In a miss streak, one dial at a time: what is left is hard to hit. */
+	if (k->miss_streak > 0 && room > 1)
 		room = 1;
 	if (room <= discovering)
 		return wait;
@@ -751,6 +753,21 @@ claim_decide(struct pool *p, struct pool_agent *a, const char *fp)
 	return NULL;
 }
 
+/* Whether the key missed on fp since its last step; records it if not. */
+static bool
+miss_seen(struct pool_key *k, const char *fp)
+{
+	uint64_t h = key_hash(fp, "");
+
+	for (uint8_t i = 0; i < k->n_miss_seen; i++)
+		if (k->miss_seen[i] == h)
+			return true;
+	if (k->n_miss_seen == sizeof(k->miss_seen) / sizeof(k->miss_seen[0]))
+		k->n_miss_seen = 0;
+	k->miss_seen[k->n_miss_seen++] = h;
+	return false;
+}
+
 void
 pool_agent_missed(struct pool *p, struct pool_agent *a, uint64_t now_ms)
 {
@@ -762,15 +779,24 @@ pool_agent_missed(struct pool *p, struct pool_agent *a, uint64_t now_ms)
 	k->misses++;
 	p->stats.misses++;
 	/*
-	 * Dials started before the last step belong to its round (they were
-	 * in flight together): only the first miss of a round is a step.
+	 * Dials started before the last round's miss were in flight with it:
+	 * one round.  A balancer that sends the next dial to a proxy it
+	 * already sent one to since the last step is repeating itself (sticky,
+	 * or nothing else left): the delay doubles, up to backoff.max.  One
+	 * that lands somewhere new is still spreading: same delay again.
 	 */
-	if (k->miss.attempt > 0 && a->started_ms <= k->miss_round_ms &&
+	if (k->miss_streak > 0 && a->started_ms <= k->miss_round_ms &&
 	    now_ms < k->miss_until_ms)
 		return;
+	if (miss_seen(k, a->fp)) {
+		if (k->miss.attempt < 63)
+			k->miss.attempt++;
+		k->n_miss_seen = 0;
+		(void)miss_seen(k, a->fp);	/* the first of the new step */
+	}
+	k->miss_streak++;
 	k->miss_round_ms = now_ms;
-	k->miss_until_ms = now_ms + backoff_next(&k->miss, now_ms,
-	    arc4random());
+	k->miss_until_ms = now_ms + backoff_delay(&k->miss, arc4random());
 }
 
 void

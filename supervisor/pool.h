@@ -84,13 +84,18 @@ struct pool_key {
 	uint64_t		 claims_refused;
 	uint64_t		 dials;		/* agents started */
 	/*
-	 * Miss pacing: a miss round is the dials started before a miss was
-	 * counted; each round backs off (miss), until a claim is granted or
-	 * the wanted set gains a proxy.
+	 * Miss pacing (pool_agent_missed): the dials in flight together are
+	 * one round; a round that lands on a proxy already missed since the
+	 * last step doubles the delay (miss.attempt), one on a proxy not seen
+	 * yet keeps it (the balancer is still spreading).  A granted claim or
+	 * a set that gains a proxy ends the streak.
 	 */
 	struct backoff		 miss;
-	uint64_t		 miss_round_ms;	/* time of the last step */
+	uint32_t		 miss_streak;	/* rounds missed in a row */
+	uint64_t		 miss_round_ms;	/* time of the last round */
 	uint64_t		 miss_until_ms;	/* no dial before */
+	uint8_t			 n_miss_seen;
+	uint64_t		 miss_seen[16];	/* fp hashes missed since the step */
 	bool			 down;		/* lost its last agent */
 	uint64_t		 down_ms;	/* when */
 	uint64_t		 connects;

@@ -144,8 +144,8 @@ sum_key(struct cluster_sum *c, struct pool_key *k, uint64_t now)
 	c->misses += k->misses;
 	c->refused += k->claims_refused;
 	c->dials += k->dials;
-	if (k->miss.attempt > c->miss_streak)
-		c->miss_streak = k->miss.attempt;
+	if (k->miss_streak > c->miss_streak)
+		c->miss_streak = k->miss_streak;
 	if (k->discovery && retry > c->disc_retry_ms)
 		c->disc_retry_ms = retry;
 	c->rx += k->rx_done;
