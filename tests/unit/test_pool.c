@@ -183,40 +183,9 @@ wanted(struct pool_key *k, const char *fp)
 	return wanted_find(&k->set, fp) != NULL;
 }
 
-/* A discovery key with agents up on each fp given; each lists `list`. */
+/* A pool with one discovery key (a, lb:22); its first agent is spawned. */
 static struct pool *
-held(struct pool_want *w, int n, const char *const *fps, uint64_t now)
-{
-	struct pool_config c = cfg();
-	struct pool *p;
-
-	reset();
-	p = pool_new(&c, &ops, NULL, 0);
-	pool_sync(p, w, 1, now);
-	ck_assert_int_eq(nspawned, 1);
-	land(p, spawned[0], fps[0], now);
-	for (int i = 1; i < n; i++) {
-		struct pool_agent *a = spawned[0];
-
-		/* The tunnel agent announces everybody; discovery dials land. */
-		if (i == 1) {
-			struct msg_discovery *d = calloc(1, sizeof(*d));
-
-			for (int j = 0; j < n; j++)
-				snprintf(d->proxies[d->n_proxies++].fp,
-				    PROTO_FP_MAX, "%s", fps[j]);
-			pool_agent_discovery(p, a, d, now);
-			free(d);
-			pool_tick(p, now);
-		}
-		ck_assert_int_gt(nspawned, i);
-		land(p, spawned[i], fps[i], now);
-	}
-	ck_assert_uint_eq(pool_key_claimed(pool_keys(p)), (uint32_t)n);
-	return p;
-}
-
-START_TEST(claims_and_discovery_fanout)
+disc_pool(void)
 {
 	struct pool_config c = cfg();
 	struct pool_want w = want("a", "lb:22", 1, true);
@@ -226,6 +195,38 @@ START_TEST(claims_and_discovery_fanout)
 	p = pool_new(&c, &ops, NULL, 0);
 	pool_sync(p, &w, 1, 0);
 	ck_assert_int_eq(nspawned, 1);
+	return p;
+}
+
+/*
+ * The key with an agent up on each of the n fps: the first one's list
+ * names them all, discovery dials land on the others.
+ */
+static struct pool *
+held(int n, const char *const *fps, uint64_t now)
+{
+	struct pool *p = disc_pool();
+	struct msg_discovery *d = calloc(1, sizeof(*d));
+
+	land(p, spawned[0], fps[0], now);
+	for (int j = 0; j < n; j++)
+		snprintf(d->proxies[d->n_proxies++].fp, PROTO_FP_MAX, "%s",
+		    fps[j]);
+	pool_agent_discovery(p, spawned[0], d, now);
+	free(d);
+	pool_tick(p, now);
+	for (int i = 1; i < n; i++) {
+		ck_assert_int_gt(nspawned, i);
+		land(p, spawned[i], fps[i], now);
+	}
+	ck_assert_uint_eq(pool_key_claimed(pool_keys(p)), (uint32_t)n);
+	return p;
+}
+
+START_TEST(claims_and_discovery_fanout)
+{
+	struct pool *p = disc_pool();
+
 	land(p, spawned[0], "SHA256:P0", 0);
 	ck_assert_int_eq(ngranted, 1);
 	/* The tunnel agent announces 5 proxies: 4 wanted, 3 dialled at once. */
@@ -269,9 +270,8 @@ END_TEST
 /* Scale-in: a proxy no current list names is closed at once, no TTL wait. */
 START_TEST(dropped_proxy_closed_at_once)
 {
-	struct pool_want w = want("a", "lb:22", 1, true);
 	const char *fps[] = { "SHA256:P0", "SHA256:P1", "SHA256:P2" };
-	struct pool *p = held(&w, 3, fps, 0);
+	struct pool *p = held(3, fps, 0);
 	struct pool_key *k = pool_keys(p);
 
 	announce(p, spawned[1], 0, fps[0], fps[1], fps[2], NULL);
@@ -306,9 +306,8 @@ END_TEST
  */
 START_TEST(replacement_make_before_break)
 {
-	struct pool_want w = want("a", "lb:22", 1, true);
 	const char *fps[] = { "SHA256:P0", "SHA256:P1", "SHA256:P2" };
-	struct pool *p = held(&w, 3, fps, 0);
+	struct pool *p = held(3, fps, 0);
 	struct pool_key *k = pool_keys(p);
 	int before;
 	struct msg_claim cl = { 0 };
@@ -352,9 +351,8 @@ END_TEST
  */
 START_TEST(remembered_lists_do_not_veto)
 {
-	struct pool_want w = want("a", "lb:22", 1, true);
 	const char *fps[] = { "SHA256:P0", "SHA256:P1" };
-	struct pool *p = held(&w, 2, fps, 0);
+	struct pool *p = held(2, fps, 0);
 	struct pool_key *k = pool_keys(p);
 	int before;
 
@@ -386,14 +384,9 @@ END_TEST
 START_TEST(ttl_only_without_agents)
 {
 	struct pool_config c = cfg();
-	struct pool_want w = want("a", "lb:22", 1, true);
-	struct pool *p;
-	struct pool_key *k;
+	struct pool *p = disc_pool();
+	struct pool_key *k = pool_keys(p);
 
-	reset();
-	p = pool_new(&c, &ops, NULL, 0);
-	pool_sync(p, &w, 1, 0);
-	k = pool_keys(p);
 	land(p, spawned[0], "SHA256:P0", 0);
 	announce(p, spawned[0], 0, "SHA256:P0", "SHA256:P1", NULL);
 	/* Held, its list never repeated: still in force long after the TTL. */
@@ -415,14 +408,9 @@ END_TEST
 START_TEST(ttl_remembered_expiry_edge)
 {
 	struct pool_config c = cfg();
-	struct pool_want w = want("a", "lb:22", 1, true);
-	struct pool *p;
-	struct pool_key *k;
+	struct pool *p = disc_pool();
+	struct pool_key *k = pool_keys(p);
 
-	reset();
-	p = pool_new(&c, &ops, NULL, 0);
-	pool_sync(p, &w, 1, 0);
-	k = pool_keys(p);
 	land(p, spawned[0], "SHA256:P0", 0);
 	announce(p, spawned[0], 500, "SHA256:P0", "SHA256:P1", NULL);
 	fail_spawn = 1;
@@ -441,9 +429,8 @@ END_TEST
 /* Version skew: two proxies announce different sets; the union is wanted. */
 START_TEST(skew_union_of_current_lists)
 {
-	struct pool_want w = want("a", "lb:22", 1, true);
 	const char *fps[] = { "SHA256:P0", "SHA256:P1", "SHA256:P2" };
-	struct pool *p = held(&w, 3, fps, 0);
+	struct pool *p = held(3, fps, 0);
 	struct pool_key *k = pool_keys(p);
 	const struct wanted_proxy *px;
 
@@ -479,9 +466,8 @@ END_TEST
 /* What a list names cannot widen what the pool dials or trusts. */
 START_TEST(untrusted_and_foreign_entries)
 {
-	struct pool_want w = want("a", "lb:22", 1, true);
 	const char *fps[] = { "SHA256:P0", "SHA256:P1" };
-	struct pool *p = held(&w, 2, fps, 0);
+	struct pool *p = held(2, fps, 0);
 	struct pool_key *k = pool_keys(p);
 	int before = nspawned;
 
@@ -505,13 +491,8 @@ END_TEST
 
 START_TEST(list_needs_a_claim)
 {
-	struct pool_config c = cfg();
-	struct pool_want w = want("a", "lb:22", 1, true);
-	struct pool *p;
+	struct pool *p = disc_pool();
 
-	reset();
-	p = pool_new(&c, &ops, NULL, 0);
-	pool_sync(p, &w, 1, 0);
 	pool_agent_spawned(p, spawned[0], next_pid++, 0);
 	ck_assert(!announce(p, spawned[0], 0, "SHA256:P0", "SHA256:P1", NULL));
 	ck_assert_uint_eq(pool_keys(p)->set.n, 0);
@@ -528,9 +509,8 @@ END_TEST
  */
 START_TEST(sticky_misses_paced)
 {
-	struct pool_want w = want("a", "lb:22", 1, true);
 	const char *fps[] = { "SHA256:P0" };
-	struct pool *p = held(&w, 1, fps, 0);
+	struct pool *p = held(1, fps, 0);
 	struct pool_key *k = pool_keys(p);
 	int dials = 0, from;
 	uint64_t t, last = 0, gap_max = 0;
@@ -578,9 +558,8 @@ END_TEST
  */
 START_TEST(spread_misses_do_not_escalate)
 {
-	struct pool_want w = want("a", "lb:22", 1, true);
 	const char *fps[] = { "SHA256:P0", "SHA256:P1", "SHA256:P2" };
-	struct pool *p = held(&w, 3, fps, 0);
+	struct pool *p = held(3, fps, 0);
 	struct pool_key *k = pool_keys(p);
 	uint64_t t = 100;
 	int from;
@@ -619,9 +598,8 @@ END_TEST
  */
 START_TEST(stale_wanted_list_decided_now)
 {
-	struct pool_want w = want("a", "lb:22", 1, true);
 	const char *fps[] = { "SHA256:P0" };
-	struct pool *p = held(&w, 1, fps, 0);
+	struct pool *p = held(1, fps, 0);
 	struct pool_key *k = pool_keys(p);
 	int from = nspawned;
 
@@ -761,9 +739,8 @@ END_TEST
  */
 START_TEST(simultaneous_losses_one_step)
 {
-	struct pool_want w = want("a", "lb:22", 1, true);
 	const char *fps[] = { "SHA256:P0", "SHA256:P1", "SHA256:P2" };
-	struct pool *p = held(&w, 3, fps, 0);
+	struct pool *p = held(3, fps, 0);
 	struct pool_key *k = pool_keys(p);
 	int before = nspawned;
 
