@@ -263,6 +263,9 @@ sync_one(struct pool *p, const struct pool_want *w)
 		k->gen++;
 		k->removed = false;
 	}
+	/* Without discovery there is no set: a stale one would be shown. */
+	if (!w->discovery)
+		wanted_clear(&k->set);
 	k->discovery = w->discovery;
 	k->tunnel = w->tunnel;
 	k->epoch = p->epoch;
@@ -429,15 +432,6 @@ is_wanted(const struct pool_key *k, const char *fp)
 	return wanted_find(&k->set, fp) != NULL;
 }
 
-bool
-pool_agent_wanted(const struct pool_agent *a)
-{
-	const struct pool_key *k = a->key;
-
-	return !k->discovery || !k->set.have_current || a->fp[0] == '\0' ||
-	    is_wanted(k, a->fp);
-}
-
 /*
  * Whether a claim on fp fits the set.  Only current lists can refuse one:
  * while none is, the remembered lists are older than what the proxy the
@@ -449,6 +443,12 @@ static bool
 claim_fits(const struct pool_key *k, const char *fp)
 {
 	return !k->discovery || !k->set.have_current || is_wanted(k, fp);
+}
+
+bool
+pool_agent_wanted(const struct pool_agent *a)
+{
+	return a->fp[0] == '\0' || claim_fits(a->key, a->fp);
 }
 
 /* wanted_mark's view: does an agent of the key hold this proxy? */
@@ -898,7 +898,8 @@ pool_agent_lost(struct pool *p, struct pool_agent *a, const char *reason,
     bool failed, uint64_t now_ms)
 {
 	struct pool_key *k = a->key;
-	bool wanted = pool_agent_wanted(a);
+	/* Only a proxy we held can be let go of; a dial that failed did fail. */
+	bool let_go = a->claimed && !pool_agent_wanted(a);
 	uint64_t until, *t;
 
 	agent_unlink(p, a);
@@ -914,9 +915,9 @@ pool_agent_lost(struct pool *p, struct pool_agent *a, const char *reason,
 	 * A reconnect is a wanted proxy we held and lost, not a discovery
 	 * dial; losing a proxy the cluster no longer announces is no failure.
 	 */
-	if (a->claimed && failed && wanted)
+	if (a->claimed && failed && !let_go)
 		k->reconnects++;
-	if (a->missed || !wanted) {
+	if (a->missed || let_go) {
 		/* A miss is paced by pool_agent_missed, not the backoff. */
 	} else if (failed) {
 		until = fail_step(k, a, now_ms);

@@ -296,6 +296,26 @@ START_TEST(dropped_proxy_closed_at_once)
 	/* Nothing is wanted and unclaimed: no dial. */
 	pool_tick(p, 5000);
 	ck_assert_int_eq(nspawned, 3);
+	/*
+	 * A dial that authenticates P2 (still behind the balancer) and then
+	 * fails before any claim is a failure like any other: backoff, or
+	 * a drained proxy that refuses our key would be dialled in a loop.
+	 */
+	pool_agent_lost(p, spawned[0], "killed", true, 6000);
+	pool_tick(p, 6000 + 1000);
+	ck_assert_int_eq(nspawned, 4);
+	{
+		struct msg_state st = { 0 };
+
+		pool_agent_spawned(p, spawned[3], next_pid++, 7000);
+		st.state = AGENT_CONNECTING;
+		strcpy(st.fp, fps[2]);
+		pool_agent_state(p, spawned[3], &st, 7000);
+	}
+	ck_assert_uint_eq(k->backoff.attempt, 1);
+	pool_agent_lost(p, spawned[3], "auth failed", true, 7100);
+	ck_assert_uint_eq(k->backoff.attempt, 2);
+	ck_assert_uint_ge(k->next_disc_ms, 7100 + 1000);
 	pool_free(p);
 }
 END_TEST
