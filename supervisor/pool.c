@@ -14,6 +14,7 @@ struct pool {
 	struct pool_ops		 ops;
 	void			*arg;
 	struct pool_key		**buckets;
+	struct pool_key		**cbuckets;	/* by cluster alone (siblings) */
 	size_t			 nbuckets;
 	size_t			 nkeys;
 	size_t			 nagents;
@@ -52,22 +53,58 @@ key_find(struct pool *p, const char *cluster, const char *dial)
 	return NULL;
 }
 
+static size_t
+cluster_slot(const char *cluster, size_t n)
+{
+	return key_hash(cluster, "") % n;
+}
+
+/*
+ * The keys of one cluster (its dial addresses) share what their proxies
+ * announce: the next key of k's cluster after s (NULL: the first), or
+ * NULL at the end.
+ */
+static struct pool_key *
+sibling_next(const struct pool *p, const struct pool_key *k,
+    struct pool_key *s)
+{
+	s = s == NULL ? p->cbuckets[cluster_slot(k->cluster, p->nbuckets)] :
+	    s->cnext;
+	for (; s != NULL; s = s->cnext)
+		if (strcmp(s->cluster, k->cluster) == 0)
+			return s;
+	return NULL;
+}
+
+#define FOR_CLUSTER(p, k, s) \
+	for ((s) = sibling_next((p), (k), NULL); (s) != NULL; \
+	    (s) = sibling_next((p), (k), (s)))
+
 static int
 map_grow(struct pool *p)
 {
 	size_t n = p->nbuckets * 2;
 	struct pool_key **b = calloc(n, sizeof(*b));
+	struct pool_key **cb = calloc(n, sizeof(*cb));
 
-	if (b == NULL)
+	if (b == NULL || cb == NULL) {
+		free(b);
+		free(cb);
 		return TP_ENOMEM;
+	}
 	for (struct pool_key *k = p->keys; k != NULL; k = k->lnext) {
 		size_t i = key_hash(k->cluster, k->dial_addr) % n;
+		size_t j = cluster_slot(k->cluster, n);
 
 		k->hnext = b[i];
 		b[i] = k;
+		k->cnext = cb[j];
+		cb[j] = k;
 	}
 	free(p->buckets);
+	free(p->cbuckets);
 	p->buckets = b;
+	p->cbuckets = cb;
 	p->nbuckets = n;
 	return 0;
 }
@@ -106,6 +143,9 @@ key_add(struct pool *p, const struct pool_want *w)
 	i = key_hash(k->cluster, k->dial_addr) % p->nbuckets;
 	k->hnext = p->buckets[i];
 	p->buckets[i] = k;
+	i = cluster_slot(k->cluster, p->nbuckets);
+	k->cnext = p->cbuckets[i];
+	p->cbuckets[i] = k;
 	k->lprev = p->keys_tail;
 	if (p->keys_tail != NULL)
 		p->keys_tail->lnext = k;
@@ -126,6 +166,10 @@ key_free(struct pool *p, struct pool_key *k)
 	while (*pp != k)
 		pp = &(*pp)->hnext;
 	*pp = k->hnext;
+	pp = &p->cbuckets[cluster_slot(k->cluster, p->nbuckets)];
+	while (*pp != k)
+		pp = &(*pp)->cnext;
+	*pp = k->cnext;
 	if (k->lprev != NULL)
 		k->lprev->lnext = k->lnext;
 	else
@@ -163,9 +207,11 @@ pool_new(const struct pool_config *cfg, const struct pool_ops *ops, void *arg,
 	p->arg = arg;
 	p->nbuckets = POOL_MIN_BUCKETS;
 	p->buckets = calloc(p->nbuckets, sizeof(*p->buckets));
-	if (p->buckets == NULL || cfg->max_inflight_dials == 0 ||
-	    limiter_init(p, now_ms) != 0) {
+	p->cbuckets = calloc(p->nbuckets, sizeof(*p->cbuckets));
+	if (p->buckets == NULL || p->cbuckets == NULL ||
+	    cfg->max_inflight_dials == 0 || limiter_init(p, now_ms) != 0) {
 		free(p->buckets);
+		free(p->cbuckets);
 		free(p);
 		return NULL;
 	}
@@ -222,6 +268,7 @@ pool_free(struct pool *p)
 		free(k);
 	}
 	free(p->buckets);
+	free(p->cbuckets);
 	free(p);
 }
 
@@ -451,13 +498,22 @@ pool_agent_wanted(const struct pool_agent *a)
 	return a->fp[0] == '\0' || claim_fits(a->key, a->fp);
 }
 
-/* wanted_mark's view: does an agent of the key hold this proxy? */
+struct holds_ctx {
+	struct pool		*p;
+	const struct pool_key	*k;
+};
+
+/* wanted_mark's view: does an agent of the cluster hold this proxy? */
 static bool
 agent_holds(void *arg, const char *fp)
 {
-	const struct pool_key *k = arg;
+	const struct holds_ctx *c = arg;
+	struct pool_key *s;
 
-	return is_claimed(k, fp, NULL);
+	FOR_CLUSTER(c->p, c->k, s)
+		if (is_claimed(s, fp, NULL))
+			return true;
+	return false;
 }
 
 struct note_ctx {
@@ -530,12 +586,13 @@ key_refresh(struct pool *p, struct pool_key *k, uint64_t now_ms, bool force,
     const char *why)
 {
 	struct note_ctx ctx = { k, why };
+	struct holds_ctx held = { p, k };
 	int added = 0;
 
 	if (!k->discovery || k->refreshing)
 		return false;
 	k->refreshing = true;
-	if (wanted_mark(&k->set, agent_holds, k, now_ms) || force) {
+	if (wanted_mark(&k->set, agent_holds, &held, now_ms) || force) {
 		added = wanted_rebuild(&k->set, now_ms, p->cfg.proxy_ttl_ms,
 		    note_change, &ctx);
 		if (added < 0)
@@ -548,6 +605,16 @@ key_refresh(struct pool *p, struct pool_key *k, uint64_t now_ms, bool force,
 	sweep_unwanted(p, k);
 	k->refreshing = false;
 	return added > 0;
+}
+
+/* After a claim or a loss: the lists of the whole cluster may change. */
+static void
+cluster_refresh(struct pool *p, struct pool_key *k, uint64_t now_ms)
+{
+	struct pool_key *s;
+
+	FOR_CLUSTER(p, k, s)
+		key_refresh(p, s, now_ms, false, NOT_NAMED);
 }
 
 uint64_t
@@ -818,21 +885,18 @@ pool_agent_claim(struct pool *p, struct pool_agent *a,
 	agent_fill_name(a);
 	p->ops.claim_result(p->arg, a, true, "granted");
 	/* A remembered list of this proxy is current again. */
-	key_refresh(p, a->key, now_ms, false, NOT_NAMED);
+	cluster_refresh(p, a->key, now_ms);
 }
 
-bool
-pool_agent_discovery(struct pool *p, struct pool_agent *a,
+/* Key k (a's or a sibling) hears a's list, filtered by k's own trust. */
+static bool
+key_hear(struct pool *p, struct pool_key *k, const struct pool_agent *a,
     const struct msg_discovery *d, uint64_t now_ms)
 {
-	struct pool_key *k = a->key;
 	const struct wanted_list *l;
 	bool ok[PROTO_MAX_PROXIES], changed, grew;
 	int rc;
 
-	/* Only a held proxy's list counts (the worker sends none before). */
-	if (!k->discovery || !a->claimed || a->phase == PHASE_GONE)
-		return false;
 	for (uint32_t i = 0; i < PROTO_MAX_PROXIES; i++)
 		ok[i] = true;
 	if (p->ops.trust != NULL)
@@ -851,6 +915,23 @@ pool_agent_discovery(struct pool *p, struct pool_agent *a,
 	grew = key_refresh(p, k, now_ms, changed, NOT_NAMED);
 	for (struct pool_agent *o = k->agents; o != NULL; o = o->next)
 		agent_fill_name(o);
+	return grew;
+}
+
+bool
+pool_agent_discovery(struct pool *p, struct pool_agent *a,
+    const struct msg_discovery *d, uint64_t now_ms)
+{
+	struct pool_key *s;
+	bool grew = false;
+
+	/* Only a held proxy's list counts (the worker sends none before). */
+	if (!a->key->discovery || !a->claimed || a->phase == PHASE_GONE)
+		return false;
+	/* Its proxies announce the cluster's set: every dial address hears it. */
+	FOR_CLUSTER(p, a->key, s)
+		if (s->discovery)
+			grew |= key_hear(p, s, a, d, now_ms);
 	return grew;
 }
 
@@ -929,7 +1010,7 @@ pool_agent_lost(struct pool *p, struct pool_agent *a, const char *reason,
 	(void)reason;
 	/* Its proxy's list is no longer current (unless another holds it). */
 	if (a->claimed)
-		key_refresh(p, k, now_ms, false, NOT_NAMED);
+		cluster_refresh(p, k, now_ms);
 	agent_free(a);
 }
 

@@ -109,6 +109,7 @@ struct pool_key {
 	struct wanted_set	 set;		/* discovery: lists, wanted set */
 	bool			 refreshing;	/* in key_refresh (no re-entry) */
 	struct pool_key		*hnext;		/* hash chain */
+	struct pool_key		*cnext;		/* chain by cluster name */
 	struct pool_key		*lnext;		/* all keys, insertion order */
 	struct pool_key		*lprev;
 };
@@ -188,9 +189,12 @@ void pool_agent_claim(struct pool *p, struct pool_agent *a,
     const struct msg_claim *c, uint64_t now_ms);
 /*
  * A full list from the proxy the agent holds (ignored from an agent that
- * holds none, or for a key without discovery).  Applies the wanted-set
- * rule, closes agents on proxies no longer wanted.  Returns true when the
- * set gained a proxy (the pool has work to do).
+ * holds none, or for a key without discovery).  Every discovery key of the
+ * cluster hears it (its proxies announce the cluster's set, whichever
+ * dial address reached them), and a list is current while an agent of any
+ * of them holds its sender.  Applies the wanted-set rule, closes agents on
+ * proxies no longer wanted.  Returns true when a set gained a proxy (the
+ * pool has work to do).
  */
 bool pool_agent_discovery(struct pool *p, struct pool_agent *a,
     const struct msg_discovery *d, uint64_t now_ms);

@@ -5,7 +5,8 @@
  *
  * The rule (docs/discovery-protocol.md, "Which proxies are wanted"):
  * - a proxy's newest list replaces its previous one as a whole;
- * - a list is current while an agent of the key holds its sender;
+ * - a list is current while an agent of the cluster holds its sender (the
+ *   pool decides who holds what: wanted_mark);
  * - the wanted set is the union of the current lists, without the host
  *   keys this node could never trust;
  * - only while no list is current do the last lists heard stay in force,

@@ -446,6 +446,50 @@ START_TEST(ttl_remembered_expiry_edge)
 }
 END_TEST
 
+/*
+ * Two dial addresses of one cluster: their proxies announce the cluster's
+ * set, so both keys hear every list, and a list stays current while an
+ * agent of either holds its sender (no TTL for the key left alone).
+ */
+START_TEST(cluster_keys_share_lists)
+{
+	struct pool_config c = cfg();
+	struct pool_want w[2];
+	struct pool *p;
+	struct pool_key *k1, *k2;
+
+	reset();
+	p = pool_new(&c, &ops, NULL, 0);
+	w[0] = want("a", "lb1:22", 1, true);
+	w[1] = want("a", "lb2:22", 2, true);
+	pool_sync(p, w, 2, 0);
+	ck_assert_int_eq(nspawned, 2);
+	k1 = spawned[0]->key;
+	k2 = spawned[1]->key;
+	ck_assert_ptr_ne(k1, k2);
+	land(p, spawned[0], "SHA256:P0", 0);
+	land(p, spawned[1], "SHA256:P1", 0);
+	announce(p, spawned[0], 10, "SHA256:P0", "SHA256:P1", "SHA256:P2",
+	    NULL);
+	ck_assert_uint_eq(k1->set.n, 3);
+	ck_assert_uint_eq(k2->set.n, 3);
+	ck_assert(k2->set.have_current);
+	/* lb2 loses its only agent: P0's list, held through lb1, is current. */
+	fail_spawn = 1;
+	pool_agent_lost(p, spawned[1], "proxy dead", true, 100);
+	ck_assert(k2->set.have_current);
+	pool_tick(p, 100 + 2 * c.proxy_ttl_ms);
+	ck_assert_uint_eq(k2->set.n, 3);
+	/* A change heard through lb1 applies to lb2 as well. */
+	announce(p, spawned[0], 200 + 2 * c.proxy_ttl_ms, "SHA256:P0",
+	    "SHA256:P1", NULL);
+	ck_assert_uint_eq(k1->set.n, 2);
+	ck_assert_uint_eq(k2->set.n, 2);
+	ck_assert(!wanted(k2, "SHA256:P2"));
+	pool_free(p);
+}
+END_TEST
+
 /* Version skew: two proxies announce different sets; the union is wanted. */
 START_TEST(skew_union_of_current_lists)
 {
@@ -857,6 +901,7 @@ main(void)
 	tcase_add_test(tc, remembered_lists_do_not_veto);
 	tcase_add_test(tc, ttl_only_without_agents);
 	tcase_add_test(tc, ttl_remembered_expiry_edge);
+	tcase_add_test(tc, cluster_keys_share_lists);
 	tcase_add_test(tc, skew_union_of_current_lists);
 	tcase_add_test(tc, untrusted_and_foreign_entries);
 	tcase_add_test(tc, list_needs_a_claim);
