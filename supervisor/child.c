@@ -242,6 +242,40 @@ fill_principals(struct msg_config *mc, const struct tunnel *t)
 		    PROTO_NAME_MAX, "%s", t->proxy_principals[i]);
 }
 
+/*
+ * pool_ops.trust: an announced host key counts only if a worker could ever
+ * trust it for this dial address (pinned, or any key while a CA applies;
+ * never a revoked one), so a list cannot make the pool hunt for proxies
+ * it would refuse.  Lookup failures trust nothing.
+ */
+void
+child_trust(void *arg, const struct pool_key *k, const struct msg_discovery *d,
+    bool *ok)
+{
+	struct sup *sup = arg;
+	struct kh_result r;
+	struct tp_addr a;
+
+	memset(&r, 0, sizeof(r));
+	if (tp_addr_parse(k->dial_addr, 0, &a) != 0 ||
+	    knownhosts_lookup(sup->trust, a.host, a.port, &r) != 0) {
+		memset(ok, 0, d->n_proxies * sizeof(*ok));
+		kh_result_free(&r);
+		return;
+	}
+	for (uint32_t i = 0; i < d->n_proxies; i++) {
+		const char *fp = d->proxies[i].fp;
+		bool pinned = r.n_cas > 0;
+
+		for (size_t j = 0; j < r.n_pinned && !pinned; j++)
+			pinned = strcmp(r.pinned[j], fp) == 0;
+		for (size_t j = 0; j < r.n_revoked && pinned; j++)
+			pinned = strcmp(r.revoked[j], fp) != 0;
+		ok[i] = pinned;
+	}
+	kh_result_free(&r);
+}
+
 static void
 fill_wanted(struct msg_config *mc, const struct pool_agent *ag)
 {

@@ -18,6 +18,7 @@
 
 struct sup;
 struct pool_agent;
+struct pool_key;
 struct event;
 struct signer_conn;
 struct evdns_getaddrinfo_request;
@@ -79,6 +80,10 @@ void child_close(void *sup, struct pool_agent *agent, const char *reason);
 /* pool_ops.claim_result. */
 void child_claim_result(void *sup, struct pool_agent *agent, bool granted,
     const char *reason);
+
+/* pool_ops.trust: which announced host keys a worker could trust. */
+void child_trust(void *sup, const struct pool_key *k,
+    const struct msg_discovery *d, bool *ok);
 
 /* Stops a child that is still dialling; it is torn down as closed. */
 void spawn_cancel(struct child *c);

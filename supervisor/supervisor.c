@@ -234,7 +234,7 @@ pool_config_of(const struct config *cfg)
 		.spawn_rate = cfg->spawn_rate,
 		.spawn_burst = cfg->spawn_burst,
 		.proxy_ttl_ms = cfg->discovery.ttl_ms,
-		.miss_retry_ms = 500,
+		.miss_retry_ms = 250,
 	};
 	return pc;
 }
@@ -580,7 +580,7 @@ static void
 setup_events(struct sup *sup)
 {
 	static const struct pool_ops ops = { child_spawn, child_close,
-	    child_claim_result };
+	    child_claim_result, child_trust };
 	struct pool_config pc = pool_config_of(sup->cfg);
 	struct timeval lag = { 0, LAG_PERIOD_MS * 1000 };
 

@@ -892,14 +892,21 @@ static void
 send_claim(struct worker *w)
 {
 	const char *name = w->disc != NULL ? discovery_own_name(w->disc) : "";
-	bool wanted = w->cfg.n_wanted == 0;
+	bool listed = w->cfg.n_wanted == 0;
 
+	/*
+	 * The wanted list is the supervisor's view when we were started; it
+	 * may have changed since (a proxy announced, claimed, or dropped while
+	 * we dialled).  The supervisor decides the claim against the set of
+	 * now, so a proxy off the list is asked about, not dropped.
+	 */
 	for (uint32_t i = 0; i < w->cfg.n_wanted; i++)
 		if (strcmp(w->cfg.wanted[i].fp, w->ss.fp) == 0)
-			wanted = true;
-	if (!wanted)
-		report_exit(&w->rep, WEXIT_CLAIM_REFUSED,
-		    "not a wanted proxy: %s", w->ss.fp);
+			listed = true;
+	if (!listed)
+		alog_info(report_agent(&w->rep), "landed on %s, not on the "
+		    "wanted list at start (%u): asking", w->ss.fp,
+		    w->cfg.n_wanted);
 	report_set_proxy(&w->rep, w->ss.fp, name);
 	w->ph = PH_CLAIM;
 #ifdef TP_TEST_HOOKS
