@@ -18,14 +18,13 @@
 
 #include "common/error.h"
 #include "common/sshbuf.h"
+#include "common/sshcert.h"
 #include "common/sshpub.h"
 #include "sshkey.h"
 
 #define KEY_MAGIC	"openssh-key-v1"	/* followed by a NUL */
 #define PEM_BEGIN	"-----BEGIN OPENSSH PRIVATE KEY-----"
 #define PEM_END		"-----END OPENSSH PRIVATE KEY-----"
-#define CERT_SUFFIX	"-cert-v01@openssh.com"
-#define CERT_TYPE_USER	1
 #define ED25519_LEN	32
 #define NAME_MAX_LEN	64
 
@@ -54,7 +53,7 @@ struct sshkey {
 	size_t			 pub_len;
 	uint8_t			*cert;		/* NULL when none */
 	size_t			 cert_len;
-	char			 cert_type[NAME_MAX_LEN + sizeof(CERT_SUFFIX)];
+	char			 cert_type[NAME_MAX_LEN + sizeof(SSHCERT_SUFFIX)];
 	uint64_t		 cert_after;
 	uint64_t		 cert_before;
 	char			 fp[SSHPUB_FP_LEN];
@@ -759,79 +758,40 @@ sshkey_load(const char *path, struct sshkey **key, char *err, size_t errlen)
 
 /* ---- certificates ---- */
 
-/* The fields after the certified key (PROTOCOL.certkeys). */
-struct cert_tail {
-	uint32_t	 type;
-	uint64_t	 after;
-	uint64_t	 before;
-	const uint8_t	*ca;
-	size_t		 ca_len;
-	const uint8_t	*sig;
-	size_t		 sig_len;
-};
-
-static int
-cert_parse_tail(struct sshbuf_reader *r, struct cert_tail *t)
-{
-	const uint8_t *p;
-	uint64_t serial;
-	size_t n;
-
-	if (sshbuf_get_u64(r, &serial) != 0 ||
-	    sshbuf_get_u32(r, &t->type) != 0 ||
-	    sshbuf_get_string(r, &p, &n) != 0 ||	/* key id */
-	    sshbuf_get_string(r, &p, &n) != 0 ||	/* principals */
-	    sshbuf_get_u64(r, &t->after) != 0 ||
-	    sshbuf_get_u64(r, &t->before) != 0 ||
-	    sshbuf_get_string(r, &p, &n) != 0 ||	/* critical options */
-	    sshbuf_get_string(r, &p, &n) != 0 ||	/* extensions */
-	    sshbuf_get_string(r, &p, &n) != 0 ||	/* reserved */
-	    sshbuf_get_string(r, &t->ca, &t->ca_len) != 0 ||
-	    sshbuf_get_string(r, &t->sig, &t->sig_len) != 0)
-		return TP_ETRUNC;
-	return r->len == 0 ? 0 : TP_EPROTO;
-}
-
 /*
- * Checks a certificate blob against the key: its type is the key type plus
- * the cert suffix, and after the nonce come exactly the key's public fields
- * (the public blob without its type string, same encoding).  Then the CA's
- * signature over everything before the signature field.
+ * Checks a certificate blob against the key, after common/sshcert has
+ * parsed it: a certificate of the key's type, well formed, certifying
+ * exactly this key's public key, a user certificate, and the CA's
+ * signature over it valid.
  */
 static int
 cert_check(const struct sshkey *k, const uint8_t *cert, size_t len,
-    struct cert_tail *t, const char *name, char *err, size_t errlen)
+    struct sshcert *c, const char *name, char *err, size_t errlen)
 {
-	struct sshbuf_reader r, pr;
-	const uint8_t *nonce, *fields, *kf, *tname;
-	size_t nlen, flen, tlen;
-	char want[sizeof(k->cert_type)];
-	int rc;
+	struct sshbuf_writer w;
+	int rc, parsed;
 
-	snprintf(want, sizeof(want), "%s%s", k->kt->name, CERT_SUFFIX);
-	sshbuf_reader_init(&r, cert, len);
-	sshbuf_reader_init(&pr, k->pub, k->pub_len);
-	if (sshbuf_get_string(&pr, &tname, &tlen) != 0)
-		return seterr(err, errlen, name, TP_EPROTO, "bad key");
-	flen = pr.len;
-	fields = pr.p;
-	if (sshbuf_expect_cstring(&r, want) != 0)
-		return seterr(err, errlen, name, TP_EINVAL, "not a %s "
-		    "certificate", want);
-	if (sshbuf_get_string(&r, &nonce, &nlen) != 0 ||
-	    sshbuf_get_bytes(&r, &kf, flen) != 0 ||
-	    (rc = cert_parse_tail(&r, t)) != 0)
+	parsed = sshcert_parse(cert, len, c);
+	if (c->key_type == NULL || strcmp(c->key_type, k->kt->name) != 0)
+		return seterr(err, errlen, name, TP_EINVAL, "not a %s%s "
+		    "certificate", k->kt->name, SSHCERT_SUFFIX);
+	if (parsed != 0)
 		return seterr(err, errlen, name, TP_EPROTO, "malformed "
 		    "certificate");
-	if (memcmp(kf, fields, flen) != 0)
-		return seterr(err, errlen, name, TP_EINVAL, "certificate is "
+	sshbuf_writer_init(&w, 0);
+	sshcert_put_key(c, &w);
+	if ((rc = sshbuf_writer_error(&w)) != 0)
+		rc = seterr(err, errlen, name, rc, "%s", tp_strerror(rc));
+	else if (w.len != k->pub_len || memcmp(w.p, k->pub, w.len) != 0)
+		rc = seterr(err, errlen, name, TP_EINVAL, "certificate is "
 		    "for another key (private key is %s)", k->fp);
-	if (t->type != CERT_TYPE_USER)
+	sshbuf_writer_free(&w);
+	if (rc != 0)
+		return rc;
+	if (c->type != SSHCERT_TYPE_USER)
 		return seterr(err, errlen, name, TP_EINVAL, "not a user "
 		    "certificate");
-	rc = sshpub_verify(t->ca, t->ca_len, t->sig, t->sig_len, cert,
-	    (size_t)(t->ca + t->ca_len - cert));
-	if (rc != 0)
+	if ((rc = sshcert_verify(c)) != 0)
 		return seterr(err, errlen, name, rc, "CA signature does not "
 		    "verify (%s)", tp_strerror(rc));
 	return 0;
@@ -841,7 +801,7 @@ int
 sshkey_parse_cert(struct sshkey *key, const char *line, const char *name,
     char *err, size_t errlen)
 {
-	struct cert_tail t;
+	struct sshcert c;
 	uint8_t *blob = NULL;
 	size_t len = 0;
 	int rc;
@@ -852,21 +812,20 @@ sshkey_parse_cert(struct sshkey *key, const char *line, const char *name,
 	if ((rc = sshpub_from_line(line, &blob, &len)) != 0)
 		return seterr(err, errlen, name, rc, "not an OpenSSH "
 		    "certificate line (\"TYPE-cert-v01@openssh.com BASE64\")");
-	if ((rc = cert_check(key, blob, len, &t, name, err, errlen)) != 0) {
+	if ((rc = cert_check(key, blob, len, &c, name, err, errlen)) != 0) {
 		free(blob);
 		return rc;
 	}
-	if (t.before <= (uint64_t)time(NULL)) {
+	if (c.valid_before <= (uint64_t)time(NULL)) {
 		free(blob);
 		return seterr(err, errlen, name, TP_EINVAL, "certificate "
 		    "has expired");
 	}
-	snprintf(key->cert_type, sizeof(key->cert_type), "%s%s",
-	    key->kt->name, CERT_SUFFIX);
+	snprintf(key->cert_type, sizeof(key->cert_type), "%s", c.name);
 	key->cert = blob;
 	key->cert_len = len;
-	key->cert_after = t.after;
-	key->cert_before = t.before;
+	key->cert_after = c.valid_after;
+	key->cert_before = c.valid_before;
 	return 0;
 }
 

@@ -513,6 +513,41 @@ START_TEST(tampered_cert_refused)
 }
 END_TEST
 
+/*
+ * The certificate's type is judged before its shape: a truncated
+ * certificate of another key type is "not a ... certificate", one of the
+ * key's own type "malformed".
+ */
+START_TEST(cert_type_before_shape)
+{
+	struct sshkey *ed = load("ed25519"), *ec = load("ecdsa256");
+	char err[SSHKEY_ERR_LEN], *line, *b64;
+	uint8_t *blob;
+	size_t len, tlen;
+	int n;
+
+	line = tu_slurp(path("ed25519-cert.pub"), &tlen);
+	ck_assert_int_eq(sshpub_from_line(line, &blob, &len), 0);
+	b64 = malloc(len * 2 + 100);
+	n = sprintf(b64, "ssh-ed25519-cert-v01@openssh.com ");
+	EVP_EncodeBlock((uint8_t *)b64 + n, blob, (int)(len / 2));
+	ck_assert_int_eq(sshkey_parse_cert(ec, b64, "t", err, sizeof(err)),
+	    TP_EINVAL);
+	ck_assert_msg(strstr(err, "not a ecdsa-sha2-nistp256-cert") != NULL,
+	    "%s", err);
+	ck_assert_int_eq(sshkey_parse_cert(ed, b64, "t", err, sizeof(err)),
+	    TP_EPROTO);
+	ck_assert_msg(strstr(err, "malformed certificate") != NULL, "%s",
+	    err);
+	ck_assert_ptr_null(sshkey_cert_blob(ed, NULL));
+	free(b64);
+	free(blob);
+	free(line);
+	sshkey_free(ec);
+	sshkey_free(ed);
+}
+END_TEST
+
 static Suite *
 sshkey_suite(void)
 {
@@ -538,6 +573,7 @@ sshkey_suite(void)
 	tcase_add_test(tc, cert_loads);
 	tcase_add_test(tc, wrong_cert_refused);
 	tcase_add_test(tc, tampered_cert_refused);
+	tcase_add_test(tc, cert_type_before_shape);
 	suite_add_tcase(s, tc);
 
 	tc = tcase_create("mutation");
