@@ -482,33 +482,50 @@ START_TEST(wrong_cert_refused)
 }
 END_TEST
 
+/* The blob of ed25519-cert.pub, and room for a line of it (cert_line). */
+static uint8_t *
+cert_blob(size_t *len, char **line)
+{
+	size_t tlen;
+	char *text = tu_slurp(path("ed25519-cert.pub"), &tlen);
+	uint8_t *blob;
+
+	ck_assert_ptr_nonnull(text);
+	ck_assert_int_eq(sshpub_from_line(text, &blob, len), 0);
+	free(text);
+	*line = malloc(*len * 2 + 100);
+	return blob;
+}
+
+/* Writes the certificate line of the first n bytes of blob into line. */
+static const char *
+cert_line(char *line, const uint8_t *blob, size_t n)
+{
+	int k = sprintf(line, "ssh-ed25519-cert-v01@openssh.com ");
+
+	EVP_EncodeBlock((uint8_t *)line + k, blob, (int)n);
+	return line;
+}
+
 /* A certificate whose CA signature was tampered with is refused. */
 START_TEST(tampered_cert_refused)
 {
 	struct sshkey *k = load("ed25519");
-	char err[SSHKEY_ERR_LEN], *line, *b64;
+	char err[SSHKEY_ERR_LEN], *b64;
 	uint8_t *blob;
-	size_t len, tlen;
-	int n;
+	size_t len;
 
-	line = tu_slurp(path("ed25519-cert.pub"), &tlen);
-	ck_assert_int_eq(sshpub_from_line(line, &blob, &len), 0);
+	blob = cert_blob(&len, &b64);
 	blob[len - 10] ^= 0x01;		/* inside the CA signature */
-	b64 = malloc(len * 2 + 100);
-	n = sprintf(b64, "ssh-ed25519-cert-v01@openssh.com ");
-	EVP_EncodeBlock((uint8_t *)b64 + n, blob, (int)len);
-	ck_assert_int_eq(sshkey_parse_cert(k, b64, "t", err, sizeof(err)),
-	    TP_ECRYPTO);
+	ck_assert_int_eq(sshkey_parse_cert(k, cert_line(b64, blob, len), "t",
+	    err, sizeof(err)), TP_ECRYPTO);
 	ck_assert_msg(strstr(err, "CA signature") != NULL, "%s", err);
 	/* And truncations never crash nor load. */
-	for (size_t i = 0; i < len; i++) {
-		EVP_EncodeBlock((uint8_t *)b64 + n, blob, (int)i);
-		ck_assert_int_ne(sshkey_parse_cert(k, b64, "t", err,
-		    sizeof(err)), 0);
-	}
+	for (size_t i = 0; i < len; i++)
+		ck_assert_int_ne(sshkey_parse_cert(k, cert_line(b64, blob, i),
+		    "t", err, sizeof(err)), 0);
 	free(b64);
 	free(blob);
-	free(line);
 	sshkey_free(k);
 }
 END_TEST
@@ -521,16 +538,12 @@ END_TEST
 START_TEST(cert_type_before_shape)
 {
 	struct sshkey *ed = load("ed25519"), *ec = load("ecdsa256");
-	char err[SSHKEY_ERR_LEN], *line, *b64;
+	char err[SSHKEY_ERR_LEN], *b64;
 	uint8_t *blob;
-	size_t len, tlen;
-	int n;
+	size_t len;
 
-	line = tu_slurp(path("ed25519-cert.pub"), &tlen);
-	ck_assert_int_eq(sshpub_from_line(line, &blob, &len), 0);
-	b64 = malloc(len * 2 + 100);
-	n = sprintf(b64, "ssh-ed25519-cert-v01@openssh.com ");
-	EVP_EncodeBlock((uint8_t *)b64 + n, blob, (int)(len / 2));
+	blob = cert_blob(&len, &b64);
+	cert_line(b64, blob, len / 2);
 	ck_assert_int_eq(sshkey_parse_cert(ec, b64, "t", err, sizeof(err)),
 	    TP_EINVAL);
 	ck_assert_msg(strstr(err, "not a ecdsa-sha2-nistp256-cert") != NULL,
@@ -542,7 +555,6 @@ START_TEST(cert_type_before_shape)
 	ck_assert_ptr_null(sshkey_cert_blob(ed, NULL));
 	free(b64);
 	free(blob);
-	free(line);
 	sshkey_free(ec);
 	sshkey_free(ed);
 }
