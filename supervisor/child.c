@@ -190,6 +190,38 @@ fill_forwards(struct msg_config *mc, const struct tunnel *t)
 }
 
 /*
+ * Whether known_hosts result r lets a worker trust host key fp: never a
+ * revoked key; a pinned one, or any while a CA applies (the worker checks
+ * the certificate itself before it claims).  *revoked says why not.
+ */
+static bool
+kh_trusts(const struct kh_result *r, const char *fp, bool *revoked)
+{
+	bool pinned = r->n_cas > 0;
+
+	*revoked = false;
+	for (size_t j = 0; j < r->n_revoked && !*revoked; j++)
+		*revoked = strcmp(r->revoked[j], fp) == 0;
+	for (size_t j = 0; j < r->n_pinned && !pinned; j++)
+		pinned = strcmp(r->pinned[j], fp) == 0;
+	return pinned && !*revoked;
+}
+
+/* known_hosts for a dial address; returns 0, or -1 (r is then empty). */
+static int
+kh_lookup_dial(struct sup *sup, const char *dial, struct kh_result *r,
+    struct tp_addr *a)
+{
+	memset(r, 0, sizeof(*r));
+	if (tp_addr_parse(dial, 0, a) != 0 ||
+	    knownhosts_lookup(sup->trust, a->host, a->port, r) != 0) {
+		kh_result_free(r);
+		return -1;
+	}
+	return 0;
+}
+
+/*
  * Trust anchors for the dial host, with known_hosts semantics: the pinned
  * keys (revoked ones already removed) and the @cert-authority keys.  A host
  * with neither cannot be trusted, so no worker is configured for it.
@@ -199,14 +231,10 @@ fill_trust(struct child *c, struct msg_config *mc)
 {
 	struct kh_result r;
 	struct tp_addr a;
-	int rc;
 
-	if (tp_addr_parse(c->dial_addr, 0, &a) != 0)
-		return TP_EINVAL;
+	if (kh_lookup_dial(c->sup, c->dial_addr, &r, &a) != 0)
+		return TP_ENOENT;
 	snprintf(mc->dial_host, sizeof(mc->dial_host), "%s", a.host);
-	memset(&r, 0, sizeof(r));
-	if ((rc = knownhosts_lookup(c->sup->trust, a.host, a.port, &r)) != 0)
-		return rc;
 	/* A deny list is carried whole or not at all: never cut it. */
 	if (r.n_revoked > PROTO_MAX_REVOKED) {
 		child_kill(c, SR_SPAWN, "known_hosts has %zu @revoked keys for "
@@ -244,35 +272,23 @@ fill_principals(struct msg_config *mc, const struct tunnel *t)
 
 /*
  * pool_ops.trust: an announced host key counts only if a worker could ever
- * trust it for this dial address (pinned, or any key while a CA applies;
- * never a revoked one), so a list cannot make the pool hunt for proxies
- * it would refuse.  Lookup failures trust nothing.
+ * trust it for this dial address, so a list cannot make the pool hunt for
+ * proxies it would refuse.  Lookup failures trust nothing.
  */
 void
 child_trust(void *arg, const struct pool_key *k, const struct msg_discovery *d,
     bool *ok)
 {
-	struct sup *sup = arg;
 	struct kh_result r;
 	struct tp_addr a;
+	bool revoked;
 
-	memset(&r, 0, sizeof(r));
-	if (tp_addr_parse(k->dial_addr, 0, &a) != 0 ||
-	    knownhosts_lookup(sup->trust, a.host, a.port, &r) != 0) {
+	if (kh_lookup_dial(arg, k->dial_addr, &r, &a) != 0) {
 		memset(ok, 0, d->n_proxies * sizeof(*ok));
-		kh_result_free(&r);
 		return;
 	}
-	for (uint32_t i = 0; i < d->n_proxies; i++) {
-		const char *fp = d->proxies[i].fp;
-		bool pinned = r.n_cas > 0;
-
-		for (size_t j = 0; j < r.n_pinned && !pinned; j++)
-			pinned = strcmp(r.pinned[j], fp) == 0;
-		for (size_t j = 0; j < r.n_revoked && pinned; j++)
-			pinned = strcmp(r.revoked[j], fp) != 0;
-		ok[i] = pinned;
-	}
+	for (uint32_t i = 0; i < d->n_proxies; i++)
+		ok[i] = kh_trusts(&r, d->proxies[i].fp, &revoked);
 	kh_result_free(&r);
 }
 
@@ -370,28 +386,19 @@ recv_state(void *arg, struct msg *m)
 	return 0;
 }
 
-/*
- * Whether host key fp may be this child's proxy, as the worker decided it
- * itself (known_hosts for the dial host): not revoked, and pinned or under
- * a CA (whose certificate the worker still checks before its claim).
- */
+/* Whether host key fp may be this child's proxy (kh_trusts); why if not. */
 static bool
 host_key_trusted(struct child *c, const char *fp, char *why, size_t cap)
 {
 	struct kh_result r;
 	struct tp_addr a;
-	bool pinned = false, revoked = false, trusted;
+	bool trusted, revoked;
 
-	if (tp_addr_parse(c->dial_addr, 0, &a) != 0 ||
-	    knownhosts_lookup(c->sup->trust, a.host, a.port, &r) != 0) {
+	if (kh_lookup_dial(c->sup, c->dial_addr, &r, &a) != 0) {
 		snprintf(why, cap, "no trust anchor for %.200s", c->dial_addr);
 		return false;
 	}
-	for (size_t i = 0; i < r.n_revoked; i++)
-		revoked |= strcmp(r.revoked[i], fp) == 0;
-	for (size_t i = 0; i < r.n_pinned; i++)
-		pinned |= strcmp(r.pinned[i], fp) == 0;
-	trusted = !revoked && (pinned || r.n_cas > 0);
+	trusted = kh_trusts(&r, fp, &revoked);
 	kh_result_free(&r);
 	if (!trusted)
 		snprintf(why, cap, "host key %.64s is %s for %.120s", fp,

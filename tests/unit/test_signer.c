@@ -844,6 +844,45 @@ START_TEST(conn_end_refuses_pending)
 }
 END_TEST
 
+/*
+ * A worker's connection (signer_conn_require_bind): nothing is signed
+ * before the bind, then only for the bound session id; a second bind,
+ * or one after a signature, is refused.
+ */
+START_TEST(conn_bound_session)
+{
+	struct sshkey *k = fx.k;
+	struct signer *s = fx.s;
+	struct conn_test *t = &fx.t;
+	uint8_t sid_a[32], buf[8192];
+	struct req rq_a = { .ua.sid_byte = 0xa }, rq_b = { .ua.sid_byte = 0xb };
+	struct sshbuf_writer qa, qb;
+	size_t n;
+
+	memset(sid_a, 0xa, sizeof(sid_a));
+	build_req(&qa, k, &rq_a);
+	build_req(&qb, k, &rq_b);
+	signer_conn_require_bind(t->conn);
+	ck_assert_int_eq(request_once(t, qa.p, qa.len, buf, sizeof(buf), &n),
+	    SSH_AGENT_FAILURE);
+	ck_assert_int_eq(signer_conn_bind(t->conn, sid_a, 0), TP_EINVAL);
+	ck_assert_int_eq(signer_conn_bind(t->conn, sid_a, 65), TP_EINVAL);
+	ck_assert_int_eq(signer_conn_bind(t->conn, sid_a, sizeof(sid_a)), 0);
+	ck_assert_int_eq(signer_conn_bind(t->conn, sid_a, sizeof(sid_a)),
+	    TP_ESTATE);
+	/* Another session id: refused; the bound one: signed. */
+	ck_assert_int_eq(request_once(t, qb.p, qb.len, buf, sizeof(buf), &n),
+	    SSH_AGENT_FAILURE);
+	request_once(t, qa.p, qa.len, buf, sizeof(buf), &n);
+	check_signature(k, qa.p, qa.len, buf, n);
+	ck_assert_uint_eq(signer_signatures(s), 1);
+	ck_assert_uint_eq(signer_refusals(s), 2);
+	ck_assert_int_eq(t->errors, 0);
+	sshbuf_writer_free(&qa);
+	sshbuf_writer_free(&qb);
+}
+END_TEST
+
 START_TEST(conn_oversized_request_ends)
 {
 	struct conn_test *t = &fx.t;
@@ -1010,6 +1049,7 @@ signer_suite(void)
 	tc = tcase_create("conn");
 	tcase_add_checked_fixture(tc, fx_conn_plain, fx_conn_close);
 	tcase_add_test(tc, conn_end_refuses_pending);
+	tcase_add_test(tc, conn_bound_session);
 	tcase_add_test(tc, conn_oversized_request_ends);
 	tcase_add_test(tc, conn_largest_request_is_answered);
 	tcase_add_test(tc, conn_eof_ends);
