@@ -33,10 +33,12 @@
 #include "pool.h"
 #include "reaper.h"
 #include "signer.h"
+#include "spawn.h"
 #include "sshkey.h"
 #include "status.h"
 #include "sup.h"
 #include "supervisor.h"
+#include "trust.h"
 #include "tunnels.h"
 
 #define LAG_PERIOD_MS		100
@@ -580,7 +582,7 @@ static void
 setup_events(struct sup *sup)
 {
 	static const struct pool_ops ops = { child_spawn, child_close,
-	    child_claim_result, child_trust };
+	    child_claim_result, trust_announced };
 	struct pool_config pc = pool_config_of(sup->cfg);
 	struct timeval lag = { 0, LAG_PERIOD_MS * 1000 };
 
