@@ -32,18 +32,25 @@ backoff_cap(const struct backoff *b)
 }
 
 uint64_t
+backoff_delay(const struct backoff *b, uint32_t rnd)
+{
+	uint64_t span = backoff_cap(b) - b->min_ms;
+
+	/* rnd / 2^32 scaled onto [0, span], inclusive of both ends. */
+	return b->min_ms + (uint64_t)(((unsigned __int128)rnd * (span + 1)) >> 32);
+}
+
+uint64_t
 backoff_next(struct backoff *b, uint64_t now_ms, uint32_t rnd)
 {
-	uint64_t cap, span;
+	uint64_t d;
 
 	if (b->up_since_ms != 0 && now_ms >= b->up_since_ms &&
 	    now_ms - b->up_since_ms >= b->reset_after_ms)
 		b->attempt = 0;
 	b->up_since_ms = 0;
-	cap = backoff_cap(b);
+	d = backoff_delay(b, rnd);
 	if (b->attempt < 63)
 		b->attempt++;
-	span = cap - b->min_ms;
-	/* rnd / 2^32 scaled onto [0, span], inclusive of both ends. */
-	return b->min_ms + (uint64_t)(((unsigned __int128)rnd * (span + 1)) >> 32);
+	return d;
 }

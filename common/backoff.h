@@ -32,5 +32,10 @@ void backoff_up(struct backoff *b, uint64_t now_ms);
 uint64_t backoff_next(struct backoff *b, uint64_t now_ms, uint32_t rnd);
 /* Upper bound of the delay the next backoff_next() may return. */
 uint64_t backoff_cap(const struct backoff *b);
+/*
+ * A delay at the current step, without recording a failure: uniform in
+ * [min, backoff_cap(b)] (rnd as for backoff_next).
+ */
+uint64_t backoff_delay(const struct backoff *b, uint32_t rnd);
 
 #endif

@@ -19,8 +19,7 @@
  * a verify; exponents beyond 64 bits appear in no real key and would only
  * make verification slower.
  */
-#define RSA_MIN_BITS		2048
-#define RSA_MAX_BYTES		(16384 / 8)
+#define RSA_MAX_BYTES		(SSHPUB_RSA_MAX_BITS / 8)
 #define RSA_MAX_E_BYTES		8
 #define ED25519_PK_LEN		32
 #define ED25519_SIG_LEN		64
@@ -38,13 +37,33 @@ struct ec_curve {
 	const char	*curve;		/* identifier inside the blob */
 	const char	*group;		/* OpenSSL group name */
 	size_t		 field_len;	/* bytes per coordinate */
-	const EVP_MD	*(*md)(void);	/* RFC 5656 section 6.2.1 */
 };
 
 static const struct ec_curve ec_curves[] = {
-	{ "ecdsa-sha2-nistp256", "nistp256", "prime256v1", 32, EVP_sha256 },
-	{ "ecdsa-sha2-nistp384", "nistp384", "secp384r1", 48, EVP_sha384 },
-	{ "ecdsa-sha2-nistp521", "nistp521", "secp521r1", 66, EVP_sha512 },
+	{ "ecdsa-sha2-nistp256", "nistp256", "prime256v1", 32 },
+	{ "ecdsa-sha2-nistp384", "nistp384", "secp384r1", 48 },
+	{ "ecdsa-sha2-nistp521", "nistp521", "secp521r1", 66 },
+};
+
+/*
+ * The signature algorithms we verify (and the supervisor makes), the kind
+ * of key each needs and its hash: RFC 8709 (Ed25519, no separate hash),
+ * RFC 5656 section 6.2.1 (ECDSA), RFC 8332 (RSA; SHA-1 "ssh-rsa" is not
+ * here, so it is refused).
+ */
+struct sig_alg {
+	const char	*name;
+	enum pub_kind	 kind;
+	const EVP_MD	*(*md)(void);	/* NULL: Ed25519 */
+};
+
+static const struct sig_alg sig_algs[] = {
+	{ "ssh-ed25519", PUB_ED25519, NULL },
+	{ "ecdsa-sha2-nistp256", PUB_ECDSA, EVP_sha256 },
+	{ "ecdsa-sha2-nistp384", PUB_ECDSA, EVP_sha384 },
+	{ "ecdsa-sha2-nistp521", PUB_ECDSA, EVP_sha512 },
+	{ "rsa-sha2-256", PUB_RSA, EVP_sha256 },
+	{ "rsa-sha2-512", PUB_RSA, EVP_sha512 },
 };
 
 /* A parsed public key: what sshpub_verify needs to pick an algorithm. */
@@ -100,6 +119,30 @@ ec_curve_by_type(const uint8_t *p, size_t n)
 		if (str_eq(p, n, ec_curves[i].type))
 			return &ec_curves[i];
 	return NULL;
+}
+
+static const struct sig_alg *
+sig_alg_by_name(const uint8_t *p, size_t n)
+{
+	size_t i;
+
+	for (i = 0; i < sizeof(sig_algs) / sizeof(sig_algs[0]); i++)
+		if (str_eq(p, n, sig_algs[i].name))
+			return &sig_algs[i];
+	return NULL;
+}
+
+int
+sshpub_sig_md(const char *alg, const EVP_MD **md)
+{
+	const struct sig_alg *sa;
+
+	if (alg == NULL || md == NULL)
+		return TP_EINVAL;
+	if ((sa = sig_alg_by_name((const uint8_t *)alg, strlen(alg))) == NULL)
+		return TP_EUNSUPP;
+	*md = sa->md != NULL ? sa->md() : NULL;
+	return 0;
 }
 
 static int
@@ -217,11 +260,11 @@ parse_rsa(struct sshbuf_reader *r, EVP_PKEY **pkey)
 	if (elen == 0 || (e[elen - 1] & 1) == 0 || (elen == 1 && e[0] < 3))
 		return TP_EPROTO;
 	/* Small keys are refused outright, as OpenSSH 9 does. */
-	if (nlen * 8 < RSA_MIN_BITS)
+	if (nlen * 8 < SSHPUB_RSA_MIN_BITS)
 		return TP_EUNSUPP;
 	if ((rc = rsa_fromdata(e, elen, n, nlen, pkey)) != 0)
 		return rc;
-	if (EVP_PKEY_get_bits(*pkey) < RSA_MIN_BITS) {
+	if (EVP_PKEY_get_bits(*pkey) < SSHPUB_RSA_MIN_BITS) {
 		EVP_PKEY_free(*pkey);
 		*pkey = NULL;
 		return TP_EUNSUPP;
@@ -349,8 +392,8 @@ out:
 }
 
 static int
-verify_ecdsa(const struct pubkey *pk, const uint8_t *sig, size_t sig_len,
-    const uint8_t *data, size_t data_len)
+verify_ecdsa(const struct pubkey *pk, const EVP_MD *md, const uint8_t *sig,
+    size_t sig_len, const uint8_t *data, size_t data_len)
 {
 	uint8_t *der = NULL;
 	int der_len, rc;
@@ -358,8 +401,8 @@ verify_ecdsa(const struct pubkey *pk, const uint8_t *sig, size_t sig_len,
 	if ((rc = ecdsa_sig_to_der(sig, sig_len, pk->ec->field_len, &der,
 	    &der_len)) != 0)
 		return rc;
-	rc = verify_raw(pk->pkey, pk->ec->md(), 0, der, (size_t)der_len,
-	    data, data_len);
+	rc = verify_raw(pk->pkey, md, 0, der, (size_t)der_len, data,
+	    data_len);
 	OPENSSL_free(der);
 	return rc;
 }
@@ -390,31 +433,26 @@ static int
 verify_by_algo(const struct pubkey *pk, const uint8_t *algo, size_t alen,
     const uint8_t *s, size_t slen, const uint8_t *data, size_t data_len)
 {
-	int known = str_eq(algo, alen, "ssh-ed25519") ||
-	    ec_curve_by_type(algo, alen) != NULL ||
-	    str_eq(algo, alen, "rsa-sha2-256") ||
-	    str_eq(algo, alen, "rsa-sha2-512");
+	const struct sig_alg *sa;
+	const EVP_MD *md;
 
-	if (!known)
+	if ((sa = sig_alg_by_name(algo, alen)) == NULL)
 		return TP_EUNSUPP;	/* includes SHA-1 "ssh-rsa" */
+	if (sa->kind != pk->kind)
+		return TP_ECRYPTO;
+	md = sa->md != NULL ? sa->md() : NULL;
 	switch (pk->kind) {
 	case PUB_ED25519:
-		if (!str_eq(algo, alen, "ssh-ed25519") ||
-		    slen != ED25519_SIG_LEN)
+		if (slen != ED25519_SIG_LEN)
 			return TP_ECRYPTO;
 		return verify_raw(pk->pkey, NULL, 0, s, slen, data, data_len);
 	case PUB_ECDSA:
+		/* The curve is part of the name: it must be the key's. */
 		if (!str_eq(algo, alen, pk->ec->type))
 			return TP_ECRYPTO;
-		return verify_ecdsa(pk, s, slen, data, data_len);
+		return verify_ecdsa(pk, md, s, slen, data, data_len);
 	case PUB_RSA:
-		if (str_eq(algo, alen, "rsa-sha2-256"))
-			return verify_rsa(pk, EVP_sha256(), s, slen, data,
-			    data_len);
-		if (str_eq(algo, alen, "rsa-sha2-512"))
-			return verify_rsa(pk, EVP_sha512(), s, slen, data,
-			    data_len);
-		return TP_ECRYPTO;
+		return verify_rsa(pk, md, s, slen, data, data_len);
 	}
 	return TP_EUNSUPP;
 }

@@ -13,6 +13,13 @@
 
 #define SSHPUB_FP_LEN	64	/* "SHA256:" + 43 chars + NUL fits */
 
+/*
+ * RSA moduli accepted (as OpenSSH 9 does), for peers' keys here and for
+ * the node's own key in supervisor/sshkey.
+ */
+#define SSHPUB_RSA_MIN_BITS	2048
+#define SSHPUB_RSA_MAX_BITS	16384
+
 /* "SHA256:<unpadded base64 of sha256(blob)>", as ssh-keygen -l prints it. */
 int sshpub_fingerprint(const uint8_t *blob, size_t len, char *fp, size_t cap);
 
@@ -31,6 +38,15 @@ int sshpub_parse(const uint8_t *blob, size_t len, EVP_PKEY **pkey,
  */
 int sshpub_verify(const uint8_t *key, size_t key_len, const uint8_t *sig,
     size_t sig_len, const uint8_t *data, size_t data_len);
+
+/*
+ * The hash of an SSH signature algorithm ("ssh-ed25519",
+ * "ecdsa-sha2-nistp256", "rsa-sha2-512", ...): sshpub_verify checks with
+ * it and the supervisor's signer signs with it.  *md is NULL for Ed25519,
+ * which hashes internally.  Returns 0, TP_EUNSUPP (unknown, or SHA-1
+ * "ssh-rsa") or TP_EINVAL.
+ */
+int sshpub_sig_md(const char *alg, const EVP_MD **md);
 
 /*
  * Parses one OpenSSH public key line ("ssh-ed25519 AAAA... comment") into

@@ -94,6 +94,12 @@ static const struct field f_claim_result[] = {
 };
 SCHEMA(s_claim_result, f_claim_result);
 
+static const struct field f_bind_result[] = {
+	BOOL(struct msg_bind_result, "ok", ok),
+	STR(struct msg_bind_result, "reason", reason),
+};
+SCHEMA(s_bind_result, f_bind_result);
+
 #ifdef TP_TEST_HOOKS
 /* Fault injection exists only in test_hooks builds: elsewhere the type is unknown. */
 static const struct field f_test_hook[] = {
@@ -169,6 +175,13 @@ static const struct field f_sandbox_violation[] = {
 };
 SCHEMA(s_sandbox_violation, f_sandbox_violation);
 
+static const struct field f_session_bind[] = {
+	BIN(struct msg_session_bind, "hostkey", hostkey, hostkey_len),
+	BIN(struct msg_session_bind, "sid", sid, sid_len),
+	BIN(struct msg_session_bind, "sig", sig, sig_len),
+};
+SCHEMA(s_session_bind, f_session_bind);
+
 #define DESC(t, n, d, fdr, sch, st) { t, n, d, fdr, &sch, sizeof(st) }
 
 static const struct msg_desc descs[] = {
@@ -182,6 +195,8 @@ static const struct msg_desc descs[] = {
 	    struct msg_ping),
 	DESC(MSG_CLAIM_RESULT, "CLAIM_RESULT", MSG_TO_WORKER, FD_NEVER,
 	    s_claim_result, struct msg_claim_result),
+	DESC(MSG_BIND_RESULT, "BIND_RESULT", MSG_TO_WORKER, FD_NEVER,
+	    s_bind_result, struct msg_bind_result),
 #ifdef TP_TEST_HOOKS
 	DESC(MSG_TEST_HOOK, "TEST_HOOK", MSG_TO_WORKER, FD_NEVER, s_test_hook,
 	    struct msg_test_hook),
@@ -204,6 +219,8 @@ static const struct msg_desc descs[] = {
 	    struct msg_forward),
 	DESC(MSG_SANDBOX_VIOLATION, "SANDBOX_VIOLATION", MSG_TO_SUPERVISOR,
 	    FD_NEVER, s_sandbox_violation, struct msg_sandbox_violation),
+	DESC(MSG_SESSION_BIND, "SESSION_BIND", MSG_TO_SUPERVISOR, FD_NEVER,
+	    s_session_bind, struct msg_session_bind),
 };
 
 const struct msg_desc *

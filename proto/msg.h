@@ -20,7 +20,7 @@
 #include <stddef.h>
 #include <stdint.h>
 
-#define PROTO_VERSION		2
+#define PROTO_VERSION		3
 #define PROTO_MAX_MSG		(64 * 1024)
 
 #define PROTO_NAME_MAX		128	/* cluster, proxy and user names */
@@ -37,6 +37,8 @@
 #define PROTO_MAX_WANTED	64
 #define PROTO_MAX_PROXIES	256
 #define PROTO_MAX_PRINCIPALS	16
+#define PROTO_SID_MAX		64	/* SHA-512, the largest exchange hash */
+#define PROTO_SIG_MAX		4096	/* SSH signature blob (RSA-16384: ~2 KiB) */
 
 enum msg_type {
 	/* supervisor -> worker (1..63) */
@@ -45,6 +47,7 @@ enum msg_type {
 	MSG_DIAL_RESULT		= 3,	/* answer to DIAL_REQUEST; +fd when ok */
 	MSG_PING		= 4,	/* liveness of the worker itself */
 	MSG_CLAIM_RESULT	= 5,	/* answer to CLAIM */
+	MSG_BIND_RESULT		= 6,	/* answer to SESSION_BIND */
 	MSG_TEST_HOOK		= 60,	/* test_hooks builds only: fault injection */
 
 	/* worker -> supervisor (64..127) */
@@ -57,6 +60,7 @@ enum msg_type {
 	MSG_PONG		= 70,	/* answer to PING */
 	MSG_FORWARD		= 71,	/* state of one remote forward */
 	MSG_SANDBOX_VIOLATION	= 72,	/* trap-mode seccomp report, then exit */
+	MSG_SESSION_BIND	= 73,	/* before user-auth: the host of this session */
 };
 
 /* Agent states, as reported in MSG_STATE (values are part of the wire). */
@@ -102,6 +106,9 @@ enum test_hook_action {
 	/* close races (rel_close_race): sent as if CLOSE was read too late */
 	HOOK_CLAIM_AT_CLOSE	= 20,	/* hold the CLAIM, send it when CLOSE comes */
 	HOOK_DIAL_AT_CLOSE	= 21,	/* a DIAL_REQUEST when CLOSE comes */
+	/* session binding (trust_session_bind), armed before the bind */
+	HOOK_BIND_FORGED	= 22,	/* SESSION_BIND with an altered signature */
+	HOOK_SIGN_UNBOUND	= 23,	/* a valid sign request before the bind */
 };
 
 /* --- payloads ----------------------------------------------------------- */
@@ -194,6 +201,12 @@ struct msg_claim_result {
 	char		reason[PROTO_REASON_MAX];
 };
 
+/* MSG_BIND_RESULT: "ok" bool, "reason" str. */
+struct msg_bind_result {
+	bool		ok;
+	char		reason[PROTO_REASON_MAX];
+};
+
 /* MSG_TEST_HOOK: "action" u32 (test_hook_action). */
 struct msg_test_hook {
 	uint32_t	action;
@@ -267,6 +280,23 @@ struct msg_forward {
 	char		error[PROTO_REASON_MAX];
 };
 
+/*
+ * MSG_SESSION_BIND: "hostkey" bin (the host key of the key exchange, SSH
+ * wire format, 1..2048), "sid" bin (the session id, 1..64), "sig" bin (the
+ * server's signature over the session id from that key exchange, an SSH
+ * signature blob, 1..4096).  Once, after the key exchange and before any
+ * user-auth request: the supervisor checks the signature and the key and
+ * from then on its signer signs user-auth for this session id only.
+ */
+struct msg_session_bind {
+	uint8_t		hostkey[PROTO_KEYBLOB_MAX];
+	uint32_t	hostkey_len;
+	uint8_t		sid[PROTO_SID_MAX];
+	uint32_t	sid_len;
+	uint8_t		sig[PROTO_SIG_MAX];
+	uint32_t	sig_len;
+};
+
 /* MSG_SANDBOX_VIOLATION: "nr" u32, "name" str. */
 struct msg_sandbox_violation {
 	uint32_t	nr;
@@ -282,6 +312,7 @@ struct msg {
 		struct msg_dial_result		dial_result;
 		struct msg_ping			ping;
 		struct msg_claim_result		claim_result;
+		struct msg_bind_result		bind_result;
 		struct msg_test_hook		test_hook;
 		struct msg_ready		ready;
 		struct msg_state		state;
@@ -292,6 +323,7 @@ struct msg {
 		struct msg_ping			pong;
 		struct msg_forward		forward;
 		struct msg_sandbox_violation	sandbox_violation;
+		struct msg_session_bind		session_bind;
 	} u;
 };
 

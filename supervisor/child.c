@@ -20,15 +20,19 @@
 #include "common/error.h"
 #include "common/log.h"
 #include "common/proctitle.h"
+#include "common/sshpub.h"
 #include "common/tptime.h"
 #include "proto/wire.h"
 #include "child.h"
 #include "config.h"
 #include "knownhosts.h"
 #include "pool.h"
+#include "send.h"
 #include "signer.h"
+#include "spawn.h"
 #include "sup.h"
 #include "supervisor.h"
+#include "trust.h"
 #include "tunnels.h"
 
 #define CHILD_DYING_GRACE_MS	2000	/* EOF or SIGTERM until SIGKILL */
@@ -43,249 +47,6 @@ static struct msg *scratch;	/* one decoded message at a time (~50 KiB) */
 static void arm_timer(struct child *c, uint64_t ms);
 
 /* --- sending ---------------------------------------------------------------- */
-
-/*
- * A unix datagram socket queues only net.unix.max_dgram_qlen (10) messages
- * towards a reader: a burst of DIAL_RESULTs (connects that complete in one
- * loop turn) would find it full while the worker is merely busy.  What
- * does not fit waits here, in order, until the socket is writable; a
- * worker that lets CHILD_OUTQ_MAX of them pile up is hung or hostile.
- */
-#define CHILD_OUTQ_MAX	1024
-
-struct outmsg {
-	struct outmsg	*next;
-	int		 fd;		/* our own duplicate, or -1 */
-	size_t		 len;
-	uint8_t		 buf[];
-};
-
-static void
-outq_free(struct child *c)
-{
-	struct outmsg *o;
-
-	while ((o = c->outq) != NULL) {
-		c->outq = o->next;
-		if (o->fd >= 0)
-			close(o->fd);
-		free(o);
-	}
-	c->outq_tail = NULL;
-	c->outq_n = 0;
-	if (c->ctl_wev != NULL) {
-		event_free(c->ctl_wev);
-		c->ctl_wev = NULL;
-	}
-}
-
-/* Sends what is queued; returns 0, or -1 after killing the child. */
-static int
-outq_flush(struct child *c)
-{
-	struct outmsg *o;
-	int rc;
-
-	while ((o = c->outq) != NULL) {
-		rc = proto_send_bytes(c->ctl, o->buf, o->len, o->fd);
-		if (rc == TP_EAGAIN) {
-			if (event_add(c->ctl_wev, NULL) != 0)
-				fatalx("event_add failed");
-			return 0;
-		}
-		if (rc != 0) {
-			child_kill(c, SR_PROTOCOL, "cannot send: %s",
-			    tp_strerror(rc));
-			return -1;
-		}
-		c->outq = o->next;
-		if (c->outq == NULL)
-			c->outq_tail = NULL;
-		c->outq_n--;
-		if (o->fd >= 0)
-			close(o->fd);
-		free(o);
-	}
-	return 0;
-}
-
-static void
-on_ctl_writable(evutil_socket_t fd, short what, void *arg)
-{
-	(void)fd;
-	(void)what;
-	(void)outq_flush(arg);
-}
-
-/* Queues m behind what is waiting already; returns 0 or a tp_err. */
-static int
-outq_push(struct child *c, const struct msg *m)
-{
-	static uint8_t buf[PROTO_MAX_MSG];
-	struct outmsg *o;
-	int n;
-
-	if ((n = msg_encode(m, buf, sizeof(buf))) < 0)
-		return n;
-	if (c->outq_n >= CHILD_OUTQ_MAX)
-		return TP_ETOOBIG;
-	if (c->ctl_wev == NULL && (c->ctl_wev = event_new(c->sup->base, c->ctl,
-	    EV_WRITE, on_ctl_writable, c)) == NULL)
-		return TP_ENOMEM;
-	if ((o = malloc(sizeof(*o) + (size_t)n)) == NULL)
-		return TP_ENOMEM;
-	o->next = NULL;
-	o->len = (size_t)n;
-	memcpy(o->buf, buf, (size_t)n);
-	/* The caller closes its own copy of the fd when we return. */
-	if ((o->fd = m->fd >= 0 ? dup(m->fd) : -1) < 0 && m->fd >= 0) {
-		free(o);
-		return TP_ESYS;
-	}
-	if (c->outq_tail != NULL)
-		c->outq_tail->next = o;
-	else
-		c->outq = o;
-	c->outq_tail = o;
-	c->outq_n++;
-	if (event_add(c->ctl_wev, NULL) != 0)
-		fatalx("event_add failed");
-	return 0;
-}
-
-int
-child_send(struct child *c, struct msg *m)
-{
-	int rc = TP_EAGAIN;
-
-	if (c->ctl < 0)
-		return -1;
-	if (c->outq == NULL)
-		rc = proto_send(c->ctl, m);
-	if (rc == TP_EAGAIN)
-		rc = outq_push(c, m);
-	if (rc != 0) {
-		child_kill(c, SR_PROTOCOL, "cannot send %s: %s%s",
-		    msg_name(m->type), tp_strerror(rc), rc == TP_ETOOBIG ?
-		    " (the worker does not read its control socket)" : "");
-		return -1;
-	}
-	return 0;
-}
-
-static void
-fill_forwards(struct msg_config *mc, const struct tunnel *t)
-{
-	mc->n_forwards = 0;
-	for (size_t i = 0; t != NULL && i < t->n_forwards &&
-	    i < PROTO_MAX_FORWARDS; i++) {
-		struct msg_forward_spec *f = &mc->forwards[mc->n_forwards++];
-
-		f->id = (uint32_t)i;
-		snprintf(f->listen_host, sizeof(f->listen_host), "%s",
-		    t->forwards[i].listen_host);
-		f->listen_port = t->forwards[i].listen_port;
-	}
-}
-
-/*
- * Trust anchors for the dial host, with known_hosts semantics: the pinned
- * keys (revoked ones already removed) and the @cert-authority keys.  A host
- * with neither cannot be trusted, so no worker is configured for it.
- */
-static int
-fill_trust(struct child *c, struct msg_config *mc)
-{
-	struct kh_result r;
-	struct tp_addr a;
-	int rc;
-
-	if (tp_addr_parse(c->dial_addr, 0, &a) != 0)
-		return TP_EINVAL;
-	snprintf(mc->dial_host, sizeof(mc->dial_host), "%s", a.host);
-	memset(&r, 0, sizeof(r));
-	if ((rc = knownhosts_lookup(c->sup->trust, a.host, a.port, &r)) != 0)
-		return rc;
-	/* A deny list is carried whole or not at all: never cut it. */
-	if (r.n_revoked > PROTO_MAX_REVOKED) {
-		child_kill(c, SR_SPAWN, "known_hosts has %zu @revoked keys for "
-		    "%s, more than the %d a worker can be given: not trusting "
-		    "it at all", r.n_revoked, a.host, PROTO_MAX_REVOKED);
-		kh_result_free(&r);
-		return TP_ETOOBIG;
-	}
-	for (size_t i = 0; i < r.n_pinned && mc->n_pinned < PROTO_MAX_PINNED; i++)
-		snprintf(mc->pinned[mc->n_pinned++].fp, PROTO_FP_MAX, "%s",
-		    r.pinned[i]);
-	for (size_t i = 0; i < r.n_revoked; i++)
-		snprintf(mc->revoked[mc->n_revoked++].fp, PROTO_FP_MAX, "%s",
-		    r.revoked[i]);
-	for (size_t i = 0; i < r.n_cas && mc->n_ca < PROTO_MAX_CA; i++) {
-		if (r.cas[i].len == 0 || r.cas[i].len > PROTO_KEYBLOB_MAX)
-			continue;
-		memcpy(mc->ca[mc->n_ca].blob, r.cas[i].p, r.cas[i].len);
-		mc->ca[mc->n_ca++].len = (uint32_t)r.cas[i].len;
-	}
-	kh_result_free(&r);
-	return (mc->n_pinned + mc->n_ca) > 0 ? 0 : TP_ENOENT;
-}
-
-/* CA mode: the names a certificate may carry besides the dial host. */
-static void
-fill_principals(struct msg_config *mc, const struct tunnel *t)
-{
-	mc->n_principals = 0;
-	for (size_t i = 0; t != NULL && i < t->n_proxy_principals &&
-	    i < PROTO_MAX_PRINCIPALS; i++)
-		snprintf(mc->principals[mc->n_principals++].name,
-		    PROTO_NAME_MAX, "%s", t->proxy_principals[i]);
-}
-
-static void
-fill_wanted(struct msg_config *mc, const struct pool_agent *ag)
-{
-	mc->n_wanted = 0;
-	for (uint32_t i = 0; i < ag->n_wanted && i < PROTO_MAX_WANTED; i++)
-		memcpy(mc->wanted[mc->n_wanted++].fp, ag->wanted[i],
-		    PROTO_FP_MAX);
-}
-
-static int
-send_config(struct child *c)
-{
-	const struct config *cfg = c->sup->cfg;
-	struct pool_agent *ag = c->agent;
-	struct msg_config *mc = &scratch->u.config;
-	int rc;
-
-	msg_init(scratch, MSG_CONFIG);
-	mc->version = PROTO_VERSION;
-	snprintf(mc->cluster, sizeof(mc->cluster), "%s", c->cluster);
-	snprintf(mc->dial_addr, sizeof(mc->dial_addr), "%s", c->dial_addr);
-	snprintf(mc->user, sizeof(mc->user), "%s", cfg->proxy_user);
-	mc->role = ag->role;
-	if ((rc = fill_trust(c, mc)) != 0) {
-		if (rc != TP_ETOOBIG)
-			child_kill(c, SR_SPAWN, "no trust anchor for %s",
-			    c->dial_addr);
-		return -1;
-	}
-	fill_forwards(mc, ag->key->tunnel);
-	fill_principals(mc, ag->key->tunnel);
-	fill_wanted(mc, ag);
-	mc->discovery = ag->key->discovery;
-	mc->keepalive_ms = (uint32_t)cfg->keepalive.interval_ms;
-	mc->keepalive_count = cfg->keepalive.count;
-	mc->handshake_ms = (uint32_t)cfg->timeouts.handshake_ms;
-	mc->max_channels = cfg->worker.max_channels;
-	mc->stats_ms = 2000;
-	snprintf(mc->ciphers, sizeof(mc->ciphers), "%s", cfg->ssh.ciphers);
-	snprintf(mc->kex, sizeof(mc->kex), "%s", cfg->ssh.kex);
-	snprintf(mc->hostkeys, sizeof(mc->hostkeys), "%s", cfg->ssh.hostkeys);
-	return child_send(c, scratch);
-}
-
-/* --- handlers (names match the worker's senders) ------------------------------ */
 
 static void
 set_state_name(struct child *c, const char *name)
@@ -335,12 +96,47 @@ recv_state(void *arg, struct msg *m)
 	return 0;
 }
 
+/*
+ * The session binding: the worker shows the host key of its key exchange
+ * and the host's signature over the session id.  A signature that does
+ * not verify is a worker lying (a protocol violation); a host key not
+ * trusted for this tunnel is refused.  Then the signer signs user-auth for
+ * this session id only, and the claim must name this host key.
+ */
+static int
+recv_session_bind(void *arg, struct msg *m)
+{
+	struct child *c = arg;
+	const struct msg_session_bind *b = &m->u.session_bind;
+	char fp[PROTO_FP_MAX], why[PROTO_REASON_MAX];
+
+	if (c->signer == NULL ||
+	    sshpub_verify(b->hostkey, b->hostkey_len, b->sig, b->sig_len,
+	    b->sid, b->sid_len) != 0 ||
+	    sshpub_fingerprint(b->hostkey, b->hostkey_len, fp, sizeof(fp)) != 0)
+		return TP_EPROTO;
+	if (!trust_host_key(c->sup, c->dial_addr, fp, why, sizeof(why))) {
+		alog_warnx(&c->who, "session bind refused: %s", why);
+		send_bind_result(c, false, why);
+		return 0;
+	}
+	if (signer_conn_bind(c->signer, b->sid, b->sid_len) != 0)
+		return TP_ESTATE;
+	snprintf(c->bound_fp, sizeof(c->bound_fp), "%s", fp);
+	alog_debug(&c->who, "session bound to host key %s", fp);
+	send_bind_result(c, true, "bound");
+	return 0;
+}
+
 static int
 recv_claim(void *arg, struct msg *m)
 {
 	struct child *c = arg;
 	unsigned late;
 
+	/* The proxy it claims is the one its session was bound to. */
+	if (strcmp(m->u.claim.fp, c->bound_fp) != 0)
+		return TP_EPROTO;
 	/*
 	 * A claim means the worker is authenticated: the signer has answered
 	 * everything it will ever answer this worker.  Whatever it sent the
@@ -431,6 +227,7 @@ recv_sandbox_violation(void *arg, struct msg *m)
 
 static const struct proto_handler child_handlers[] = {
 	{ MSG_READY, S_READY, PH_ONCE, 0, recv_ready },
+	{ MSG_SESSION_BIND, S_RUN, PH_ONCE, 0, recv_session_bind },
 	{ MSG_STATE, S_RUN | S_CLOSE, 0, 50, recv_state },
 	/*
 	 * CLAIM and DIAL_REQUEST may have been sent before the worker read
@@ -449,18 +246,41 @@ static const struct proto_handler child_handlers[] = {
 
 /* --- the receive path ----------------------------------------------------------- */
 
-/* Stops reading and writing the control socket and closes it. */
-static void
-close_ctl(struct child *c)
+void
+child_release(struct child *c, unsigned what)
 {
-	outq_free(c);
-	if (c->ctl_ev != NULL) {
-		event_free(c->ctl_ev);
+	/* The worker's last lines come before the line about its end. */
+	if (what & CR_LOG)
+		workerlog_close(&c->log);
+	if (what & CR_CONTROL) {
+		send_queue_free(c);
+		if (c->ctl_ev != NULL)
+			event_free(c->ctl_ev);
 		c->ctl_ev = NULL;
-	}
-	if (c->ctl >= 0) {
-		close(c->ctl);
+		if (c->ctl >= 0)
+			close(c->ctl);
 		c->ctl = -1;
+	}
+	if (what & CR_AGENT) {
+		signer_conn_free(c->signer);
+		c->signer = NULL;
+	}
+	if (what & CR_DIALS)
+		dialer_cancel_all(c);
+	if (what & CR_PROXY_DIAL) {
+		if (c->dns_req != NULL)
+			evdns_getaddrinfo_cancel(c->dns_req);
+		c->dns_req = NULL;
+		if (c->conn_ev != NULL)
+			event_free(c->conn_ev);
+		c->conn_ev = NULL;
+		if (c->sock >= 0)
+			close(c->sock);
+		c->sock = -1;
+	}
+	if ((what & CR_TIMER) && c->timer != NULL) {
+		event_free(c->timer);
+		c->timer = NULL;
 	}
 }
 
@@ -468,7 +288,7 @@ static void
 on_eof(struct child *c)
 {
 	/* The process is exiting: the reap gives the reason.  Do not wait long. */
-	close_ctl(c);
+	child_release(c, CR_CONTROL);
 	if (c->state != CH_DYING) {
 		c->state = CH_DYING;
 		arm_timer(c, CHILD_DYING_GRACE_MS);
@@ -511,17 +331,6 @@ on_ctl(evutil_socket_t fd, short what, void *arg)
 /* --- deadlines ------------------------------------------------------------------- */
 
 static void
-send_ping(struct child *c)
-{
-	struct msg m;
-
-	msg_init(&m, MSG_PING);
-	m.u.ping.seq = ++c->ping_seq;
-	c->ping_outstanding = true;
-	child_send(c, &m);
-}
-
-static void
 on_timer(evutil_socket_t fd, short what, void *arg)
 {
 	struct child *c = arg;
@@ -537,7 +346,8 @@ on_timer(evutil_socket_t fd, short what, void *arg)
 			child_kill(c, SR_TIMEOUT, "no PONG within the deadline");
 			break;
 		}
-		send_ping(c);
+		c->ping_outstanding = true;
+		send_ping(c, ++c->ping_seq);
 		arm_timer(c, c->sup->cfg->timeouts.ping_interval_ms);
 		break;
 	case CH_CLOSING:
@@ -602,6 +412,8 @@ child_started(struct child *c, pid_t pid, int ctl, int agent_fd, int log_fd)
 	    on_signer_error, c);
 	if (c->signer == NULL)
 		close(agent_fd);
+	else
+		signer_conn_require_bind(c->signer);
 	pool_agent_spawned(sup->pool, c->agent, pid, tp_now_ms());
 	alog_debug(&c->who, "worker started (%s)",
 	    c->agent->role == AGENT_ROLE_DISCOVERY ? "discovery" : "tunnel");
@@ -613,14 +425,6 @@ child_started(struct child *c, pid_t pid, int ctl, int agent_fd, int log_fd)
 	return 0;
 }
 
-static void
-stop_io(struct child *c)
-{
-	close_ctl(c);
-	signer_conn_free(c->signer);
-	c->signer = NULL;
-	dialer_cancel_all(c);
-}
 
 void
 child_kill(struct child *c, int reason, const char *fmt, ...)
@@ -635,7 +439,7 @@ child_kill(struct child *c, int reason, const char *fmt, ...)
 	}
 	if (reason == SR_PROTOCOL)
 		c->sup->counters.protocol_violations++;
-	stop_io(c);
+	child_release(c, CR_CONTROL | CR_AGENT | CR_DIALS);
 	c->state = CH_DYING;
 	if (c->pid > 0)
 		kill(c->pid, SIGKILL);
@@ -646,7 +450,6 @@ void
 child_close(void *arg, struct pool_agent *agent, const char *reason)
 {
 	struct child *c = agent->owner;
-	struct msg m;
 
 	(void)arg;
 	if (c == NULL)
@@ -660,16 +463,14 @@ child_close(void *arg, struct pool_agent *agent, const char *reason)
 	if (c->state != CH_RUNNING && c->state != CH_WAIT_READY)
 		return;
 	alog_info(&c->who, "closing: %s", reason);
-	msg_init(&m, MSG_CLOSE);
-	m.u.close.deadline_ms = (uint32_t)c->sup->cfg->timeouts.close_grace_ms;
-	snprintf(m.u.close.reason, sizeof(m.u.close.reason), "%s", reason);
 	if (c->state == CH_WAIT_READY) {
 		kill(c->pid, SIGTERM);
 		c->state = CH_DYING;
 		arm_timer(c, CHILD_DYING_GRACE_MS);
 		return;
 	}
-	if (child_send(c, &m) != 0)
+	if (send_close(c, (uint32_t)c->sup->cfg->timeouts.close_grace_ms,
+	    reason) != 0)
 		return;
 	c->state = CH_CLOSING;
 	set_state_name(c, "closing");
@@ -681,18 +482,13 @@ child_claim_result(void *arg, struct pool_agent *agent, bool granted,
     const char *reason)
 {
 	struct child *c = agent->owner;
-	struct msg m;
 
 	(void)arg;
 	if (c == NULL || (c->state != CH_RUNNING && c->state != CH_CLOSING))
 		return;
 	if (!granted)
 		alog_info(&c->who, "claim of %s refused: %s", c->proxy, reason);
-	msg_init(&m, MSG_CLAIM_RESULT);
-	m.u.claim_result.granted = granted;
-	snprintf(m.u.claim_result.reason, sizeof(m.u.claim_result.reason), "%s",
-	    reason);
-	child_send(c, &m);
+	send_claim_result(c, granted, reason);
 }
 
 /* --- reap and teardown -------------------------------------------------------------- */
@@ -756,17 +552,7 @@ child_lost(struct child *c, int reason, const char *detail)
 	bool missed = reason == WEXIT_CLAIM_REFUSED;
 	bool failed = !missed && !(c->close_requested && reason == WEXIT_CLOSED);
 
-	/* The worker's last lines come before the line about its end. */
-	workerlog_close(&c->log);
-	stop_io(c);
-	if (c->dns_req != NULL)
-		evdns_getaddrinfo_cancel(c->dns_req);
-	if (c->conn_ev != NULL)
-		event_free(c->conn_ev);
-	if (c->sock >= 0)
-		close(c->sock);
-	if (c->timer != NULL)
-		event_free(c->timer);
+	child_release(c, CR_ALL);
 	set_state_name(c, "disconnected");
 	if (reason >= 0 && reason < SUP_EXIT_REASONS)
 		sup->counters.exits[reason]++;

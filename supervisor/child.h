@@ -1,7 +1,9 @@
 /*
  * A worker process as the supervisor sees it: dialled, forked and exec'd
- * by spawn.c, then driven here through its control socket (the dispatch
- * table), its deadlines (ready, ping, close) and its single teardown.
+ * by spawn.c (spawn.h), then driven by child.c through its control socket
+ * (the receive table; the senders are in send.c), its deadlines (ready,
+ * ping, close) and its single teardown.  Its target dials belong to
+ * dialer.c (dialer.h), its log relay to workerlog.c.
  */
 #ifndef TP_SUPERVISOR_CHILD_H
 #define TP_SUPERVISOR_CHILD_H
@@ -14,14 +16,15 @@
 #include "common/ratelimit.h"
 #include "proto/dispatch.h"
 #include "proto/msg.h"
+#include "dialer.h"
 #include "workerlog.h"
 
 struct sup;
 struct pool_agent;
+struct pool_key;
 struct event;
 struct signer_conn;
 struct evdns_getaddrinfo_request;
-struct dial;
 struct outmsg;
 
 enum child_state {
@@ -51,6 +54,7 @@ struct child {
 	char			 dial_addr[PROTO_ADDR_MAX];
 	char			 state_name[16];
 	char			 proxy[PROTO_NAME_MAX];
+	char			 bound_fp[PROTO_FP_MAX];	/* SESSION_BIND's */
 	/* dialling */
 	int			 sock;
 	struct event		*conn_ev;
@@ -63,24 +67,18 @@ struct child {
 	char			 detail[PROTO_REASON_MAX];
 	char			 syscall[48];	/* from SANDBOX_VIOLATION */
 	bool			 close_requested;
-	struct dial		*dials;		/* pending target dials */
-	unsigned		 ndials;
-	struct ratelimit	 dial_rl;	/* worker.dial_rate / dial_burst */
+	struct child_dials	 dials;		/* its target dials (dialer.c) */
 	struct workerlog	 log;		/* its stderr, and lines quoting it */
 	struct child		*next;
 	struct child		*prev;
 };
 
-/* pool_ops.spawn: starts dialling for agent; returns 0 or -1 (nothing started). */
-int child_spawn(void *sup, struct pool_agent *agent);
 /* pool_ops.close: CLOSE with the grace deadline, then SIGTERM, then SIGKILL. */
 void child_close(void *sup, struct pool_agent *agent, const char *reason);
 /* pool_ops.claim_result. */
 void child_claim_result(void *sup, struct pool_agent *agent, bool granted,
     const char *reason);
 
-/* Stops a child that is still dialling; it is torn down as closed. */
-void spawn_cancel(struct child *c);
 /*
  * Called by spawn.c once the process exists, with the supervisor's ends of
  * its control and agent socketpairs and of its stderr pipe.
@@ -91,6 +89,19 @@ int child_started(struct child *c, pid_t pid, int ctl, int agent_fd,
 #define child_log(c, lvl, ...) \
 	workerlog_emit(&(c)->log, (lvl), __func__, __VA_ARGS__)
 /*
+ * Lets go of parts of a child, each at most once (they are reset): what
+ * every path of losing a worker shares.  CR_LOG drains the stderr pipe
+ * before closing it.
+ */
+#define CR_CONTROL	0x01	/* control socket, its events, its send queue */
+#define CR_AGENT	0x02	/* the signer's connection (agent socketpair) */
+#define CR_DIALS	0x04	/* pending target dials (dialer.c) */
+#define CR_PROXY_DIAL	0x08	/* the proxy dial: DNS, connect event, socket */
+#define CR_TIMER	0x10	/* the deadline timer */
+#define CR_LOG		0x20	/* the stderr pipe, drained first */
+#define CR_ALL		0x3f
+void child_release(struct child *c, unsigned what);
+/*
  * Ends a running child now: records why, stops reading it, SIGKILL.  The
  * teardown happens when it is reaped.
  */
@@ -100,14 +111,7 @@ void child_kill(struct child *c, int reason, const char *fmt, ...)
 void child_lost(struct child *c, int reason, const char *detail);
 /* Reaper entry point: a pid exited with status. Returns 1 if it was ours. */
 int child_reaped(struct sup *sup, pid_t pid, int status);
-/* Sends a message to the child; failure ends the child. Returns 0 or -1. */
-int child_send(struct child *c, struct msg *m);
 /* Finds a child by worker pid, or NULL. */
 struct child *child_by_pid(struct sup *sup, pid_t pid);
-
-/* dialer.c: a DIAL_REQUEST from c; answers with DIAL_RESULT eventually. */
-int dialer_request(struct child *c, const struct msg_dial_request *r);
-/* Cancels every pending dial of c (teardown). */
-void dialer_cancel_all(struct child *c);
 
 #endif

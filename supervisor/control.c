@@ -22,6 +22,7 @@
 #include "config.h"
 #include "control.h"
 #include "pool.h"
+#include "send.h"
 #include "status.h"
 #include "sup.h"
 #include "supervisor.h"
@@ -137,15 +138,12 @@ cmd_test_hook(struct control *ctl, json_t *req)
 	json_int_t pid = json_integer_value(json_object_get(req, "pid"));
 	json_int_t action = json_integer_value(json_object_get(req, "action"));
 	struct child *c = child_by_pid(ctl->sup, (pid_t)pid);
-	struct msg m;
 
 	if (c == NULL || c->state != CH_RUNNING)
 		return error_obj("no running worker with that pid");
 	if (action < 1 || action > 255)
 		return error_obj("bad action");
-	msg_init(&m, MSG_TEST_HOOK);
-	m.u.test_hook.action = (uint32_t)action;
-	if (child_send(c, &m) != 0)
+	if (send_test_hook(c, (uint32_t)action) != 0)
 		return error_obj("send failed");
 	return json_pack("{s:b}", "ok", 1);
 }

@@ -2,6 +2,7 @@
 #include <sys/un.h>
 
 #include <errno.h>
+#include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -183,6 +184,34 @@ print_source(json_t *ts)
 	printf("%s%s\n", err[0] ? "; last error: " : "", err);
 }
 
+/* The wanted sets: one row per proxy, with where it came from and when. */
+static void
+print_wanted(json_t *clusters)
+{
+	json_t *c, *w;
+	size_t i, j;
+	bool head = false;
+
+	json_array_foreach(clusters, i, c) {
+		json_array_foreach(json_object_get(c, "wanted"), j, w) {
+			const char *fp = str(w, "host_key");
+
+			if (!head)
+				printf("\n%-16s %-24s %-16s %-16s %-7s %-16s "
+				    "%7s\n", "CLUSTER", "DIAL ADDR", "WANTED",
+				    "HOST KEY", "CLAIMED", "SOURCE", "AGE");
+			head = true;
+			printf("%-16s %-24s %-16s %-16.14s %-7s %-16s %6llds%s\n",
+			    str(c, "name"), str(w, "dial_addr"), str(w, "name"),
+			    strncmp(fp, "SHA256:", 7) == 0 ? fp + 7 : fp,
+			    json_is_true(json_object_get(w, "claimed")) ? "yes" :
+			    "no", str(w, "source"), num(w, "age_s"),
+			    json_is_true(json_object_get(w, "current")) ? "" :
+			    " (remembered)");
+		}
+	}
+}
+
 int
 ctlclient_status(const char *path, int as_json)
 {
@@ -218,18 +247,23 @@ ctlclient_status(const char *path, int as_json)
 	    "RECON", "CHANS", "RX", "TX", "LAST ERROR");
 	json_array_foreach(json_object_get(st, "agents"), i, v)
 		print_agent(v);
-	printf("\n%-16s %9s %7s  %s\n", "CLUSTER", "ANNOUNCED", "CLAIMED",
-	    "STATES");
+	printf("\n%-16s %9s %7s %6s %7s %6s %8s  %s\n", "CLUSTER", "ANNOUNCED",
+	    "CLAIMED", "DIALS", "MISSES", "REFUSED", "RETRY", "STATES");
 	json_array_foreach(json_object_get(st, "clusters"), i, v) {
 		json_t *s = json_object_get(v, "states");
 
-		printf("%-16s %9lld %7lld  connecting=%lld discovering=%lld "
-		    "connected=%lld discovered=%lld disconnected=%lld\n",
+		printf("%-16s %9lld %7lld %6lld %7lld %6lld %7.1fs  "
+		    "connecting=%lld discovering=%lld connected=%lld "
+		    "discovered=%lld disconnected=%lld\n",
 		    str(v, "name"), num(v, "proxies_announced"),
-		    num(v, "proxies_claimed"), num(s, "connecting"),
-		    num(s, "discovering"), num(s, "connected"),
-		    num(s, "discovered"), num(s, "disconnected"));
+		    num(v, "proxies_claimed"), num(v, "dials"),
+		    num(v, "discovery_misses"), num(v, "claims_refused"),
+		    (double)num(v, "discovery_retry_in_ms") / 1000.0,
+		    num(s, "connecting"), num(s, "discovering"),
+		    num(s, "connected"), num(s, "discovered"),
+		    num(s, "disconnected"));
 	}
+	print_wanted(json_object_get(st, "clusters"));
 	json_decref(st);
 	return 0;
 }

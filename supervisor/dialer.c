@@ -29,7 +29,9 @@
 #include "aconnect.h"
 #include "child.h"
 #include "config.h"
+#include "dialer.h"
 #include "pool.h"
+#include "send.h"
 #include "sup.h"
 #include "tunnels.h"
 
@@ -47,13 +49,13 @@ struct dial {
 static void
 dial_unlink(struct dial *d)
 {
-	struct dial **pp = &d->child->dials;
+	struct dial **pp = &d->child->dials.list;
 
 	while (*pp != NULL && *pp != d)
 		pp = &(*pp)->next;
 	if (*pp == d) {
 		*pp = d->next;
-		d->child->ndials--;
+		d->child->dials.n--;
 	}
 }
 
@@ -67,34 +69,28 @@ dial_free(struct dial *d)
 	free(d);
 }
 
-/* Answers the worker (send_dial_result) and forgets the dial. */
+/* Answers the worker and forgets the dial. */
 static void
 dial_finish(struct dial *d, const char *error)
 {
 	struct child *c = d->child;
-	struct msg m;
 
 	dial_unlink(d);
-	msg_init(&m, MSG_DIAL_RESULT);
-	m.u.dial_result.channel_id = d->channel_id;
 	if (error == NULL) {
 		int one = 1;
 
 		/* Interactive traffic; fails harmlessly on a unix socket. */
 		(void)setsockopt(d->sock, IPPROTO_TCP, TCP_NODELAY, &one,
 		    sizeof(one));
-		m.u.dial_result.ok = true;
-		m.fd = d->sock;
+		send_dial_result(c, d->channel_id, d->sock, NULL);
 	} else {
 		c->sup->counters.dial_failures++;
 		if (c->agent != NULL)
 			c->agent->stats.dial_failures++;
-		snprintf(m.u.dial_result.error, sizeof(m.u.dial_result.error),
-		    "%s", error);
 		child_log(c, LOG_LVL_WARN, "dial %s for channel %u failed: %s",
 		    d->target, d->channel_id, error);
+		send_dial_result(c, d->channel_id, -1, error);
 	}
-	child_send(c, &m);
 	dial_free(d);
 }
 
@@ -209,7 +205,7 @@ dial_refusal(struct child *c, bool stale)
 	if (stale)
 		return "the tunnel's spec changed: this agent is being replaced";
 	/* A compromised worker must not exhaust ports for every tunnel. */
-	if (!ratelimit_take(&c->dial_rl, tp_now_ms())) {
+	if (!ratelimit_take(&c->dials.rl, tp_now_ms())) {
 		c->sup->counters.dials_rate_limited++;
 		return "dial rate limit (worker.dial_rate) exceeded";
 	}
@@ -236,7 +232,7 @@ dialer_request(struct child *c, const struct msg_dial_request *r)
 	/* The worker only knows the ids we gave it: anything else is hostile. */
 	if (!stale && (t == NULL || r->forward_id >= t->n_forwards))
 		return TP_EPROTO;
-	if (c->ndials >= c->sup->cfg->worker.max_channels)
+	if (c->dials.n >= c->sup->cfg->worker.max_channels)
 		return TP_ETOOBIG;
 	if ((d = calloc(1, sizeof(*d))) == NULL)
 		return TP_ENOMEM;
@@ -245,9 +241,9 @@ dialer_request(struct child *c, const struct msg_dial_request *r)
 	d->sock = -1;
 	snprintf(d->target, sizeof(d->target), "%s", stale ?
 	    "(previous spec)" : t->forwards[r->forward_id].target);
-	d->next = c->dials;
-	c->dials = d;
-	c->ndials++;
+	d->next = c->dials.list;
+	c->dials.list = d;
+	c->dials.n++;
 	if ((refused = dial_refusal(c, stale)) != NULL)
 		dial_fail(d, refused);
 	else if (tp_addr_parse(d->target, 1, &a) != 0)
@@ -257,14 +253,23 @@ dialer_request(struct child *c, const struct msg_dial_request *r)
 	return 0;
 }
 
+int
+dialer_init(struct child_dials *d, const struct config *cfg)
+{
+	d->list = NULL;
+	d->n = 0;
+	return ratelimit_init(&d->rl, cfg->worker.dial_rate,
+	    cfg->worker.dial_burst, tp_now_ms());
+}
+
 void
 dialer_cancel_all(struct child *c)
 {
-	while (c->dials != NULL) {
-		struct dial *d = c->dials;
+	while (c->dials.list != NULL) {
+		struct dial *d = c->dials.list;
 
-		c->dials = d->next;
-		c->ndials--;
+		c->dials.list = d->next;
+		c->dials.n--;
 		if (d->dns != NULL) {
 			struct evdns_getaddrinfo_request *req = d->dns;
 

@@ -13,6 +13,7 @@
 
 #include "common/addr.h"
 #include "common/log.h"
+#include "common/tptime.h"
 #include "config.h"
 #include "metrics.h"
 #include "pool.h"
@@ -67,6 +68,45 @@ sample2(struct evbuffer *b, const char *name, const char *cluster,
 	evbuffer_add_printf(b, "\",%s=\"%s\"} %llu\n", l2, v2, val);
 }
 
+/*
+ * One series per proxy of each wanted set: seconds since a list naming it
+ * was heard.  host_key keeps series unique (names need not be).
+ */
+static void
+render_wanted(struct evbuffer *b, struct cluster_sum *v, size_t n)
+{
+	uint64_t now = tp_now_ms();
+
+	header(b, "tunnelpool_discovery_wanted_age_seconds", "gauge",
+	    "Proxies of the wanted set: seconds since a list naming them was "
+	    "heard (source: the list naming it longest).");
+	for (size_t i = 0; i < n; i++)
+		for (size_t j = 0; j < v[i].n_dkeys; j++) {
+			const struct pool_key *k = v[i].dkeys[j];
+
+			for (uint32_t e = 0; e < k->set.n; e++) {
+				const struct wanted_proxy *px = &k->set.v[e];
+
+				evbuffer_add_printf(b, "tunnelpool_discovery_"
+				    "wanted_age_seconds{cluster=\"");
+				put_label(b, v[i].name);
+				evbuffer_add_printf(b, "\",dial_addr=\"");
+				put_label(b, k->dial_addr);
+				evbuffer_add_printf(b, "\",proxy=\"");
+				put_label(b, px->name);
+				evbuffer_add_printf(b, "\",host_key=\"");
+				put_label(b, px->fp);
+				evbuffer_add_printf(b, "\",source=\"");
+				put_label(b, px->source_name[0] != '\0' ?
+				    px->source_name : px->source_fp);
+				evbuffer_add_printf(b, "\",current=\"%s\"} %.3f\n",
+				    px->current ? "true" : "false",
+				    now > px->last_seen_ms ? (double)(now -
+				    px->last_seen_ms) / 1000.0 : 0.0);
+			}
+		}
+}
+
 static void
 render_clusters(struct evbuffer *b, struct cluster_sum *v, size_t n)
 {
@@ -89,10 +129,33 @@ render_clusters(struct evbuffer *b, struct cluster_sum *v, size_t n)
 		    "claimed", v[i].claimed);
 	}
 	header(b, "tunnelpool_discovery_misses_total", "counter",
-	    "Discovery dials that landed on a proxy already claimed.");
+	    "Dials that landed on a proxy they may not claim (already claimed "
+	    "or not wanted).");
 	for (size_t i = 0; i < n; i++)
 		sample1(b, "tunnelpool_discovery_misses_total", "cluster",
 		    v[i].name, v[i].misses);
+	header(b, "tunnelpool_discovery_claims_refused_total", "counter",
+	    "Claims the supervisor refused.");
+	for (size_t i = 0; i < n; i++)
+		sample1(b, "tunnelpool_discovery_claims_refused_total",
+		    "cluster", v[i].name, v[i].refused);
+	header(b, "tunnelpool_agent_dials_total", "counter",
+	    "Agents started, each a dial to the proxy address (rate: dials "
+	    "per second).");
+	for (size_t i = 0; i < n; i++)
+		sample1(b, "tunnelpool_agent_dials_total", "cluster", v[i].name,
+		    v[i].dials);
+	header(b, "tunnelpool_discovery_retry_seconds", "gauge",
+	    "Time until the next discovery dial may start (miss pacing, "
+	    "backoff).");
+	for (size_t i = 0; i < n; i++) {
+		evbuffer_add_printf(b, "tunnelpool_discovery_retry_seconds"
+		    "{cluster=\"");
+		put_label(b, v[i].name);
+		evbuffer_add_printf(b, "\"} %.3f\n",
+		    (double)v[i].disc_retry_ms / 1000.0);
+	}
+	render_wanted(b, v, n);
 	header(b, "tunnelpool_forward_channels", "gauge",
 	    "Forwarded channels open now.");
 	for (size_t i = 0; i < n; i++)
@@ -297,7 +360,7 @@ metrics_render(struct sup *sup, struct evbuffer *b)
 
 	if ((v = status_cluster_sums(sup, &n)) != NULL) {
 		render_clusters(b, v, n);
-		free(v);
+		status_cluster_sums_free(v, n);
 	}
 	render_supervisor(b, sup);
 	render_source(b, sup);

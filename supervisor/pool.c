@@ -8,12 +8,14 @@
 
 #define POOL_MIN_BUCKETS	64
 #define POOL_TICK_IDLE_MS	1000
+#define NOT_NAMED		"no longer wanted: no current list names it"
 
 struct pool {
 	struct pool_config	 cfg;
 	struct pool_ops		 ops;
 	void			*arg;
 	struct pool_key		**buckets;
+	struct pool_key		**cbuckets;	/* by cluster alone (siblings) */
 	size_t			 nbuckets;
 	size_t			 nkeys;
 	size_t			 nagents;
@@ -48,24 +50,70 @@ key_find(struct pool *p, const char *cluster, const char *dial)
 	return NULL;
 }
 
+static size_t
+cluster_slot(const char *cluster, size_t n)
+{
+	return key_hash(cluster, "") % n;
+}
+
+/*
+ * The keys of one cluster (its dial addresses) share what their proxies
+ * announce: the next key of k's cluster after s (NULL: the first), or
+ * NULL at the end.
+ */
+static struct pool_key *
+sibling_next(const struct pool *p, const struct pool_key *k,
+    struct pool_key *s)
+{
+	s = s == NULL ? p->cbuckets[cluster_slot(k->cluster, p->nbuckets)] :
+	    s->cnext;
+	for (; s != NULL; s = s->cnext)
+		if (strcmp(s->cluster, k->cluster) == 0)
+			return s;
+	return NULL;
+}
+
+#define FOR_CLUSTER(p, k, s) \
+	for ((s) = sibling_next((p), (k), NULL); (s) != NULL; \
+	    (s) = sibling_next((p), (k), (s)))
+
 static int
 map_grow(struct pool *p)
 {
 	size_t n = p->nbuckets * 2;
 	struct pool_key **b = calloc(n, sizeof(*b));
+	struct pool_key **cb = calloc(n, sizeof(*cb));
 
-	if (b == NULL)
+	if (b == NULL || cb == NULL) {
+		free(b);
+		free(cb);
 		return TP_ENOMEM;
+	}
 	for (struct pool_key *k = p->keys; k != NULL; k = k->lnext) {
 		size_t i = key_hash(k->cluster, k->dial_addr) % n;
+		size_t j = cluster_slot(k->cluster, n);
 
 		k->hnext = b[i];
 		b[i] = k;
+		k->cnext = cb[j];
+		cb[j] = k;
 	}
 	free(p->buckets);
+	free(p->cbuckets);
 	p->buckets = b;
+	p->cbuckets = cb;
 	p->nbuckets = n;
 	return 0;
+}
+
+/* Misses back off from miss_retry_ms up to the failure backoff's cap. */
+static int
+miss_init(struct backoff *b, const struct pool_config *cfg)
+{
+	uint64_t max = cfg->backoff_max_ms > cfg->miss_retry_ms ?
+	    cfg->backoff_max_ms : cfg->miss_retry_ms;
+
+	return backoff_init(b, cfg->miss_retry_ms, max, 0);
 }
 
 static struct pool_key *
@@ -82,7 +130,8 @@ key_add(struct pool *p, const struct pool_want *w)
 	k->dial_addr = strdup(w->dial_addr);
 	if (k->cluster == NULL || k->dial_addr == NULL ||
 	    backoff_init(&k->backoff, p->cfg.backoff_min_ms,
-	    p->cfg.backoff_max_ms, p->cfg.backoff_reset_ms) != 0) {
+	    p->cfg.backoff_max_ms, p->cfg.backoff_reset_ms) != 0 ||
+	    miss_init(&k->miss, &p->cfg) != 0) {
 		free(k->cluster);
 		free(k->dial_addr);
 		free(k);
@@ -91,6 +140,9 @@ key_add(struct pool *p, const struct pool_want *w)
 	i = key_hash(k->cluster, k->dial_addr) % p->nbuckets;
 	k->hnext = p->buckets[i];
 	p->buckets[i] = k;
+	i = cluster_slot(k->cluster, p->nbuckets);
+	k->cnext = p->cbuckets[i];
+	p->cbuckets[i] = k;
 	k->lprev = p->keys_tail;
 	if (p->keys_tail != NULL)
 		p->keys_tail->lnext = k;
@@ -111,6 +163,10 @@ key_free(struct pool *p, struct pool_key *k)
 	while (*pp != k)
 		pp = &(*pp)->hnext;
 	*pp = k->hnext;
+	pp = &p->cbuckets[cluster_slot(k->cluster, p->nbuckets)];
+	while (*pp != k)
+		pp = &(*pp)->cnext;
+	*pp = k->cnext;
 	if (k->lprev != NULL)
 		k->lprev->lnext = k->lnext;
 	else
@@ -120,7 +176,7 @@ key_free(struct pool *p, struct pool_key *k)
 	else
 		p->keys_tail = k->lprev;
 	p->nkeys--;
-	free(k->proxies);
+	wanted_clear(&k->set);
 	free(k->cluster);
 	free(k->dial_addr);
 	free(k);
@@ -148,9 +204,11 @@ pool_new(const struct pool_config *cfg, const struct pool_ops *ops, void *arg,
 	p->arg = arg;
 	p->nbuckets = POOL_MIN_BUCKETS;
 	p->buckets = calloc(p->nbuckets, sizeof(*p->buckets));
-	if (p->buckets == NULL || cfg->max_inflight_dials == 0 ||
-	    limiter_init(p, now_ms) != 0) {
+	p->cbuckets = calloc(p->nbuckets, sizeof(*p->cbuckets));
+	if (p->buckets == NULL || p->cbuckets == NULL ||
+	    cfg->max_inflight_dials == 0 || limiter_init(p, now_ms) != 0) {
 		free(p->buckets);
+		free(p->cbuckets);
 		free(p);
 		return NULL;
 	}
@@ -174,6 +232,7 @@ pool_reconfigure(struct pool *p, const struct pool_config *cfg,
 		k->backoff.min_ms = cfg->backoff_min_ms;
 		k->backoff.max_ms = cfg->backoff_max_ms;
 		k->backoff.reset_after_ms = cfg->backoff_reset_ms;
+		miss_init(&k->miss, cfg);
 	}
 	return 0;
 }
@@ -200,12 +259,13 @@ pool_free(struct pool *p)
 			an = a->next;
 			agent_free(a);
 		}
-		free(k->proxies);
+		wanted_clear(&k->set);
 		free(k->cluster);
 		free(k->dial_addr);
 		free(k);
 	}
 	free(p->buckets);
+	free(p->cbuckets);
 	free(p);
 }
 
@@ -247,6 +307,9 @@ sync_one(struct pool *p, const struct pool_want *w)
 		k->gen++;
 		k->removed = false;
 	}
+	/* Without discovery there is no set: a stale one would be shown. */
+	if (!w->discovery)
+		wanted_clear(&k->set);
 	k->discovery = w->discovery;
 	k->tunnel = w->tunnel;
 	k->epoch = p->epoch;
@@ -276,7 +339,8 @@ pool_sync(struct pool *p, const struct pool_want *want, size_t n,
 
 /* --- agents ---------------------------------------------------------------- */
 
-static uint32_t wanted_set(const struct pool_key *k, char (*out)[PROTO_FP_MAX]);
+static uint32_t unclaimed_wanted(const struct pool_key *k,
+    char (*out)[PROTO_FP_MAX]);
 static void agent_fill_name(struct pool_agent *a);
 
 static struct pool_agent *
@@ -321,16 +385,17 @@ spawn_agent(struct pool *p, struct pool_key *k, enum agent_role role,
 
 	if (a == NULL)
 		return TP_ENOMEM;
-	if (role == AGENT_ROLE_DISCOVERY && k->n_proxies > 0) {
-		a->wanted = calloc(k->n_proxies, sizeof(*a->wanted));
+	if (role == AGENT_ROLE_DISCOVERY && k->set.n > 0) {
+		a->wanted = calloc(k->set.n, sizeof(*a->wanted));
 		if (a->wanted == NULL) {
 			agent_unlink(p, a);
 			agent_free(a);
 			return TP_ENOMEM;
 		}
-		a->n_wanted = wanted_set(k, a->wanted);
+		a->n_wanted = unclaimed_wanted(k, a->wanted);
 	}
 	p->stats.spawns++;
+	k->dials++;
 	if (p->ops.spawn(p->arg, a) != 0)
 		pool_agent_lost(p, a, "spawn failed", true, now_ms);
 	return 0;
@@ -358,6 +423,12 @@ is_claimed(const struct pool_key *k, const char *fp,
 	return false;
 }
 
+bool
+pool_key_holds(const struct pool_key *k, const char *fp)
+{
+	return is_claimed(k, fp, NULL);
+}
+
 uint32_t
 pool_key_claimed(const struct pool_key *k)
 {
@@ -377,43 +448,182 @@ pool_key_idle_state(const struct pool_key *k)
 	return k->down ? AGENT_DISCONNECTED : AGENT_CONNECTING;
 }
 
-/* Fills the agent's wanted list: announced proxies nobody claims. */
+/*
+ * Fills a discovery agent's wanted list (CONFIG): wanted proxies nobody
+ * claims.  A snapshot, for the worker's log: every CLAIM is decided
+ * against the set at that moment (claim_decide), so a list that went
+ * stale while the agent was dialling never grants or refuses wrongly.
+ */
 static uint32_t
-wanted_set(const struct pool_key *k, char (*out)[PROTO_FP_MAX])
+unclaimed_wanted(const struct pool_key *k, char (*out)[PROTO_FP_MAX])
 {
 	uint32_t n = 0;
 
-	for (uint32_t i = 0; i < k->n_proxies; i++)
-		if (!is_claimed(k, k->proxies[i].fp, NULL)) {
+	for (uint32_t i = 0; i < k->set.n; i++)
+		if (!is_claimed(k, k->set.v[i].fp, NULL)) {
 			if (out != NULL)
-				memcpy(out[n], k->proxies[i].fp, PROTO_FP_MAX);
+				memcpy(out[n], k->set.v[i].fp, PROTO_FP_MAX);
 			n++;
 		}
 	return n;
 }
 
-/* --- tick ------------------------------------------------------------------- */
+/* --- the wanted set (rule: wanted.h, docs/discovery-protocol.md) ------------- */
+
+static bool
+is_wanted(const struct pool_key *k, const char *fp)
+{
+	return wanted_find(&k->set, fp) != NULL;
+}
+
+/*
+ * Whether a claim on fp fits the set.  Only current lists can refuse one:
+ * while none is, the remembered lists are older than what the proxy the
+ * agent landed on is about to announce (it is authenticated, and its list
+ * becomes current with the claim), so they keep the pool looking but
+ * never turn a trusted proxy away.
+ */
+static bool
+claim_fits(const struct pool_key *k, const char *fp)
+{
+	return !k->discovery || !k->set.have_current || is_wanted(k, fp);
+}
+
+bool
+pool_agent_wanted(const struct pool_agent *a)
+{
+	return a->fp[0] == '\0' || claim_fits(a->key, a->fp);
+}
+
+struct holds_ctx {
+	struct pool		*p;
+	const struct pool_key	*k;
+};
+
+/* wanted_mark's view: does an agent of the cluster hold this proxy? */
+static bool
+agent_holds(void *arg, const char *fp)
+{
+	const struct holds_ctx *c = arg;
+	struct pool_key *s;
+
+	FOR_CLUSTER(c->p, c->k, s)
+		if (is_claimed(s, fp, NULL))
+			return true;
+	return false;
+}
+
+struct note_ctx {
+	const struct pool_key	*k;
+	const char		*why;	/* of a removal */
+};
 
 static void
-expire_proxies(struct pool *p, struct pool_key *k, uint64_t now_ms)
+note_change(void *arg, const struct wanted_proxy *px, bool added)
 {
-	uint32_t i = 0;
+	const struct note_ctx *c = arg;
+	const char *src = px->source_name[0] != '\0' ? px->source_name :
+	    px->source_fp;
 
-	while (i < k->n_proxies) {
-		struct pool_proxy *px = &k->proxies[i];
+	if (added)
+		log_info("proxy %s (%s) of %s wanted: announced by %s%s",
+		    px->name, px->fp, c->k->cluster, src,
+		    px->current ? "" : " (remembered)");
+	else
+		log_info("proxy %s (%s) of %s %s", px->name, px->fp,
+		    c->k->cluster, c->why);
+}
 
-		if (now_ms - px->last_seen_ms <= p->cfg.proxy_ttl_ms) {
-			i++;
-			continue;
-		}
-		for (struct pool_agent *a = k->agents; a != NULL; a = a->next)
-			if (a->claimed && strcmp(a->fp, px->fp) == 0)
-				agent_close(p, a, "proxy expired from discovery set");
-		log_info("proxy %s (%s) of %s expired from the discovery set",
-		    px->name, px->fp, k->cluster);
-		k->proxies[i] = k->proxies[--k->n_proxies];
+static void
+miss_reset(struct pool_key *k)
+{
+	k->miss.attempt = 0;
+	k->miss_streak = 0;
+	k->miss_round_ms = 0;
+	k->miss_until_ms = 0;
+	k->n_miss_seen = 0;
+}
+
+/*
+ * Make before break: an agent on a proxy no current list names is closed
+ * (CLOSE: its live channels drain for timeouts.close_grace) as soon as
+ * the key holds a wanted proxy that is up; until then it stays, so an
+ * announcement that runs ahead of the load balancer never leaves the node
+ * without a path.
+ */
+static void
+sweep_unwanted(struct pool *p, struct pool_key *k)
+{
+	struct pool_agent *a, *an;
+	bool up = false;
+
+	if (!k->discovery || !k->set.have_current)
+		return;
+	for (a = k->agents; a != NULL && !up; a = a->next)
+		up = a->claimed && a->phase == PHASE_RUNNING &&
+		    (a->state == AGENT_CONNECTED ||
+		    a->state == AGENT_DISCOVERED) && is_wanted(k, a->fp);
+	if (!up)
+		return;
+	for (a = k->agents; a != NULL; a = an) {
+		an = a->next;
+		if (a->claimed && a->phase == PHASE_RUNNING &&
+		    !is_wanted(k, a->fp))
+			agent_close(p, a, "proxy no longer announced");
 	}
 }
+
+/*
+ * Re-applies the rule after lists or holders changed (or a remembered list
+ * expired, force): currency, the set, the miss pacing, the sweep.  Returns
+ * true when the set gained a proxy.
+ */
+static bool
+key_refresh(struct pool *p, struct pool_key *k, uint64_t now_ms, bool force,
+    const char *why)
+{
+	struct note_ctx ctx = { k, why };
+	struct holds_ctx held = { p, k };
+	int added = 0;
+
+	if (!k->discovery || k->refreshing)
+		return false;
+	k->refreshing = true;
+	if (wanted_mark(&k->set, agent_holds, &held, now_ms) || force) {
+		added = wanted_rebuild(&k->set, now_ms, p->cfg.proxy_ttl_ms,
+		    note_change, &ctx);
+		if (added < 0)
+			log_warnx("%s %s: wanted set not rebuilt: %s",
+			    k->cluster, k->dial_addr, tp_strerror(added));
+		/* New information: what the last misses taught is moot. */
+		if (added > 0)
+			miss_reset(k);
+	}
+	sweep_unwanted(p, k);
+	k->refreshing = false;
+	return added > 0;
+}
+
+/* After a claim or a loss: the lists of the whole cluster may change. */
+static void
+cluster_refresh(struct pool *p, struct pool_key *k, uint64_t now_ms)
+{
+	struct pool_key *s;
+
+	FOR_CLUSTER(p, k, s)
+		key_refresh(p, s, now_ms, false, NOT_NAMED);
+}
+
+uint64_t
+pool_key_disc_retry_ms(const struct pool_key *k, uint64_t now_ms)
+{
+	uint64_t due = k->next_disc_ms > k->miss_until_ms ? k->next_disc_ms :
+	    k->miss_until_ms;
+
+	return due > now_ms ? due - now_ms : 0;
+}
+
+/* --- tick ------------------------------------------------------------------- */
 
 /* Counts agents of the current generation; *unclaimed = those still looking. */
 static uint32_t
@@ -481,27 +691,41 @@ tick_key(struct pool *p, struct pool_key *k, uint64_t now_ms)
 	uint64_t wait = POOL_TICK_IDLE_MS, w;
 	bool have_claim;
 
-	expire_proxies(p, k, now_ms);
+	if (k->discovery) {
+		w = wanted_next_expiry(&k->set, p->cfg.proxy_ttl_ms);
+		if (now_ms >= w)
+			key_refresh(p, k, now_ms, true, "expired from the "
+			    "discovery set (no agent heard a fresher list "
+			    "within discovery.ttl)");
+		else if (w != UINT64_MAX)
+			wait = min_wait(wait, w - now_ms);
+	}
 	if (k->removed)
 		return wait;
 	if (count_current(k, &discovering, &have_claim) == 0) {
-		if (now_ms < k->next_dial_ms)
-			return min_wait(wait, k->next_dial_ms - now_ms);
+		w = k->next_dial_ms > k->miss_until_ms ? k->next_dial_ms :
+		    k->miss_until_ms;
+		if (now_ms < w)
+			return min_wait(wait, w - now_ms);
 		if ((w = limiter_wait(p, now_ms)) != 0)
 			return w;
 		spawn_agent(p, k, AGENT_ROLE_TUNNEL, now_ms);
 		return wait;
 	}
 	replace_stale(p, k, have_claim);
+	sweep_unwanted(p, k);
 	if (!k->discovery || !have_claim)
 		return wait;
-	want = wanted_set(k, NULL);
+	want = unclaimed_wanted(k, NULL);
 	room = want < p->cfg.max_inflight_dials ? want :
 	    p->cfg.max_inflight_dials;
+	/* In a miss streak, one dial at a time: what is left is hard to hit. */
+	if (k->miss_streak > 0 && room > 1)
+		room = 1;
 	if (room <= discovering)
 		return wait;
-	if (now_ms < k->next_disc_ms)
-		return min_wait(wait, k->next_disc_ms - now_ms);
+	if ((w = pool_key_disc_retry_ms(k, now_ms)) > 0)
+		return min_wait(wait, w);
 	for (uint32_t i = discovering; i < room; i++) {
 		if ((w = limiter_wait(p, now_ms)) != 0)
 			return w;
@@ -550,24 +774,6 @@ pool_agent_state(struct pool *p, struct pool_agent *a,
 	}
 }
 
-static bool
-is_announced(const struct pool_key *k, const char *fp)
-{
-	for (uint32_t i = 0; i < k->n_proxies; i++)
-		if (strcmp(k->proxies[i].fp, fp) == 0)
-			return true;
-	return false;
-}
-
-static struct pool_proxy *
-proxy_find(struct pool_key *k, const char *fp)
-{
-	for (uint32_t i = 0; i < k->n_proxies; i++)
-		if (strcmp(k->proxies[i].fp, fp) == 0)
-			return &k->proxies[i];
-	return NULL;
-}
-
 /*
  * A proxy is known by its host key; its name comes from the announced set
  * when the agent has not learned it yet (its own stream may lag its claim).
@@ -575,10 +781,10 @@ proxy_find(struct pool_key *k, const char *fp)
 static void
 agent_fill_name(struct pool_agent *a)
 {
-	struct pool_proxy *px;
+	const struct wanted_proxy *px;
 
 	if (a->name[0] == '\0' && a->fp[0] != '\0' &&
-	    (px = proxy_find(a->key, a->fp)) != NULL)
+	    (px = wanted_find(&a->key->set, a->fp)) != NULL)
 		memcpy(a->name, px->name, sizeof(a->name));
 }
 
@@ -601,17 +807,29 @@ claim_decide(struct pool *p, struct pool_agent *a, const char *fp)
 		/* A stale or closing holder hands over to the new agent. */
 		agent_close(p, o, "replaced by a newer agent");
 	}
-	if (a->role == AGENT_ROLE_DISCOVERY && !is_announced(k, fp))
-		return "proxy not in the wanted set";
 	/*
-	 * Once a discovery key knows its proxy set, a proxy outside it (one
-	 * that expired, or was never announced) is not wanted by any role:
-	 * a tunnel agent landing there through the load balancer would hold
-	 * it forever, since only announced proxies expire.
+	 * Once current lists exist, a proxy none of them names is not wanted
+	 * by any role: whoever lands there through the balancer would hold
+	 * a proxy the cluster says is gone.
 	 */
-	if (k->discovery && k->n_proxies > 0 && !is_announced(k, fp))
+	if (!claim_fits(k, fp))
 		return "proxy not in the announced set";
 	return NULL;
+}
+
+/* Whether the key missed on fp since its last step; records it if not. */
+static bool
+miss_seen(struct pool_key *k, const char *fp)
+{
+	uint64_t h = key_hash(fp, "");
+
+	for (uint8_t i = 0; i < k->n_miss_seen; i++)
+		if (k->miss_seen[i] == h)
+			return true;
+	if (k->n_miss_seen == sizeof(k->miss_seen) / sizeof(k->miss_seen[0]))
+		k->n_miss_seen = 0;
+	k->miss_seen[k->n_miss_seen++] = h;
+	return false;
 }
 
 void
@@ -624,11 +842,25 @@ pool_agent_missed(struct pool *p, struct pool_agent *a, uint64_t now_ms)
 	a->missed = true;
 	k->misses++;
 	p->stats.misses++;
-	/* Retry soon, jittered, so parallel dials do not march in step. */
-	k->next_disc_ms = now_ms + 50 +
-	    arc4random_uniform((uint32_t)p->cfg.miss_retry_ms + 1);
-	if (a->role == AGENT_ROLE_TUNNEL)
-		k->next_dial_ms = k->next_disc_ms;
+	/*
+	 * Dials started before the last round's miss were in flight with it:
+	 * one round.  A balancer that sends the next dial to a proxy it
+	 * already sent one to since the last step is repeating itself (sticky,
+	 * or nothing else left): the delay doubles, up to backoff.max.  One
+	 * that lands somewhere new is still spreading: same delay again.
+	 */
+	if (k->miss_streak > 0 && a->started_ms <= k->miss_round_ms &&
+	    now_ms < k->miss_until_ms)
+		return;
+	if (miss_seen(k, a->fp)) {
+		if (k->miss.attempt < 63)
+			k->miss.attempt++;
+		k->n_miss_seen = 0;
+		(void)miss_seen(k, a->fp);	/* the first of the new step */
+	}
+	k->miss_streak++;
+	k->miss_round_ms = now_ms;
+	k->miss_until_ms = now_ms + backoff_delay(&k->miss, arc4random());
 }
 
 void
@@ -640,47 +872,64 @@ pool_agent_claim(struct pool *p, struct pool_agent *a,
 	memcpy(a->fp, c->fp, sizeof(a->fp));
 	memcpy(a->name, c->name, sizeof(a->name));
 	if (why != NULL) {
+		a->key->claims_refused++;
 		pool_agent_missed(p, a, now_ms);
 		p->ops.claim_result(p->arg, a, false, why);
 		return;
 	}
 	a->claimed = true;
+	miss_reset(a->key);
 	agent_fill_name(a);
 	p->ops.claim_result(p->arg, a, true, "granted");
+	/* A remembered list of this proxy is current again. */
+	cluster_refresh(p, a->key, now_ms);
 }
 
+/* Key k (a's or a sibling) hears a's list, filtered by k's own trust. */
+static bool
+key_hear(struct pool *p, struct pool_key *k, const struct pool_agent *a,
+    const struct msg_discovery *d, uint64_t now_ms)
+{
+	const struct wanted_list *l;
+	bool ok[PROTO_MAX_PROXIES], changed, grew;
+	int rc;
+
+	for (uint32_t i = 0; i < PROTO_MAX_PROXIES; i++)
+		ok[i] = true;
+	if (p->ops.trust != NULL)
+		p->ops.trust(p->arg, k, d, ok);
+	if ((rc = wanted_put(&k->set, a->fp, d, ok, now_ms, &changed)) != 0) {
+		log_warnx("%s %s: list of %s dropped: %s", k->cluster,
+		    k->dial_addr, a->fp, tp_strerror(rc));
+		return false;
+	}
+	if (changed && (l = wanted_list_of(&k->set, a->fp)) != NULL &&
+	    l->untrusted > 0)
+		log_warnx("%s %s: the list of %s names %u host key%s this node "
+		    "does not trust: not wanted", k->cluster, k->dial_addr,
+		    a->name[0] != '\0' ? a->name : a->fp, l->untrusted,
+		    l->untrusted == 1 ? "" : "s");
+	grew = key_refresh(p, k, now_ms, changed, NOT_NAMED);
+	for (struct pool_agent *o = k->agents; o != NULL; o = o->next)
+		agent_fill_name(o);
+	return grew;
+}
 
 bool
 pool_agent_discovery(struct pool *p, struct pool_agent *a,
     const struct msg_discovery *d, uint64_t now_ms)
 {
-	struct pool_key *k = a->key;
-	struct pool_proxy *grown;
-	bool added = false;
+	struct pool_key *s;
+	bool grew = false;
 
-	(void)p;
-	/* Full lists: every proxy listed is refreshed; absent ones age out. */
-	for (uint32_t i = 0; i < d->n_proxies; i++) {
-		struct pool_proxy *px = proxy_find(k, d->proxies[i].fp);
-
-		if (px == NULL) {
-			if (k->n_proxies >= PROTO_MAX_PROXIES)
-				break;
-			grown = realloc(k->proxies,
-			    (k->n_proxies + 1) * sizeof(*k->proxies));
-			if (grown == NULL)
-				break;
-			k->proxies = grown;
-			px = &k->proxies[k->n_proxies++];
-			memcpy(px->fp, d->proxies[i].fp, sizeof(px->fp));
-			added = true;
-		}
-		memcpy(px->name, d->proxies[i].name, sizeof(px->name));
-		px->last_seen_ms = now_ms;
-	}
-	for (struct pool_agent *o = k->agents; o != NULL; o = o->next)
-		agent_fill_name(o);
-	return added;
+	/* Only a held proxy's list counts (the worker sends none before). */
+	if (!a->key->discovery || !a->claimed || a->phase == PHASE_GONE)
+		return false;
+	/* Its proxies announce the cluster's set: every dial address hears it. */
+	FOR_CLUSTER(p, a->key, s)
+		if (s->discovery)
+			grew |= key_hear(p, s, a, d, now_ms);
+	return grew;
 }
 
 void
@@ -705,12 +954,31 @@ pool_agent_forward(struct pool *p, struct pool_agent *a,
 		a->forwards[a->n_forwards++] = *f;
 }
 
+/*
+ * Agents that were out together and fail together (a fleet going away, a
+ * balancer restart) are one failure, not one each: a loss is a backoff
+ * step unless its agent was started before the current step and that
+ * step's delay still runs.  Returns when the next dial may go.
+ */
+static uint64_t
+fail_step(struct pool_key *k, const struct pool_agent *a, uint64_t now_ms)
+{
+	if (now_ms < k->fail_until_ms && a->started_ms <= k->fail_round_ms)
+		return k->fail_until_ms;
+	k->fail_round_ms = now_ms;
+	k->fail_until_ms = now_ms + backoff_next(&k->backoff, now_ms,
+	    arc4random());
+	return k->fail_until_ms;
+}
+
 void
 pool_agent_lost(struct pool *p, struct pool_agent *a, const char *reason,
     bool failed, uint64_t now_ms)
 {
 	struct pool_key *k = a->key;
-	uint64_t delay;
+	/* Only a proxy we held can be let go of; a dial that failed did fail. */
+	bool let_go = a->claimed && !pool_agent_wanted(a);
+	uint64_t until, *t;
 
 	agent_unlink(p, a);
 	if (k->agents == NULL) {
@@ -721,19 +989,25 @@ pool_agent_lost(struct pool *p, struct pool_agent *a, const char *reason,
 	k->tx_done += a->stats.tx_bytes;
 	k->channels_done += a->stats.channels_total;
 	k->dial_failures_done += a->stats.dial_failures;
-	/* A reconnect is a proxy we held and lost, not a discovery dial. */
-	if (a->claimed && failed)
+	/*
+	 * A reconnect is a wanted proxy we held and lost, not a discovery
+	 * dial; losing a proxy the cluster no longer announces is no failure.
+	 */
+	if (a->claimed && failed && !let_go)
 		k->reconnects++;
-	if (a->missed) {
-		/* A miss is expected under a load balancer: no backoff. */
+	if (a->missed || let_go) {
+		/* A miss is paced by pool_agent_missed, not the backoff. */
 	} else if (failed) {
-		delay = backoff_next(&k->backoff, now_ms, arc4random());
-		if (a->role == AGENT_ROLE_DISCOVERY)
-			k->next_disc_ms = now_ms + delay;
-		else
-			k->next_dial_ms = now_ms + delay;
+		until = fail_step(k, a, now_ms);
+		t = a->role == AGENT_ROLE_DISCOVERY ? &k->next_disc_ms :
+		    &k->next_dial_ms;
+		if (until > *t)
+			*t = until;
 	}
 	(void)reason;
+	/* Its proxy's list is no longer current (unless another holds it). */
+	if (a->claimed)
+		cluster_refresh(p, k, now_ms);
 	agent_free(a);
 }
 

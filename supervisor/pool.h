@@ -19,6 +19,7 @@
 #include "common/backoff.h"
 #include "common/ratelimit.h"
 #include "proto/msg.h"
+#include "supervisor/wanted.h"
 
 struct pool;
 struct pool_key;
@@ -63,13 +64,6 @@ struct pool_agent {
 	struct pool_agent	*next;		/* in key->agents */
 };
 
-/* A proxy announced on a key's discovery streams. */
-struct pool_proxy {
-	char		name[PROTO_NAME_MAX];
-	char		fp[PROTO_FP_MAX];
-	uint64_t	last_seen_ms;
-};
-
 struct pool_key {
 	char			*cluster;
 	char			*dial_addr;
@@ -83,8 +77,25 @@ struct pool_key {
 	struct backoff		 backoff;
 	uint64_t		 next_dial_ms;	/* tunnel agent: not before */
 	uint64_t		 next_disc_ms;	/* discovery agents: not before */
+	uint64_t		 fail_round_ms;	/* time of the last backoff step */
+	uint64_t		 fail_until_ms;	/* its delay runs until */
 	uint64_t		 reconnects;
-	uint64_t		 misses;
+	uint64_t		 misses;	/* dials that found nothing to claim */
+	uint64_t		 claims_refused;
+	uint64_t		 dials;		/* agents started */
+	/*
+	 * Miss pacing (pool_agent_missed): the dials in flight together are
+	 * one round; a round that lands on a proxy already missed since the
+	 * last step doubles the delay (miss.attempt), one on a proxy not seen
+	 * yet keeps it (the balancer is still spreading).  A granted claim or
+	 * a set that gains a proxy ends the streak.
+	 */
+	struct backoff		 miss;
+	uint32_t		 miss_streak;	/* rounds missed in a row */
+	uint64_t		 miss_round_ms;	/* time of the last round */
+	uint64_t		 miss_until_ms;	/* no dial before */
+	uint8_t			 n_miss_seen;
+	uint64_t		 miss_seen[16];	/* fp hashes missed since the step */
 	bool			 down;		/* lost its last agent */
 	uint64_t		 down_ms;	/* when */
 	uint64_t		 connects;
@@ -95,9 +106,10 @@ struct pool_key {
 	uint64_t		 channels_done;
 	uint64_t		 dial_failures_done;
 	unsigned		 addr_rr;	/* rotates over resolved addresses */
-	uint32_t		 n_proxies;
-	struct pool_proxy	*proxies;	/* announced set */
+	struct wanted_set	 set;		/* discovery: lists, wanted set */
+	bool			 refreshing;	/* in key_refresh (no re-entry) */
 	struct pool_key		*hnext;		/* hash chain */
+	struct pool_key		*cnext;		/* chain by cluster name */
 	struct pool_key		*lnext;		/* all keys, insertion order */
 	struct pool_key		*lprev;
 };
@@ -110,6 +122,12 @@ struct pool_ops {
 	/* Answer a CLAIM. */
 	void	(*claim_result)(void *arg, struct pool_agent *a, bool granted,
 		    const char *reason);
+	/*
+	 * Which announced host keys this node could ever trust for the key's
+	 * dial address: ok[i] for d->proxies[i].  NULL: all of them.
+	 */
+	void	(*trust)(void *arg, const struct pool_key *k,
+		    const struct msg_discovery *d, bool *ok);
 };
 
 struct pool_config {
@@ -119,8 +137,8 @@ struct pool_config {
 	uint32_t	max_inflight_dials;	/* discovery agents per key */
 	double		spawn_rate;		/* global, per second */
 	double		spawn_burst;
-	uint64_t	proxy_ttl_ms;		/* announced proxy expiry */
-	uint64_t	miss_retry_ms;		/* max jittered retry after a miss */
+	uint64_t	proxy_ttl_ms;		/* remembered lists, see wanted.h */
+	uint64_t	miss_retry_ms;		/* first retry after a miss round */
 };
 
 struct pool_stats {
@@ -160,15 +178,24 @@ void pool_agent_spawned(struct pool *p, struct pool_agent *a, pid_t pid,
 void pool_agent_state(struct pool *p, struct pool_agent *a,
     const struct msg_state *st, uint64_t now_ms);
 /*
- * A discovery dial landed on a proxy nobody wants (refused by the pool, or
- * by the worker itself against its wanted list): counted as a miss and
- * retried after a short jitter, without backoff.
+ * A dial landed on a proxy it may not claim (refused by the pool): counted
+ * as a miss.  The failure backoff does not grow; the miss pacing does, per
+ * round of dials (see struct pool_key), and one discovery dial at a time
+ * goes out until a claim is granted or the wanted set gains a proxy.
  */
 void pool_agent_missed(struct pool *p, struct pool_agent *a, uint64_t now_ms);
 /* Decides a CLAIM and answers it through ops->claim_result. */
 void pool_agent_claim(struct pool *p, struct pool_agent *a,
     const struct msg_claim *c, uint64_t now_ms);
-/* Returns true when the set gained a proxy (the pool has work to do). */
+/*
+ * A full list from the proxy the agent holds (ignored from an agent that
+ * holds none, or for a key without discovery).  Every discovery key of the
+ * cluster hears it (its proxies announce the cluster's set, whichever
+ * dial address reached them), and a list is current while an agent of any
+ * of them holds its sender.  Applies the wanted-set rule, closes agents on
+ * proxies no longer wanted.  Returns true when a set gained a proxy (the
+ * pool has work to do).
+ */
 bool pool_agent_discovery(struct pool *p, struct pool_agent *a,
     const struct msg_discovery *d, uint64_t now_ms);
 void pool_agent_stats(struct pool *p, struct pool_agent *a,
@@ -195,8 +222,14 @@ struct pool_key *pool_keys(struct pool *p);
 size_t pool_nkeys(const struct pool *p);
 size_t pool_nagents(const struct pool *p);
 const struct pool_stats *pool_get_stats(const struct pool *p);
-/* Number of announced (non-expired) and claimed proxies of a key. */
+/* Whether an agent of the key holds (has claimed) the proxy fp. */
+bool pool_key_holds(const struct pool_key *k, const char *fp);
+/* Number of claimed proxies of a key. */
 uint32_t pool_key_claimed(const struct pool_key *k);
+/* Whether a key's agent holds a proxy that is in its wanted set (always true without discovery or before any list). */
+bool pool_agent_wanted(const struct pool_agent *a);
+/* Milliseconds until the key's next discovery dial may start (0: due). */
+uint64_t pool_key_disc_retry_ms(const struct pool_key *k, uint64_t now_ms);
 /*
  * The state status and metrics show for a desired key that has no agent
  * (waiting out its backoff or the spawn limiter): AGENT_DISCONNECTED once

@@ -56,8 +56,10 @@ struct signer {
 struct auth_once {
 	bool			 listed;
 	unsigned		 signed_mask;	/* 1 << IDENT_KEY / IDENT_CERT */
-	uint8_t			 sid[SESSION_ID_MAX];
+	uint8_t			 sid[SESSION_ID_MAX];	/* bound, or the first's */
 	size_t			 sid_len;
+	bool			 need_bind;	/* sign only a bound session */
+	bool			 bound;
 	bool			 over;
 };
 
@@ -266,13 +268,16 @@ check_once(const struct auth_once *once, int asked, const uint8_t *sid,
 {
 	if (once == NULL)
 		return 0;
+	if (once->need_bind && !once->bound)
+		return deny(why, TP_EDENIED, "the session is not bound");
 	if (once->signed_mask & (1u << asked))
 		return deny(why, TP_EDENIED, "a second signature for the same "
 		    "identity");
 	if (once->sid_len != 0 && (sidlen != once->sid_len ||
 	    memcmp(sid, once->sid, sidlen) != 0))
-		return deny(why, TP_EDENIED, "session id differs from the "
-		    "first signature's");
+		return deny(why, TP_EDENIED, once->bound ? "session id is not "
+		    "the bound session's" : "session id differs from the first "
+		    "signature's");
 	return 0;
 }
 
@@ -580,6 +585,25 @@ signer_conn_new(struct signer *s, struct event_base *base, int fd,
 		return NULL;
 	}
 	return c;
+}
+
+void
+signer_conn_require_bind(struct signer_conn *c)
+{
+	c->once.need_bind = true;
+}
+
+int
+signer_conn_bind(struct signer_conn *c, const uint8_t *sid, size_t len)
+{
+	if (len == 0 || len > SESSION_ID_MAX)
+		return TP_EINVAL;
+	if (c->once.bound || c->once.signed_mask != 0 || c->once.over)
+		return TP_ESTATE;
+	memcpy(c->once.sid, sid, len);
+	c->once.sid_len = len;
+	c->once.bound = true;
+	return 0;
 }
 
 unsigned

@@ -82,6 +82,17 @@ struct signer_conn *signer_conn_new(struct signer *s, struct event_base *base,
     int fd, const struct log_agent *who,
     void (*on_error)(void *arg, const char *why), void *arg);
 /*
+ * Session binding (docs/signer.md).  After signer_conn_require_bind, the
+ * connection signs nothing until signer_conn_bind names the session --
+ * the session id whose server signature the caller has verified -- and
+ * then only user-auth requests for that session id.  signer_conn_bind
+ * returns 0, TP_EINVAL (length), or TP_ESTATE (bound already, or a
+ * signature was made).
+ */
+void signer_conn_require_bind(struct signer_conn *c);
+int signer_conn_bind(struct signer_conn *c, const uint8_t *sid, size_t len);
+
+/*
  * The worker's authentication is over (its CLAIM arrived): every request
  * it sent and the connection has not answered is refused and counted,
  * then the connection is freed and the socketpair closed for good.

@@ -30,6 +30,7 @@
 #include "child.h"
 #include "config.h"
 #include "pool.h"
+#include "spawn.h"
 #include "sup.h"
 
 #define WORKER_FD_CTL	3
@@ -65,18 +66,7 @@ spawn_fail(struct child *c, const char *fmt, ...)
 	vsnprintf(c->detail, sizeof(c->detail), fmt, ap);
 	va_end(ap);
 	c->state = CH_DYING;
-	if (c->dns_req != NULL) {
-		evdns_getaddrinfo_cancel(c->dns_req);
-		c->dns_req = NULL;
-	}
-	if (c->conn_ev != NULL) {
-		event_free(c->conn_ev);
-		c->conn_ev = NULL;
-	}
-	if (c->sock >= 0) {
-		close(c->sock);
-		c->sock = -1;
-	}
+	child_release(c, CR_PROXY_DIAL);
 	if (event_base_once(c->sup->base, -1, EV_TIMEOUT, spawn_fail_cb, c,
 	    NULL) != 0)
 		fatalx("event_base_once failed");
@@ -288,8 +278,7 @@ child_spawn(void *arg, struct pool_agent *agent)
 	c->who.proxy = c->proxy;
 	if (workerlog_init(&c->log, &c->who,
 	    &sup->counters.worker_log_suppressed) != 0 ||
-	    ratelimit_init(&c->dial_rl, sup->cfg->worker.dial_rate,
-	    sup->cfg->worker.dial_burst, tp_now_ms()) != 0) {
+	    dialer_init(&c->dials, sup->cfg) != 0) {
 		free(c);
 		agent->owner = NULL;
 		return -1;

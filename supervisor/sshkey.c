@@ -19,36 +19,32 @@
 #include "common/error.h"
 #include "common/readfile.h"
 #include "common/sshbuf.h"
+#include "common/sshcert.h"
 #include "common/sshpub.h"
 #include "sshkey.h"
 
 #define KEY_MAGIC	"openssh-key-v1"	/* followed by a NUL */
 #define PEM_BEGIN	"-----BEGIN OPENSSH PRIVATE KEY-----"
 #define PEM_END		"-----END OPENSSH PRIVATE KEY-----"
-#define CERT_SUFFIX	"-cert-v01@openssh.com"
-#define CERT_TYPE_USER	1
-#define RSA_MIN_BITS	2048
-#define RSA_MAX_BITS	16384
 #define ED25519_LEN	32
 #define NAME_MAX_LEN	64
 
+/*
+ * The types a node key may have.  Curves, groups and hashes are
+ * common/sshpub's: it imports the public half and names each signature
+ * algorithm's hash.
+ */
 struct keytype {
 	enum sshkey_type	 type;
 	const char		*name;		/* key type on the wire */
-	const char		*curve;		/* ECDSA: SSH curve name */
-	const char		*group;		/* ECDSA: OpenSSL group name */
-	const EVP_MD		*(*md)(void);	/* ECDSA: hash */
 };
 
 static const struct keytype keytypes[] = {
-	{ SSHKEY_ED25519, "ssh-ed25519", NULL, NULL, NULL },
-	{ SSHKEY_ECDSA_P256, "ecdsa-sha2-nistp256", "nistp256", "P-256",
-	    EVP_sha256 },
-	{ SSHKEY_ECDSA_P384, "ecdsa-sha2-nistp384", "nistp384", "P-384",
-	    EVP_sha384 },
-	{ SSHKEY_ECDSA_P521, "ecdsa-sha2-nistp521", "nistp521", "P-521",
-	    EVP_sha512 },
-	{ SSHKEY_RSA, "ssh-rsa", NULL, NULL, NULL },
+	{ SSHKEY_ED25519, "ssh-ed25519" },
+	{ SSHKEY_ECDSA_P256, "ecdsa-sha2-nistp256" },
+	{ SSHKEY_ECDSA_P384, "ecdsa-sha2-nistp384" },
+	{ SSHKEY_ECDSA_P521, "ecdsa-sha2-nistp521" },
+	{ SSHKEY_RSA, "ssh-rsa" },
 };
 
 struct sshkey {
@@ -58,7 +54,7 @@ struct sshkey {
 	size_t			 pub_len;
 	uint8_t			*cert;		/* NULL when none */
 	size_t			 cert_len;
-	char			 cert_type[NAME_MAX_LEN + sizeof(CERT_SUFFIX)];
+	char			 cert_type[NAME_MAX_LEN + sizeof(SSHCERT_SUFFIX)];
 	uint64_t		 cert_after;
 	uint64_t		 cert_before;
 	char			 fp[SSHPUB_FP_LEN];
@@ -227,7 +223,8 @@ get_bignum(struct sshbuf_reader *r, BIGNUM **bn)
 
 	if ((rc = sshbuf_get_string(r, &p, &len)) != 0)
 		return rc;
-	if (len > RSA_MAX_BITS / 8 + 1 || (len > 0 && (p[0] & 0x80) != 0))
+	if (len > SSHPUB_RSA_MAX_BITS / 8 + 1 ||
+	    (len > 0 && (p[0] & 0x80) != 0))
 		return TP_EPROTO;
 	if ((*bn = BN_secure_new()) == NULL)
 		return TP_ENOMEM;
@@ -258,7 +255,7 @@ put_mpint_bytes(struct sshbuf_writer *w, const uint8_t *p, size_t len)
 static void
 put_bignum(struct sshbuf_writer *w, const BIGNUM *bn)
 {
-	uint8_t buf[RSA_MAX_BITS / 8 + 1];
+	uint8_t buf[SSHPUB_RSA_MAX_BITS / 8 + 1];
 	int n = BN_num_bytes(bn);
 
 	if (n < 0 || (size_t)n > sizeof(buf)) {
@@ -289,24 +286,49 @@ writer_take(struct sshbuf_writer *w, uint8_t **out, size_t *outlen)
 
 /* ---- key material to EVP_PKEY ---- */
 
-/* Builds an EVP_PKEY of algorithm alg from params (selection: keypair). */
+/*
+ * The public half of the node's key is imported like any peer's key, by
+ * common/sshpub, from the public key blob written from the private part:
+ * one import, and one set of checks (point on the curve, RSA size and
+ * exponent, canonical encoding), for both.  Only the private numbers are
+ * added here.  Returns 0 or sshpub_parse's codes.
+ */
 static int
-pkey_fromdata(const char *alg, OSSL_PARAM_BLD *bld, EVP_PKEY **pkey)
+public_half(const struct sshbuf_writer *pub, EVP_PKEY **pkey)
 {
+	int rc;
+
+	if ((rc = sshbuf_writer_error(pub)) != 0)
+		return rc;
+	return sshpub_parse(pub->p, pub->len, pkey, NULL, 0);
+}
+
+/*
+ * The key pair: the public key's own parameters plus the private ones in
+ * bld.  0 or TP_ECRYPTO.
+ */
+static int
+add_private(EVP_PKEY *pub, OSSL_PARAM_BLD *bld, EVP_PKEY **pair)
+{
+	OSSL_PARAM *pubp = NULL, *privp = NULL, *all = NULL;
 	EVP_PKEY_CTX *ctx = NULL;
-	OSSL_PARAM *params = NULL;
 	int rc = TP_ECRYPTO;
 
-	if ((params = OSSL_PARAM_BLD_to_param(bld)) == NULL ||
-	    (ctx = EVP_PKEY_CTX_new_from_name(NULL, alg, NULL)) == NULL)
+	if (EVP_PKEY_todata(pub, EVP_PKEY_PUBLIC_KEY, &pubp) != 1 ||
+	    (privp = OSSL_PARAM_BLD_to_param(bld)) == NULL ||
+	    (all = OSSL_PARAM_merge(pubp, privp)) == NULL ||
+	    (ctx = EVP_PKEY_CTX_new_from_name(NULL,
+	    EVP_PKEY_get0_type_name(pub), NULL)) == NULL)
 		goto out;
 	if (EVP_PKEY_fromdata_init(ctx) == 1 &&
-	    EVP_PKEY_fromdata(ctx, pkey, EVP_PKEY_KEYPAIR, params) == 1)
+	    EVP_PKEY_fromdata(ctx, pair, EVP_PKEY_KEYPAIR, all) == 1)
 		rc = 0;
 out:
 	EVP_PKEY_CTX_free(ctx);
+	OSSL_PARAM_free(all);		/* the array only: the data is theirs */
 	/* Private BIGNUMs were secure, so their block is wiped here. */
-	OSSL_PARAM_free(params);
+	OSSL_PARAM_free(privp);
+	OSSL_PARAM_free(pubp);
 	return rc;
 }
 
@@ -320,8 +342,9 @@ parse_ed25519(struct sshbuf_reader *r, EVP_PKEY **pkey,
     struct sshbuf_writer *pub)
 {
 	const uint8_t *pk, *sk;
-	uint8_t derived[ED25519_LEN];
-	size_t pklen, sklen, dlen = sizeof(derived);
+	EVP_PKEY *pubkey = NULL;
+	size_t pklen, sklen;
+	int rc;
 
 	if (sshbuf_get_string(r, &pk, &pklen) != 0 ||
 	    sshbuf_get_string(r, &sk, &sklen) != 0)
@@ -329,16 +352,16 @@ parse_ed25519(struct sshbuf_reader *r, EVP_PKEY **pkey,
 	if (pklen != ED25519_LEN || sklen != 2 * ED25519_LEN ||
 	    memcmp(sk + ED25519_LEN, pk, ED25519_LEN) != 0)
 		return TP_EPROTO;
-	*pkey = EVP_PKEY_new_raw_private_key(EVP_PKEY_ED25519, NULL, sk,
-	    ED25519_LEN);
-	if (*pkey == NULL)
-		return TP_ECRYPTO;
-	if (EVP_PKEY_get_raw_public_key(*pkey, derived, &dlen) != 1 ||
-	    dlen != ED25519_LEN || memcmp(derived, pk, ED25519_LEN) != 0)
-		return TP_ECRYPTO;
 	sshbuf_put_cstring(pub, "ssh-ed25519");
 	sshbuf_put_string(pub, pk, pklen);
-	return 0;
+	if ((rc = public_half(pub, &pubkey)) != 0)
+		return rc;
+	*pkey = EVP_PKEY_new_raw_private_key(EVP_PKEY_ED25519, NULL, sk,
+	    ED25519_LEN);
+	if (*pkey == NULL || EVP_PKEY_eq(*pkey, pubkey) != 1)
+		rc = TP_ECRYPTO;
+	EVP_PKEY_free(pubkey);
+	return rc;
 }
 
 /* ECDSA private part: string curve, string Q (uncompressed point), mpint d. */
@@ -347,33 +370,29 @@ parse_ecdsa(const struct keytype *kt, struct sshbuf_reader *r,
     EVP_PKEY **pkey, struct sshbuf_writer *pub)
 {
 	OSSL_PARAM_BLD *bld = NULL;
-	const uint8_t *q;
-	size_t qlen;
+	EVP_PKEY *pubkey = NULL;
+	const uint8_t *curve, *q;
+	size_t clen, qlen;
 	BIGNUM *d = NULL;
 	int rc;
 
-	if ((rc = sshbuf_expect_cstring(r, kt->curve)) != 0 ||
+	if ((rc = sshbuf_get_string(r, &curve, &clen)) != 0 ||
 	    (rc = sshbuf_get_string(r, &q, &qlen)) != 0 ||
 	    (rc = get_bignum(r, &d)) != 0)
 		return rc == TP_ETRUNC ? rc : TP_EPROTO;
-	rc = TP_ENOMEM;
-	if (qlen == 0 || q[0] != POINT_CONVERSION_UNCOMPRESSED) {
-		rc = TP_EPROTO;
+	/* sshpub checks the curve name, the point's form and the point. */
+	sshbuf_put_cstring(pub, kt->name);
+	sshbuf_put_string(pub, curve, clen);
+	sshbuf_put_string(pub, q, qlen);
+	if ((rc = public_half(pub, &pubkey)) != 0)
 		goto out;
-	}
+	rc = TP_ENOMEM;
 	if ((bld = OSSL_PARAM_BLD_new()) == NULL ||
-	    !OSSL_PARAM_BLD_push_utf8_string(bld, OSSL_PKEY_PARAM_GROUP_NAME,
-	    kt->group, 0) ||
-	    !OSSL_PARAM_BLD_push_octet_string(bld, OSSL_PKEY_PARAM_PUB_KEY,
-	    q, qlen) ||
 	    !OSSL_PARAM_BLD_push_BN(bld, OSSL_PKEY_PARAM_PRIV_KEY, d))
 		goto out;
-	if ((rc = pkey_fromdata("EC", bld, pkey)) != 0)
-		goto out;
-	sshbuf_put_cstring(pub, kt->name);
-	sshbuf_put_cstring(pub, kt->curve);
-	sshbuf_put_string(pub, q, qlen);
+	rc = add_private(pubkey, bld, pkey);
 out:
+	EVP_PKEY_free(pubkey);
 	OSSL_PARAM_BLD_free(bld);
 	BN_clear_free(d);
 	return rc;
@@ -406,9 +425,9 @@ rsa_crt(const BIGNUM *d, const BIGNUM *p, const BIGNUM *q, BIGNUM **dmp1,
 /* Indexes of the RSA numbers, in the order of the OpenSSH private part. */
 enum { RSA_N, RSA_E, RSA_D, RSA_IQMP, RSA_P, RSA_Q, RSA_NUMS };
 
-/* Builds the OpenSSL key from the six numbers plus the CRT exponents. */
+/* Adds d, the factors and the CRT numbers to the public key (n, e). */
 static int
-rsa_build(BIGNUM *const bn[RSA_NUMS], EVP_PKEY **pkey)
+rsa_private(EVP_PKEY *pub, BIGNUM *const bn[RSA_NUMS], EVP_PKEY **pkey)
 {
 	OSSL_PARAM_BLD *bld = NULL;
 	BIGNUM *dmp1 = NULL, *dmq1 = NULL;
@@ -419,8 +438,6 @@ rsa_build(BIGNUM *const bn[RSA_NUMS], EVP_PKEY **pkey)
 		goto out;
 	rc = TP_ENOMEM;
 	if ((bld = OSSL_PARAM_BLD_new()) == NULL ||
-	    !OSSL_PARAM_BLD_push_BN(bld, OSSL_PKEY_PARAM_RSA_N, bn[RSA_N]) ||
-	    !OSSL_PARAM_BLD_push_BN(bld, OSSL_PKEY_PARAM_RSA_E, bn[RSA_E]) ||
 	    !OSSL_PARAM_BLD_push_BN(bld, OSSL_PKEY_PARAM_RSA_D, bn[RSA_D]) ||
 	    !OSSL_PARAM_BLD_push_BN(bld, OSSL_PKEY_PARAM_RSA_FACTOR1,
 	    bn[RSA_P]) ||
@@ -431,7 +448,7 @@ rsa_build(BIGNUM *const bn[RSA_NUMS], EVP_PKEY **pkey)
 	    !OSSL_PARAM_BLD_push_BN(bld, OSSL_PKEY_PARAM_RSA_COEFFICIENT1,
 	    bn[RSA_IQMP]))
 		goto out;
-	rc = pkey_fromdata("RSA", bld, pkey);
+	rc = add_private(pub, bld, pkey);
 out:
 	OSSL_PARAM_BLD_free(bld);
 	BN_clear_free(dmp1);
@@ -444,6 +461,7 @@ static int
 parse_rsa(struct sshbuf_reader *r, EVP_PKEY **pkey, struct sshbuf_writer *pub)
 {
 	BIGNUM *bn[RSA_NUMS] = { NULL };
+	EVP_PKEY *pubkey = NULL;
 	int rc = 0, bits;
 
 	for (size_t i = 0; i < RSA_NUMS && rc == 0; i++)
@@ -451,16 +469,18 @@ parse_rsa(struct sshbuf_reader *r, EVP_PKEY **pkey, struct sshbuf_writer *pub)
 	if (rc != 0)
 		goto out;
 	bits = BN_num_bits(bn[RSA_N]);
-	if (bits < RSA_MIN_BITS || bits > RSA_MAX_BITS) {
+	if (bits < SSHPUB_RSA_MIN_BITS || bits > SSHPUB_RSA_MAX_BITS) {
 		rc = TP_EUNSUPP;
 		goto out;
 	}
-	if ((rc = rsa_build(bn, pkey)) != 0)
-		goto out;
+	/* The public blob has e before n. */
 	sshbuf_put_cstring(pub, "ssh-rsa");
 	put_bignum(pub, bn[RSA_E]);
 	put_bignum(pub, bn[RSA_N]);
+	if ((rc = public_half(pub, &pubkey)) == 0)
+		rc = rsa_private(pubkey, bn, pkey);
 out:
+	EVP_PKEY_free(pubkey);
 	for (size_t i = 0; i < RSA_NUMS; i++)
 		BN_clear_free(bn[i]);
 	return rc;
@@ -559,7 +579,8 @@ parse_private_key(struct sshkey *k, struct sshbuf_reader *r,
 		rc = parse_rsa(r, &k->pkey, pub);
 		if (rc == TP_EUNSUPP)
 			return seterr(err, errlen, name, rc, "RSA keys must "
-			    "have %d to %d bits", RSA_MIN_BITS, RSA_MAX_BITS);
+			    "have %d to %d bits", SSHPUB_RSA_MIN_BITS,
+			    SSHPUB_RSA_MAX_BITS);
 		break;
 	default:
 		rc = parse_ecdsa(k->kt, r, &k->pkey, pub);
@@ -702,79 +723,40 @@ sshkey_load(const char *path, struct sshkey **key, char *err, size_t errlen)
 
 /* ---- certificates ---- */
 
-/* The fields after the certified key (PROTOCOL.certkeys). */
-struct cert_tail {
-	uint32_t	 type;
-	uint64_t	 after;
-	uint64_t	 before;
-	const uint8_t	*ca;
-	size_t		 ca_len;
-	const uint8_t	*sig;
-	size_t		 sig_len;
-};
-
-static int
-cert_parse_tail(struct sshbuf_reader *r, struct cert_tail *t)
-{
-	const uint8_t *p;
-	uint64_t serial;
-	size_t n;
-
-	if (sshbuf_get_u64(r, &serial) != 0 ||
-	    sshbuf_get_u32(r, &t->type) != 0 ||
-	    sshbuf_get_string(r, &p, &n) != 0 ||	/* key id */
-	    sshbuf_get_string(r, &p, &n) != 0 ||	/* principals */
-	    sshbuf_get_u64(r, &t->after) != 0 ||
-	    sshbuf_get_u64(r, &t->before) != 0 ||
-	    sshbuf_get_string(r, &p, &n) != 0 ||	/* critical options */
-	    sshbuf_get_string(r, &p, &n) != 0 ||	/* extensions */
-	    sshbuf_get_string(r, &p, &n) != 0 ||	/* reserved */
-	    sshbuf_get_string(r, &t->ca, &t->ca_len) != 0 ||
-	    sshbuf_get_string(r, &t->sig, &t->sig_len) != 0)
-		return TP_ETRUNC;
-	return r->len == 0 ? 0 : TP_EPROTO;
-}
-
 /*
- * Checks a certificate blob against the key: its type is the key type plus
- * the cert suffix, and after the nonce come exactly the key's public fields
- * (the public blob without its type string, same encoding).  Then the CA's
- * signature over everything before the signature field.
+ * Checks a certificate blob against the key, after common/sshcert has
+ * parsed it: a certificate of the key's type, well formed, certifying
+ * exactly this key's public key, a user certificate, and the CA's
+ * signature over it valid.
  */
 static int
 cert_check(const struct sshkey *k, const uint8_t *cert, size_t len,
-    struct cert_tail *t, const char *name, char *err, size_t errlen)
+    struct sshcert *c, const char *name, char *err, size_t errlen)
 {
-	struct sshbuf_reader r, pr;
-	const uint8_t *nonce, *fields, *kf, *tname;
-	size_t nlen, flen, tlen;
-	char want[sizeof(k->cert_type)];
-	int rc;
+	struct sshbuf_writer w;
+	int rc, parsed;
 
-	snprintf(want, sizeof(want), "%s%s", k->kt->name, CERT_SUFFIX);
-	sshbuf_reader_init(&r, cert, len);
-	sshbuf_reader_init(&pr, k->pub, k->pub_len);
-	if (sshbuf_get_string(&pr, &tname, &tlen) != 0)
-		return seterr(err, errlen, name, TP_EPROTO, "bad key");
-	flen = pr.len;
-	fields = pr.p;
-	if (sshbuf_expect_cstring(&r, want) != 0)
-		return seterr(err, errlen, name, TP_EINVAL, "not a %s "
-		    "certificate", want);
-	if (sshbuf_get_string(&r, &nonce, &nlen) != 0 ||
-	    sshbuf_get_bytes(&r, &kf, flen) != 0 ||
-	    (rc = cert_parse_tail(&r, t)) != 0)
+	parsed = sshcert_parse(cert, len, c);
+	if (c->key_type == NULL || strcmp(c->key_type, k->kt->name) != 0)
+		return seterr(err, errlen, name, TP_EINVAL, "not a %s%s "
+		    "certificate", k->kt->name, SSHCERT_SUFFIX);
+	if (parsed != 0)
 		return seterr(err, errlen, name, TP_EPROTO, "malformed "
 		    "certificate");
-	if (memcmp(kf, fields, flen) != 0)
-		return seterr(err, errlen, name, TP_EINVAL, "certificate is "
+	sshbuf_writer_init(&w, 0);
+	sshcert_put_key(c, &w);
+	if ((rc = sshbuf_writer_error(&w)) != 0)
+		rc = seterr(err, errlen, name, rc, "%s", tp_strerror(rc));
+	else if (w.len != k->pub_len || memcmp(w.p, k->pub, w.len) != 0)
+		rc = seterr(err, errlen, name, TP_EINVAL, "certificate is "
 		    "for another key (private key is %s)", k->fp);
-	if (t->type != CERT_TYPE_USER)
+	sshbuf_writer_free(&w);
+	if (rc != 0)
+		return rc;
+	if (c->type != SSHCERT_TYPE_USER)
 		return seterr(err, errlen, name, TP_EINVAL, "not a user "
 		    "certificate");
-	rc = sshpub_verify(t->ca, t->ca_len, t->sig, t->sig_len, cert,
-	    (size_t)(t->ca + t->ca_len - cert));
-	if (rc != 0)
+	if ((rc = sshcert_verify(c)) != 0)
 		return seterr(err, errlen, name, rc, "CA signature does not "
 		    "verify (%s)", tp_strerror(rc));
 	return 0;
@@ -784,7 +766,7 @@ int
 sshkey_parse_cert(struct sshkey *key, const char *line, const char *name,
     char *err, size_t errlen)
 {
-	struct cert_tail t;
+	struct sshcert c;
 	uint8_t *blob = NULL;
 	size_t len = 0;
 	int rc;
@@ -795,21 +777,20 @@ sshkey_parse_cert(struct sshkey *key, const char *line, const char *name,
 	if ((rc = sshpub_from_line(line, &blob, &len)) != 0)
 		return seterr(err, errlen, name, rc, "not an OpenSSH "
 		    "certificate line (\"TYPE-cert-v01@openssh.com BASE64\")");
-	if ((rc = cert_check(key, blob, len, &t, name, err, errlen)) != 0) {
+	if ((rc = cert_check(key, blob, len, &c, name, err, errlen)) != 0) {
 		free(blob);
 		return rc;
 	}
-	if (t.before <= (uint64_t)time(NULL)) {
+	if (c.valid_before <= (uint64_t)time(NULL)) {
 		free(blob);
 		return seterr(err, errlen, name, TP_EINVAL, "certificate "
 		    "has expired");
 	}
-	snprintf(key->cert_type, sizeof(key->cert_type), "%s%s",
-	    key->kt->name, CERT_SUFFIX);
+	snprintf(key->cert_type, sizeof(key->cert_type), "%s", c.name);
 	key->cert = blob;
 	key->cert_len = len;
-	key->cert_after = t.after;
-	key->cert_before = t.before;
+	key->cert_after = c.valid_after;
+	key->cert_before = c.valid_before;
 	return 0;
 }
 
@@ -973,22 +954,12 @@ ecdsa_der_to_ssh(const uint8_t *der, size_t len, struct sshbuf_writer *w)
 	return rc;
 }
 
-static const EVP_MD *
-sig_md(const struct sshkey *key, uint32_t flags)
-{
-	if (key->kt->type == SSHKEY_ED25519)
-		return NULL;
-	if (key->kt->type == SSHKEY_RSA)
-		return flags == SSH_AGENT_RSA_SHA2_512 ? EVP_sha512() :
-		    EVP_sha256();
-	return key->kt->md();
-}
-
 int
 sshkey_sign(const struct sshkey *key, const uint8_t *data, size_t len,
     uint32_t flags, uint8_t **sig, size_t *siglen)
 {
 	struct sshbuf_writer w;
+	const EVP_MD *md;
 	const char *alg;
 	uint8_t *raw = NULL;
 	size_t rawlen = 0;
@@ -998,12 +969,12 @@ sshkey_sign(const struct sshkey *key, const uint8_t *data, size_t len,
 	*siglen = 0;
 	if ((alg = sshkey_sig_alg(key, flags)) == NULL)
 		return TP_EUNSUPP;
-	if ((rc = sign_raw(key->pkey, sig_md(key, flags), data, len, &raw,
-	    &rawlen)) != 0)
+	if ((rc = sshpub_sig_md(alg, &md)) != 0 ||
+	    (rc = sign_raw(key->pkey, md, data, len, &raw, &rawlen)) != 0)
 		return rc;
 	sshbuf_writer_init(&w, 0);
 	sshbuf_put_cstring(&w, alg);
-	if (key->kt->curve != NULL)
+	if (key->kt->type != SSHKEY_ED25519 && key->kt->type != SSHKEY_RSA)
 		rc = ecdsa_der_to_ssh(raw, rawlen, &w);
 	else
 		sshbuf_put_string(&w, raw, rawlen);

@@ -69,6 +69,8 @@ agent_write(struct evbuffer *b, const struct pool_agent *a, uint64_t now)
 	    a->phase == PHASE_CLOSING ? "closing" : state_name(a),
 	    a->role == AGENT_ROLE_DISCOVERY ? "discovery" : "tunnel",
 	    a->name, a->fp, (now - a->state_ms) / 1000);
+	evbuffer_add_printf(b, "\"wanted\":%s,", pool_agent_wanted(a) ? "true" :
+	    "false");
 	evbuffer_add_printf(b, "\"channels\":%llu,\"channels_total\":%llu,"
 	    "\"rx_bytes\":%llu,\"tx_bytes\":%llu,\"last_error\":",
 	    (unsigned long long)a->stats.channels_open,
@@ -104,7 +106,7 @@ idle_key_write(struct evbuffer *b, const struct pool_key *k, uint32_t state,
 
 	row_head(b, k, 0, agent_state_name(state), "tunnel", "", "",
 	    k->down && now > k->down_ms ? (now - k->down_ms) / 1000 : 0);
-	evbuffer_add_printf(b, "\"channels\":0,\"channels_total\":0,"
+	evbuffer_add_printf(b, "\"wanted\":true,\"channels\":0,\"channels_total\":0,"
 	    "\"rx_bytes\":0,\"tx_bytes\":0,\"last_error\":");
 	jsonw_str(b, k->last_error);
 	evbuffer_add_printf(b, ",\"forwards\":[],\"retry_in_ms\":%llu}",
@@ -122,15 +124,31 @@ name_hash(const char *s)
 	return h;
 }
 
-static void
-sum_key(struct cluster_sum *c, struct pool_key *k)
+static int
+sum_key(struct cluster_sum *c, struct pool_key *k, uint64_t now)
 {
 	uint32_t idle = pool_key_idle_state(k);
+	uint64_t retry = pool_key_disc_retry_ms(k, now);
 
+	if (k->discovery && k->set.n > 0) {
+		struct pool_key **grown = realloc(c->dkeys, (c->n_dkeys + 1) *
+		    sizeof(*grown));
+
+		if (grown == NULL)
+			return -1;
+		c->dkeys = grown;
+		c->dkeys[c->n_dkeys++] = k;
+	}
 	c->connects += k->connects;
-	c->announced += k->n_proxies;
+	c->announced += k->set.n;
 	c->claimed += pool_key_claimed(k);
 	c->misses += k->misses;
+	c->refused += k->claims_refused;
+	c->dials += k->dials;
+	if (k->miss_streak > c->miss_streak)
+		c->miss_streak = k->miss_streak;
+	if (k->discovery && retry > c->disc_retry_ms)
+		c->disc_retry_ms = retry;
 	c->rx += k->rx_done;
 	c->tx += k->tx_done;
 	c->ch_total += k->channels_done;
@@ -149,6 +167,7 @@ sum_key(struct cluster_sum *c, struct pool_key *k)
 		c->tx += a->stats.tx_bytes;
 		c->dial_fail += a->stats.dial_failures;
 	}
+	return 0;
 }
 
 /* Linear in the keys: an open-addressing index from name to sum. */
@@ -156,6 +175,7 @@ struct cluster_sum *
 status_cluster_sums(struct sup *sup, size_t *n)
 {
 	size_t nk = pool_nkeys(sup->pool), cap = 16, m = 0;
+	uint64_t now = tp_now_ms();
 	struct cluster_sum *v;
 	uint32_t *slot;
 
@@ -178,11 +198,61 @@ status_cluster_sums(struct sup *sup, size_t *n)
 			v[m].name = k->cluster;
 			slot[i] = (uint32_t)++m;
 		}
-		sum_key(&v[slot[i] - 1], k);
+		if (sum_key(&v[slot[i] - 1], k, now) != 0) {
+			free(slot);
+			status_cluster_sums_free(v, m);
+			return NULL;
+		}
 	}
 	free(slot);
 	*n = m;
 	return v;
+}
+
+void
+status_cluster_sums_free(struct cluster_sum *v, size_t n)
+{
+	if (v == NULL)
+		return;
+	for (size_t i = 0; i < n; i++)
+		free(v[i].dkeys);
+	free(v);
+}
+
+/* clusters[].wanted: every discovery key's wanted set, in key order. */
+static void
+wanted_write(struct evbuffer *b, const struct cluster_sum *c, uint64_t now)
+{
+	bool first = true;
+
+	evbuffer_add_printf(b, ",\"wanted\":[");
+	for (size_t i = 0; i < c->n_dkeys; i++) {
+		const struct pool_key *k = c->dkeys[i];
+
+		for (uint32_t j = 0; j < k->set.n; j++) {
+			const struct wanted_proxy *px = &k->set.v[j];
+
+			evbuffer_add_printf(b, "%s{\"dial_addr\":",
+			    first ? "" : ",");
+			jsonw_str(b, k->dial_addr);
+			evbuffer_add_printf(b, ",\"name\":");
+			jsonw_str(b, px->name);
+			evbuffer_add_printf(b, ",\"host_key\":");
+			jsonw_str(b, px->fp);
+			evbuffer_add_printf(b, ",\"claimed\":%s,\"current\":%s,"
+			    "\"source\":", pool_key_holds(k, px->fp) ? "true" :
+			    "false", px->current ? "true" : "false");
+			jsonw_str(b, px->source_name[0] != '\0' ?
+			    px->source_name : px->source_fp);
+			evbuffer_add_printf(b, ",\"age_s\":%llu,\"since_s\":%llu}",
+			    (unsigned long long)(now > px->last_seen_ms ?
+			    (now - px->last_seen_ms) / 1000 : 0),
+			    (unsigned long long)(now > px->since_ms ?
+			    (now - px->since_ms) / 1000 : 0));
+			first = false;
+		}
+	}
+	evbuffer_add(b, "]", 1);
 }
 
 void
@@ -298,7 +368,7 @@ source_json(struct sup *sup)
 
 /* clusters[]: one object per cluster name, in the order keys were added. */
 static int
-clusters_write(struct evbuffer *b, struct sup *sup)
+clusters_write(struct evbuffer *b, struct sup *sup, uint64_t now)
 {
 	struct cluster_sum *v;
 	size_t n;
@@ -311,9 +381,18 @@ clusters_write(struct evbuffer *b, struct sup *sup)
 		jsonw_str(b, v[i].name);
 		evbuffer_add_printf(b, ",\"proxies_announced\":%llu,"
 		    "\"proxies_claimed\":%llu,\"discovery_misses\":%llu,"
-		    "\"states\":{", (unsigned long long)v[i].announced,
+		    "\"claims_refused\":%llu,\"dials\":%llu,"
+		    "\"discovery_miss_streak\":%llu,"
+		    "\"discovery_retry_in_ms\":%llu",
+		    (unsigned long long)v[i].announced,
 		    (unsigned long long)v[i].claimed,
-		    (unsigned long long)v[i].misses);
+		    (unsigned long long)v[i].misses,
+		    (unsigned long long)v[i].refused,
+		    (unsigned long long)v[i].dials,
+		    (unsigned long long)v[i].miss_streak,
+		    (unsigned long long)v[i].disc_retry_ms);
+		wanted_write(b, &v[i], now);
+		evbuffer_add_printf(b, ",\"states\":{");
 		for (uint32_t st = 1; st <= AGENT_STATE_MAX; st++)
 			evbuffer_add_printf(b, "%s\"%s\":%llu", st > 1 ? "," : "",
 			    agent_state_name(st),
@@ -321,7 +400,7 @@ clusters_write(struct evbuffer *b, struct sup *sup)
 		evbuffer_add(b, "}}", 2);
 	}
 	evbuffer_add(b, "]", 1);
-	free(v);
+	status_cluster_sums_free(v, n);
 	return 0;
 }
 
@@ -378,7 +457,7 @@ status_write(struct sup *sup, struct evbuffer *out)
 		}
 	}
 	evbuffer_add_printf(b, "],\"clusters\":");
-	if (clusters_write(b, sup) != 0)
+	if (clusters_write(b, sup, now) != 0)
 		goto out;
 	evbuffer_add_printf(b, "}\n");
 	rc = evbuffer_add_buffer(out, b) == 0 ? 0 : TP_ENOMEM;
@@ -406,5 +485,5 @@ status_log_stats(struct sup *sup)
 		    (unsigned long long)v[i].states[AGENT_DISCONNECTED],
 		    (unsigned long long)v[i].announced,
 		    (unsigned long long)v[i].claimed);
-	free(v);
+	status_cluster_sums_free(v, n);
 }

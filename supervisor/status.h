@@ -14,6 +14,7 @@
 #include "proto/msg.h"
 
 struct sup;
+struct pool_key;
 
 /*
  * Appends the status document and a newline to out (compact JSON, the
@@ -40,7 +41,12 @@ struct cluster_sum {
 	const char	*name;
 	uint64_t	 states[AGENT_STATE_MAX + 1];
 	uint64_t	 connects, announced, claimed, misses;
+	uint64_t	 refused, dials;
+	uint64_t	 miss_streak;		/* the longest of its keys */
+	uint64_t	 disc_retry_ms;		/* the latest of its keys */
 	uint64_t	 ch_open, ch_total, rx, tx, dial_fail;
+	struct pool_key	**dkeys;	/* its discovery keys with a wanted set */
+	size_t		 n_dkeys;
 };
 
 /* The tunnel source as status, top and metrics show it. */
@@ -60,8 +66,12 @@ struct source_status {
 
 void status_source(struct sup *sup, struct source_status *ss);
 
-/* Returns a malloc'd array of *n sums (free it), or NULL (no memory). */
+/*
+ * Returns an array of *n sums (free it with status_cluster_sums_free), or
+ * NULL (no memory).
+ */
 struct cluster_sum *status_cluster_sums(struct sup *sup, size_t *n);
+void status_cluster_sums_free(struct cluster_sum *v, size_t n);
 /* Logs one info line per cluster with its per-state agent counts. */
 void status_log_stats(struct sup *sup);
 

@@ -33,10 +33,12 @@
 #include "pool.h"
 #include "reaper.h"
 #include "signer.h"
+#include "spawn.h"
 #include "sshkey.h"
 #include "status.h"
 #include "sup.h"
 #include "supervisor.h"
+#include "trust.h"
 #include "tunnels.h"
 #include "tunnelwatch.h"
 
@@ -235,7 +237,7 @@ pool_config_of(const struct config *cfg)
 		.spawn_rate = cfg->spawn_rate,
 		.spawn_burst = cfg->spawn_burst,
 		.proxy_ttl_ms = cfg->discovery.ttl_ms,
-		.miss_retry_ms = 500,
+		.miss_retry_ms = 250,
 	};
 	return pc;
 }
@@ -581,7 +583,7 @@ static void
 setup_events(struct sup *sup)
 {
 	static const struct pool_ops ops = { child_spawn, child_close,
-	    child_claim_result };
+	    child_claim_result, trust_announced };
 	struct pool_config pc = pool_config_of(sup->cfg);
 	struct timeval lag = { 0, LAG_PERIOD_MS * 1000 };
 

@@ -30,6 +30,7 @@
 
 #include "common/error.h"
 #include "common/log.h"
+#include "common/tptime.h"
 #include "worker/channels.h"
 #include "worker/forwards.h"
 #include "worker/report.h"
@@ -39,8 +40,12 @@ enum chan_state {
 	CH_NEW = 1,		/* accepted; DIAL_REQUEST not sent yet */
 	CH_DIALING,		/* waiting for DIAL_RESULT */
 	CH_OPEN,		/* pumping */
+	CH_CLOSING,		/* both ways done, CLOSE sent: awaiting the proxy's */
 	CH_DEAD,		/* to be freed by the sweep */
 };
+
+/* How long a finished channel waits for the proxy's CLOSE. */
+#define CHAN_LINGER_MS	5000
 
 struct chan {
 	TAILQ_ENTRY(chan)	 entry;
@@ -62,6 +67,8 @@ struct chan {
 	bool			 shut_wr;	/* local fd half-closed */
 	bool			 local_eof;
 	bool			 eof_sent;
+	bool			 close_sent;
+	uint64_t		 linger_until;	/* CH_CLOSING */
 	char			 orig_host[PROTO_NAME_MAX];
 	uint32_t		 orig_port;
 	const char		*why;		/* why it died, for the log */
@@ -388,14 +395,38 @@ chan_to_proxy(struct chan *c)
 	}
 }
 
-/* Done when both directions ended, or the proxy closed and all delivered. */
+/*
+ * Both directions ended: CLOSE now, free once the proxy's CLOSE came.
+ * OpenSSH sends it only after writing out what it still buffers for its
+ * own client (it drains a channel's output before closing it), and an SSH
+ * disconnect before that throws those bytes away: the graceful close of
+ * an agent waits until every channel is past here (channels_open).
+ */
+static void
+chan_finish(struct chan *c)
+{
+	if (c->fd >= 0) {
+		close(c->fd);
+		c->fd = -1;
+	}
+	(void)ssh_channel_close(c->ch);
+	c->close_sent = true;
+	c->st = CH_CLOSING;
+	c->linger_until = tp_now_ms() + CHAN_LINGER_MS;
+}
+
+/* Done when both directions ended, or the proxy closed and rbuf drained. */
 static void
 chan_check_done(struct chan *c)
 {
+	if (c->st == CH_CLOSING && (c->remote_closed ||
+	    tp_now_ms() >= c->linger_until))
+		chan_kill(c, c->remote_closed ? "closed" :
+		    "closed (no CLOSE from the proxy)");
 	if (c->st != CH_OPEN)
 		return;
 	if (c->eof_sent && c->shut_wr)
-		chan_kill(c, "closed");
+		chan_finish(c);
 	else if (c->remote_closed && chan_buffered(c) == 0)
 		chan_kill(c, "closed by proxy");
 	else if (c->remote_closed && c->shut_wr)
@@ -410,6 +441,8 @@ chan_pump(struct chan *c, const struct pollfd *pfd)
 	c->pfd = -1;
 	if (c->st == CH_DIALING && c->remote_closed)
 		chan_kill(c, "closed by proxy while dialing");
+	if (c->st == CH_CLOSING)
+		chan_check_done(c);
 	if (c->st != CH_OPEN)
 		return;
 	chan_to_local(c, rev);
@@ -430,7 +463,7 @@ chan_free(struct channels *chs, struct chan *c)
 	    c->orig_host, c->orig_port, c->why != NULL ? c->why : "freed");
 	/* Callbacks first: a late CLOSE would reach freed memory. */
 	ssh_remove_channel_callbacks(c->ch, &c->cb);
-	if (session_alive(chs->ss))
+	if (session_alive(chs->ss) && !c->close_sent)
 		(void)ssh_channel_close(c->ch);
 	ssh_channel_free(c->ch);
 	if (c->fd >= 0)

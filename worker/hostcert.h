@@ -8,7 +8,9 @@
  * and checks it here, with OpenSSL, against the key libssh used in the key
  * exchange, before it requests any forward.  The certificate comes from an
  * untrusted proxy: every field is bounds-checked, nothing trails, and the
- * whole certificate is capped at HOSTCERT_MAX bytes.
+ * whole certificate is capped at HOSTCERT_MAX bytes.  The wire format is
+ * parsed by common/sshcert (as the supervisor's user certificate is);
+ * what is here is the worker's policy for a host certificate.
  */
 #ifndef TP_HOSTCERT_H
 #define TP_HOSTCERT_H

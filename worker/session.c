@@ -171,6 +171,27 @@ out:
 	return rc;
 }
 
+int
+session_bind_data(struct session *ss, struct msg_session_bind *b)
+{
+	const unsigned char *sid, *sig;
+	size_t sid_len, sig_len;
+
+	if (ssh_get_session_id(ss->s, &sid, &sid_len) != SSH_OK ||
+	    ssh_get_server_kex_signature(ss->s, &sig, &sig_len) != SSH_OK ||
+	    sid_len == 0 || sid_len > sizeof(b->sid) || sig_len == 0 ||
+	    sig_len > sizeof(b->sig) || ss->kex_key_len == 0 ||
+	    ss->kex_key_len > sizeof(b->hostkey))
+		return TP_EPROTO;
+	memcpy(b->hostkey, ss->kex_key, ss->kex_key_len);
+	b->hostkey_len = (uint32_t)ss->kex_key_len;
+	memcpy(b->sid, sid, sid_len);
+	b->sid_len = (uint32_t)sid_len;
+	memcpy(b->sig, sig, sig_len);
+	b->sig_len = (uint32_t)sig_len;
+	return 0;
+}
+
 bool
 session_pinned(const struct session *ss, const struct msg_config *cfg)
 {

@@ -63,6 +63,14 @@ int session_connect_step(struct session *ss);
  */
 int session_load_host_key(struct session *ss);
 
+/*
+ * The session binding (docs/signer.md): fills b with the KEX host key, the
+ * session id and the server's signature over it (from the project's
+ * libssh, docs/libssh-patch.md).  Returns 0, or TP_EPROTO when libssh has
+ * none of it (before the key exchange) or it does not fit.
+ */
+int session_bind_data(struct session *ss, struct msg_session_bind *b);
+
 /* Returns true if the KEX host key's fingerprint is in CONFIG.pinned. */
 bool session_pinned(const struct session *ss, const struct msg_config *cfg);
 /* True if the KEX host key is listed as @revoked: never trusted. */

@@ -58,6 +58,7 @@
 enum phase {
 	PH_AWAIT_CONFIG = 1,
 	PH_HANDSHAKE,
+	PH_BIND,		/* SESSION_BIND sent: waiting for BIND_RESULT */
 	PH_AUTH,
 	PH_CERT,		/* CA mode: waiting for the host certificate */
 	PH_CLAIM,		/* waiting for CLAIM_RESULT */
@@ -91,6 +92,7 @@ struct worker {
 #ifdef TP_TEST_HOOKS
 	uint32_t		 hook_at_close;	/* HOOK_*_AT_CLOSE armed, or 0 */
 	bool			 claim_held;
+	uint32_t		 hook_at_bind;	/* HOOK_BIND_FORGED, HOOK_SIGN_UNBOUND */
 #endif
 };
 
@@ -611,6 +613,31 @@ hook_close_race(struct worker *w)
 	w->hook_at_close = 0;
 }
 
+static long hook_sign(struct worker *w, uint32_t action);
+
+/*
+ * At the session bind: HOOK_SIGN_UNBOUND asks the signer for a valid
+ * user-auth signature before the session is bound (refused);
+ * HOOK_BIND_FORGED sends the bind with the server's signature altered
+ * (the supervisor ends us).
+ */
+static void
+hook_bind(struct worker *w, struct msg_session_bind *b)
+{
+	long rc;
+
+	if (w->hook_at_bind == HOOK_SIGN_UNBOUND) {
+		rc = hook_sign(w, HOOK_SIGN_VALID);
+		alog_warnx(report_agent(&w->rep), "test hook 23: before the "
+		    "bind, agent answered type %ld", rc);
+	} else if (w->hook_at_bind == HOOK_BIND_FORGED) {
+		b->sig[b->sig_len - 1] ^= 0x01;
+		alog_warnx(report_agent(&w->rep), "test hook 22: session bind "
+		    "with an altered signature");
+	}
+	w->hook_at_bind = 0;
+}
+
 /* STATE naming a host key the claim never granted: the supervisor ends us. */
 static long
 hook_state_fp(struct worker *w)
@@ -711,6 +738,11 @@ on_test_hook(void *ctx, struct msg *m)
 		w->hook_at_close = m->u.test_hook.action;
 		alog_warnx(a, "test hook %u: armed", w->hook_at_close);
 		return 0;
+	case HOOK_BIND_FORGED:
+	case HOOK_SIGN_UNBOUND:
+		w->hook_at_bind = m->u.test_hook.action;
+		alog_warnx(a, "test hook %u: armed", w->hook_at_bind);
+		return 0;
 	default:
 		return TP_EINVAL;
 	}
@@ -721,9 +753,11 @@ on_test_hook(void *ctx, struct msg *m)
 #endif
 
 #define ST(p)		(1u << (p))
-#define ST_SSH		(ST(PH_HANDSHAKE) | ST(PH_AUTH) | ST(PH_CERT) | \
+#define ST_SSH		(ST(PH_HANDSHAKE) | ST(PH_BIND) | ST(PH_AUTH) | ST(PH_CERT) | \
 			 ST(PH_CLAIM) | ST(PH_RUNNING) | ST(PH_CLOSING))
 #define ST_ANY		(ST(PH_AWAIT_CONFIG) | ST_SSH)
+
+static int on_bind_result(void *ctx, struct msg *m);
 
 static const struct proto_handler handlers[] = {
 	{ MSG_CONFIG,		ST(PH_AWAIT_CONFIG), PH_ONCE, 0, on_config },
@@ -732,6 +766,7 @@ static const struct proto_handler handlers[] = {
 				on_dial_result },
 	{ MSG_PING,		ST_ANY, 0, 100, on_ping },
 	{ MSG_CLAIM_RESULT,	ST(PH_CLAIM), PH_ONCE, 0, on_claim_result },
+	{ MSG_BIND_RESULT,	ST(PH_BIND), PH_ONCE, 0, on_bind_result },
 #ifdef TP_TEST_HOOKS
 	{ MSG_TEST_HOOK,	ST_ANY, 0, 0, on_test_hook },
 #endif
@@ -777,6 +812,43 @@ control_read(struct worker *w)
 
 /* --- phases --------------------------------------------------------------- */
 
+/*
+ * Before user-auth: the supervisor's signer signs only for a session whose
+ * host it has checked -- the host key of our key exchange and its
+ * signature over the session id (docs/signer.md).
+ */
+static void
+send_session_bind(struct worker *w)
+{
+	struct msg *m = malloc(sizeof(*m));
+
+	if (m == NULL)
+		report_exit(&w->rep, WEXIT_INTERNAL, "out of memory");
+	msg_init(m, MSG_SESSION_BIND);
+	if (session_bind_data(&w->ss, &m->u.session_bind) != 0)
+		report_exit(&w->rep, WEXIT_HANDSHAKE, "handshake failed: no "
+		    "session id or server signature to bind");
+#ifdef TP_TEST_HOOKS
+	hook_bind(w, &m->u.session_bind);
+#endif
+	report_send(&w->rep, m);
+	free(m);
+	w->ph = PH_BIND;
+}
+
+static int
+on_bind_result(void *ctx, struct msg *m)
+{
+	struct worker *w = ctx;
+
+	if (!m->u.bind_result.ok)
+		report_exit(&w->rep, WEXIT_HOSTKEY, "host key not trusted: %s "
+		    "(session bind refused: %s)", w->ss.fp,
+		    m->u.bind_result.reason);
+	w->ph = PH_AUTH;
+	return 0;
+}
+
 static void
 handshake_step(struct worker *w, uint64_t now)
 {
@@ -811,7 +883,7 @@ handshake_step(struct worker *w, uint64_t now)
 	    " (pinned)");
 	if (!w->ca_mode)
 		report_set_proxy(&w->rep, w->ss.fp, "");
-	w->ph = PH_AUTH;
+	send_session_bind(w);
 }
 
 static void send_claim_now(struct worker *w, const char *name);
@@ -820,14 +892,21 @@ static void
 send_claim(struct worker *w)
 {
 	const char *name = w->disc != NULL ? discovery_own_name(w->disc) : "";
-	bool wanted = w->cfg.n_wanted == 0;
+	bool listed = w->cfg.n_wanted == 0;
 
+	/*
+	 * The wanted list is the supervisor's view when we were started; it
+	 * may have changed since (a proxy announced, claimed, or dropped while
+	 * we dialled).  The supervisor decides the claim against the set of
+	 * now, so a proxy off the list is asked about, not dropped.
+	 */
 	for (uint32_t i = 0; i < w->cfg.n_wanted; i++)
 		if (strcmp(w->cfg.wanted[i].fp, w->ss.fp) == 0)
-			wanted = true;
-	if (!wanted)
-		report_exit(&w->rep, WEXIT_CLAIM_REFUSED,
-		    "not a wanted proxy: %s", w->ss.fp);
+			listed = true;
+	if (!listed)
+		alog_info(report_agent(&w->rep), "landed on %s, not on the "
+		    "wanted list at start (%u): asking", w->ss.fp,
+		    w->cfg.n_wanted);
 	report_set_proxy(&w->rep, w->ss.fp, name);
 	w->ph = PH_CLAIM;
 #ifdef TP_TEST_HOOKS
@@ -1135,6 +1214,11 @@ ssh_work(struct worker *w, uint64_t now)
 	switch (w->ph) {
 	case PH_HANDSHAKE:
 		handshake_step(w, now);
+		break;
+	case PH_BIND:
+		if (now >= w->deadline)
+			report_exit(&w->rep, WEXIT_HANDSHAKE, "handshake timed "
+			    "out (no answer to the session bind)");
 		break;
 	case PH_AUTH:
 		auth_step(w, now);

@@ -80,7 +80,7 @@ op_claim(void *arg, struct pool_agent *a, bool granted, const char *reason)
 	(void)reason;
 }
 
-static const struct pool_ops ops = { op_spawn, op_close, op_claim };
+static const struct pool_ops ops = { op_spawn, op_close, op_claim, NULL };
 
 static struct pool_config
 pool_cfg(double rate, double burst)

@@ -160,6 +160,10 @@ print_msg(const struct msg *m)
 		kv_num("nr", m->u.sandbox_violation.nr);
 		kv_str("name", m->u.sandbox_violation.name);
 		break;
+	case MSG_SESSION_BIND:
+		kv_num("sid_len", m->u.session_bind.sid_len);
+		kv_num("sig_len", m->u.session_bind.sig_len);
+		break;
 	default:
 		break;
 	}
@@ -538,6 +542,19 @@ control(int ctl)
 			break;
 		case MSG_DIAL_REQUEST:
 			dial(ctl, &rx.u.dial_request);
+			break;
+		case MSG_SESSION_BIND:
+			/* As the supervisor: the host's signature must verify. */
+			msg_init(&reply, MSG_BIND_RESULT);
+			reply.u.bind_result.ok = sshpub_verify(
+			    rx.u.session_bind.hostkey,
+			    rx.u.session_bind.hostkey_len, rx.u.session_bind.sig,
+			    rx.u.session_bind.sig_len, rx.u.session_bind.sid,
+			    rx.u.session_bind.sid_len) == 0;
+			CPY(reply.u.bind_result.reason,
+			    reply.u.bind_result.ok ? "bound" :
+			    "signature does not verify");
+			send_msg(ctl, &reply);
 			break;
 		default:
 			break;

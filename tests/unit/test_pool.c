@@ -1,8 +1,11 @@
 /*
- * The pool logic: diff (add / remove / unchanged / changed), claims, TTL
- * expiry, parallel discovery dials, the spawn limiter and backoff.  The
+ * The pool logic: diff (add / remove / unchanged / changed), claims, the
+ * wanted-set rule (current lists, union under skew, remembered lists and
+ * their TTL, trust filter, make before break), miss pacing, parallel
+ * discovery dials, the spawn limiter and backoff.  The
  * effects are recorded by a test ops table; the pool code is the real one.
  */
+#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -51,7 +54,18 @@ op_claim(void *arg, struct pool_agent *a, bool granted, const char *reason)
 		nrefused++;
 }
 
-static const struct pool_ops ops = { op_spawn, op_close, op_claim };
+/* Keys starting "SHA256:BAD" are ones this node could never trust. */
+static void
+op_trust(void *arg, const struct pool_key *k, const struct msg_discovery *d,
+    bool *ok)
+{
+	(void)arg;
+	(void)k;
+	for (uint32_t i = 0; i < d->n_proxies; i++)
+		ok[i] = strncmp(d->proxies[i].fp, "SHA256:BAD", 10) != 0;
+}
+
+static const struct pool_ops ops = { op_spawn, op_close, op_claim, op_trust };
 
 static struct pool_config
 cfg(void)
@@ -140,98 +154,591 @@ START_TEST(diff_add_remove_unchanged_changed)
 }
 END_TEST
 
-START_TEST(claims_and_discovery_fanout)
+/* A full list from agent a's proxy: the fps given, each named after its fp. */
+static bool
+announce(struct pool *p, struct pool_agent *a, uint64_t now, ...)
+{
+	struct msg_discovery *d = calloc(1, sizeof(*d));
+	const char *fp;
+	va_list ap;
+	bool grew;
+
+	va_start(ap, now);
+	while ((fp = va_arg(ap, const char *)) != NULL) {
+		snprintf(d->proxies[d->n_proxies].fp, PROTO_FP_MAX, "%s", fp);
+		snprintf(d->proxies[d->n_proxies].name, PROTO_NAME_MAX, "n-%s",
+		    fp + 7);
+		d->n_proxies++;
+	}
+	va_end(ap);
+	snprintf(d->cluster, sizeof(d->cluster), "%s", a->key->cluster);
+	grew = pool_agent_discovery(p, a, d, now);
+	free(d);
+	return grew;
+}
+
+static bool
+wanted(struct pool_key *k, const char *fp)
+{
+	return wanted_find(&k->set, fp) != NULL;
+}
+
+/* A pool with one discovery key (a, lb:22); its first agent is spawned. */
+static struct pool *
+disc_pool(void)
 {
 	struct pool_config c = cfg();
 	struct pool_want w = want("a", "lb:22", 1, true);
-	struct msg_discovery *d = calloc(1, sizeof(*d));
 	struct pool *p;
 
 	reset();
 	p = pool_new(&c, &ops, NULL, 0);
 	pool_sync(p, &w, 1, 0);
 	ck_assert_int_eq(nspawned, 1);
+	return p;
+}
+
+/*
+ * The key with an agent up on each of the n fps: the first one's list
+ * names them all, discovery dials land on the others.
+ */
+static struct pool *
+held(int n, const char *const *fps, uint64_t now)
+{
+	struct pool *p = disc_pool();
+	struct msg_discovery *d = calloc(1, sizeof(*d));
+
+	land(p, spawned[0], fps[0], now);
+	for (int j = 0; j < n; j++)
+		snprintf(d->proxies[d->n_proxies++].fp, PROTO_FP_MAX, "%s",
+		    fps[j]);
+	pool_agent_discovery(p, spawned[0], d, now);
+	free(d);
+	pool_tick(p, now);
+	for (int i = 1; i < n; i++) {
+		ck_assert_int_gt(nspawned, i);
+		land(p, spawned[i], fps[i], now);
+	}
+	ck_assert_uint_eq(pool_key_claimed(pool_keys(p)), (uint32_t)n);
+	return p;
+}
+
+START_TEST(claims_and_discovery_fanout)
+{
+	struct pool *p = disc_pool();
+
 	land(p, spawned[0], "SHA256:P0", 0);
 	ck_assert_int_eq(ngranted, 1);
 	/* The tunnel agent announces 5 proxies: 4 wanted, 3 dialled at once. */
-	d->n_proxies = 5;
-	for (int i = 0; i < 5; i++) {
-		snprintf(d->proxies[i].fp, PROTO_FP_MAX, "SHA256:P%d", i);
-		snprintf(d->proxies[i].name, PROTO_NAME_MAX, "proxy-%d", i);
-	}
-	pool_agent_discovery(p, spawned[0], d, 0);
+	ck_assert(announce(p, spawned[0], 0, "SHA256:P0", "SHA256:P1",
+	    "SHA256:P2", "SHA256:P3", "SHA256:P4", NULL));
 	pool_tick(p, 0);
 	ck_assert_int_eq(nspawned, 4);
 	ck_assert_int_eq(spawned[1]->role, AGENT_ROLE_DISCOVERY);
 	ck_assert_uint_eq(spawned[1]->n_wanted, 4);
+	ck_assert_uint_eq(pool_keys(p)->dials, 4);
 	/* One lands on P0, already claimed: a miss, refused. */
-	land(p, spawned[1], "SHA256:P0", 0);
+	land(p, spawned[1], "SHA256:P0", 10);
 	ck_assert_int_eq(nrefused, 1);
 	ck_assert(spawned[1]->missed);
 	/* A proxy outside the announced set is refused too. */
-	land(p, spawned[2], "SHA256:ROGUE", 0);
+	land(p, spawned[2], "SHA256:ROGUE", 10);
 	ck_assert_int_eq(nrefused, 2);
-	land(p, spawned[3], "SHA256:P1", 0);
+	ck_assert_uint_eq(pool_keys(p)->claims_refused, 2);
+	ck_assert_uint_eq(pool_keys(p)->misses, 2);
+	/* Both were in flight together: one round; on a new proxy: no step. */
+	ck_assert_uint_eq(pool_keys(p)->miss_streak, 1);
+	ck_assert_uint_eq(pool_keys(p)->miss.attempt, 0);
+	pool_agent_lost(p, spawned[1], "claim refused", false, 10);
+	pool_agent_lost(p, spawned[2], "claim refused", false, 10);
+	/* In a miss streak, one dial at a time, after the pacing delay. */
+	pool_tick(p, 20);
+	ck_assert_int_eq(nspawned, 4);
+	pool_tick(p, 10 + 500);
+	ck_assert_int_eq(nspawned, 4);		/* spawned[3] still in flight */
+	/* A grant ends the streak: the rest go out at once, in parallel. */
+	land(p, spawned[3], "SHA256:P1", 600);
 	ck_assert_int_eq(ngranted, 2);
+	ck_assert_uint_eq(pool_keys(p)->miss_streak, 0);
 	ck_assert_uint_eq(pool_key_claimed(spawned[0]->key), 2);
-	/* Misses do not back off: after the jittered retry, 3 more dials. */
-	pool_agent_lost(p, spawned[1], "claim refused", true, 0);
-	pool_agent_lost(p, spawned[2], "claim refused", true, 0);
-	pool_tick(p, 10);
-	ck_assert_int_eq(nspawned, 4);		/* retry delay not yet over */
-	pool_tick(p, 1000);
+	pool_tick(p, 600);
 	ck_assert_int_eq(nspawned, 7);		/* wanted P2 P3 P4, 3 at once */
-	free(d);
 	pool_free(p);
 }
 END_TEST
 
-START_TEST(ttl_expiry_closes_agent)
+/* Scale-in: a proxy no current list names is closed at once, no TTL wait. */
+START_TEST(dropped_proxy_closed_at_once)
+{
+	const char *fps[] = { "SHA256:P0", "SHA256:P1", "SHA256:P2" };
+	struct pool *p = held(3, fps, 0);
+	struct pool_key *k = pool_keys(p);
+
+	announce(p, spawned[1], 0, fps[0], fps[1], fps[2], NULL);
+	announce(p, spawned[2], 0, fps[0], fps[1], fps[2], NULL);
+	ck_assert_int_eq(nclosed, 0);
+	/* Two lists drop P2; P2's own list still names it: still wanted. */
+	announce(p, spawned[0], 1000, fps[0], fps[1], NULL);
+	announce(p, spawned[1], 1000, fps[0], fps[1], NULL);
+	ck_assert(wanted(k, fps[2]));
+	ck_assert_int_eq(nclosed, 0);
+	/* P2's list drops it too (it "does not contain itself"): closed. */
+	announce(p, spawned[2], 1000, fps[0], fps[1], NULL);
+	ck_assert(!wanted(k, fps[2]));
+	ck_assert_int_eq(nclosed, 1);
+	ck_assert_int_eq(spawned[2]->phase, PHASE_CLOSING);
+	ck_assert(!pool_agent_wanted(spawned[2]));
+	ck_assert_uint_eq(k->set.n, 2);
+	/* Its loss is not a failure: no backoff, no reconnect. */
+	pool_agent_lost(p, spawned[2], "proxy closed", true, 1100);
+	ck_assert_uint_eq(k->reconnects, 0);
+	ck_assert_uint_eq(k->backoff.attempt, 0);
+	/* Nothing is wanted and unclaimed: no dial. */
+	pool_tick(p, 5000);
+	ck_assert_int_eq(nspawned, 3);
+	/*
+	 * A dial that authenticates P2 (still behind the balancer) and then
+	 * fails before any claim is a failure like any other: backoff, or
+	 * a drained proxy that refuses our key would be dialled in a loop.
+	 */
+	pool_agent_lost(p, spawned[0], "killed", true, 6000);
+	pool_tick(p, 6000 + 1000);
+	ck_assert_int_eq(nspawned, 4);
+	{
+		struct msg_state st = { 0 };
+
+		pool_agent_spawned(p, spawned[3], next_pid++, 7000);
+		st.state = AGENT_CONNECTING;
+		strcpy(st.fp, fps[2]);
+		pool_agent_state(p, spawned[3], &st, 7000);
+	}
+	ck_assert_uint_eq(k->backoff.attempt, 1);
+	pool_agent_lost(p, spawned[3], "auth failed", true, 7100);
+	ck_assert_uint_eq(k->backoff.attempt, 2);
+	ck_assert_uint_ge(k->next_disc_ms, 7100 + 1000);
+	pool_free(p);
+}
+END_TEST
+
+/*
+ * A rolling replacement: every list names only the new fleet.  The old
+ * agents stay until a new proxy is up (make before break), then all go.
+ */
+START_TEST(replacement_make_before_break)
+{
+	const char *fps[] = { "SHA256:P0", "SHA256:P1", "SHA256:P2" };
+	struct pool *p = held(3, fps, 0);
+	struct pool_key *k = pool_keys(p);
+	int before;
+	struct msg_claim cl = { 0 };
+	struct msg_state st = { 0 };
+
+	for (int i = 0; i < 3; i++)
+		announce(p, spawned[i], 100, "SHA256:N0", "SHA256:N1",
+		    "SHA256:N2", NULL);
+	ck_assert(!wanted(k, fps[0]) && wanted(k, "SHA256:N1"));
+	ck_assert_int_eq(nclosed, 0);		/* no wanted proxy up yet */
+	before = nspawned;
+	pool_tick(p, 100);
+	ck_assert_int_eq(nspawned, before + 3);
+	ck_assert_uint_eq(spawned[before]->n_wanted, 3);
+	/* Claimed is not enough: the new agent must be up. */
+	pool_agent_spawned(p, spawned[before], next_pid++, 200);
+	strcpy(cl.fp, "SHA256:N1");
+	pool_agent_claim(p, spawned[before], &cl, 200);
+	pool_tick(p, 200);
+	ck_assert_int_eq(nclosed, 0);
+	st.state = AGENT_DISCOVERED;
+	strcpy(st.fp, "SHA256:N1");
+	pool_agent_state(p, spawned[before], &st, 300);
+	pool_tick(p, 300);
+	ck_assert_int_eq(nclosed, 3);
+	for (int i = 0; i < 3; i++)
+		ck_assert_int_eq(spawned[i]->phase, PHASE_CLOSING);
+	/* The old sshds die: no failure, nothing re-dialled for them. */
+	for (int i = 0; i < 3; i++)
+		pool_agent_lost(p, spawned[i], "proxy closed", true, 400);
+	ck_assert_uint_eq(k->reconnects, 0);
+	ck_assert_uint_eq(k->set.n, 3);
+	pool_free(p);
+}
+END_TEST
+
+/*
+ * The old fleet dies before any old agent relays the new lists: they are
+ * remembered (TTL), but cannot veto the new proxy the next agent lands
+ * on; its list becomes current and replaces them at once.
+ */
+START_TEST(remembered_lists_do_not_veto)
+{
+	const char *fps[] = { "SHA256:P0", "SHA256:P1" };
+	struct pool *p = held(2, fps, 0);
+	struct pool_key *k = pool_keys(p);
+	int before;
+
+	announce(p, spawned[1], 0, fps[0], fps[1], NULL);
+	pool_agent_lost(p, spawned[0], "proxy closed", true, 1000);
+	ck_assert(k->set.have_current);		/* P1's list */
+	pool_agent_lost(p, spawned[1], "proxy closed", true, 1000);
+	/* Nobody connected: the last lists stay in force, remembered. */
+	ck_assert(!k->set.have_current);
+	ck_assert_uint_eq(k->set.n, 2);
+	ck_assert(!k->set.v[0].current);
+	before = nspawned;
+	pool_tick(p, 1000 + 30001);
+	ck_assert_int_eq(nspawned, before + 1);
+	ck_assert_int_eq(spawned[before]->role, AGENT_ROLE_TUNNEL);
+	/* It lands on a new proxy: granted, whatever the memory says. */
+	land(p, spawned[before], "SHA256:N0", 31002);
+	ck_assert(spawned[before]->claimed);
+	announce(p, spawned[before], 31003, "SHA256:N0", "SHA256:N1", NULL);
+	ck_assert(k->set.have_current);
+	ck_assert_uint_eq(k->set.n, 2);
+	ck_assert(wanted(k, "SHA256:N1") && !wanted(k, fps[0]));
+	ck_assert_uint_eq(k->set.n_lists, 1);
+	pool_free(p);
+}
+END_TEST
+
+/* The TTL only runs while no agent is connected to hear a fresher list. */
+START_TEST(ttl_only_without_agents)
 {
 	struct pool_config c = cfg();
-	struct pool_want w = want("a", "lb:22", 1, true);
-	struct msg_discovery *d = calloc(1, sizeof(*d));
+	struct pool *p = disc_pool();
+	struct pool_key *k = pool_keys(p);
+
+	land(p, spawned[0], "SHA256:P0", 0);
+	announce(p, spawned[0], 0, "SHA256:P0", "SHA256:P1", NULL);
+	/* Held, its list never repeated: still in force long after the TTL. */
+	pool_tick(p, 10 * c.proxy_ttl_ms);
+	ck_assert_uint_eq(k->set.n, 2);
+	/* Remembered once no agent can hear a fresher list: TTL from then. */
+	fail_spawn = 1;
+	pool_agent_lost(p, spawned[0], "proxy dead", true, 10 * c.proxy_ttl_ms);
+	ck_assert_uint_eq(k->set.n, 2);
+	ck_assert(!k->set.have_current);
+	pool_tick(p, 11 * c.proxy_ttl_ms);
+	ck_assert_uint_eq(k->set.n, 2);
+	pool_tick(p, 11 * c.proxy_ttl_ms + 1);
+	ck_assert_uint_eq(k->set.n, 0);
+	pool_free(p);
+}
+END_TEST
+
+START_TEST(ttl_remembered_expiry_edge)
+{
+	struct pool_config c = cfg();
+	struct pool *p = disc_pool();
+	struct pool_key *k = pool_keys(p);
+
+	land(p, spawned[0], "SHA256:P0", 0);
+	announce(p, spawned[0], 500, "SHA256:P0", "SHA256:P1", NULL);
+	fail_spawn = 1;
+	pool_agent_lost(p, spawned[0], "proxy dead", true, 600);
+	ck_assert_uint_eq(wanted_next_expiry(&k->set, c.proxy_ttl_ms),
+	    600 + c.proxy_ttl_ms + 1);
+	pool_tick(p, 600 + c.proxy_ttl_ms);
+	ck_assert_uint_eq(k->set.n, 2);
+	pool_tick(p, 600 + c.proxy_ttl_ms + 1);
+	ck_assert_uint_eq(k->set.n, 0);
+	ck_assert_uint_eq(k->set.n_lists, 0);
+	pool_free(p);
+}
+END_TEST
+
+/*
+ * Two dial addresses of one cluster: their proxies announce the cluster's
+ * set, so both keys hear every list, and a list stays current while an
+ * agent of either holds its sender (no TTL for the key left alone).
+ */
+START_TEST(cluster_keys_share_lists)
+{
+	struct pool_config c = cfg();
+	struct pool_want w[2];
 	struct pool *p;
+	struct pool_key *k1, *k2;
 
 	reset();
 	p = pool_new(&c, &ops, NULL, 0);
-	pool_sync(p, &w, 1, 0);
-	land(p, spawned[0], "SHA256:P0", 0);
-	d->n_proxies = 2;
-	strcpy(d->proxies[0].fp, "SHA256:P0");
-	strcpy(d->proxies[1].fp, "SHA256:P1");
-	pool_agent_discovery(p, spawned[0], d, 0);
-	pool_tick(p, 0);
+	w[0] = want("a", "lb1:22", 1, true);
+	w[1] = want("a", "lb2:22", 2, true);
+	pool_sync(p, w, 2, 0);
 	ck_assert_int_eq(nspawned, 2);
+	k1 = spawned[0]->key;
+	k2 = spawned[1]->key;
+	ck_assert_ptr_ne(k1, k2);
+	land(p, spawned[0], "SHA256:P0", 0);
 	land(p, spawned[1], "SHA256:P1", 0);
-	/* P1 vanishes from the lists; P0 keeps being announced. */
-	d->n_proxies = 1;
-	pool_agent_discovery(p, spawned[0], d, 179000);
-	pool_tick(p, 180000);
-	ck_assert_int_eq(nclosed, 0);
-	pool_tick(p, 180001);
-	ck_assert_int_eq(nclosed, 1);
-	ck_assert_int_eq(spawned[1]->phase, PHASE_CLOSING);
-	ck_assert_int_eq(spawned[0]->phase, PHASE_RUNNING);
-	/*
-	 * The tunnel agent dies; its replacement lands (through the balancer)
-	 * on the expired P1: outside the announced set, refused as a miss,
-	 * for the tunnel role too, and retried without backoff.
-	 */
-	pool_agent_lost(p, spawned[1], "closed", false, 180002);
-	pool_agent_lost(p, spawned[0], "killed", true, 180002);
-	pool_tick(p, 180002 + 30001);
-	ck_assert_int_eq(nspawned, 3);
-	ck_assert_int_eq(spawned[2]->role, AGENT_ROLE_TUNNEL);
-	land(p, spawned[2], "SHA256:P1", 210003);
-	ck_assert_int_eq(nrefused, 1);
-	ck_assert(spawned[2]->missed);
-	ck_assert_uint_eq(spawned[2]->key->misses, 1);
-	pool_agent_lost(p, spawned[2], "claim refused", false, 210003);
-	pool_tick(p, 210003 + 600);
-	ck_assert_int_eq(nspawned, 4);
-	free(d);
+	announce(p, spawned[0], 10, "SHA256:P0", "SHA256:P1", "SHA256:P2",
+	    NULL);
+	ck_assert_uint_eq(k1->set.n, 3);
+	ck_assert_uint_eq(k2->set.n, 3);
+	ck_assert(k2->set.have_current);
+	/* lb2 loses its only agent: P0's list, held through lb1, is current. */
+	fail_spawn = 1;
+	pool_agent_lost(p, spawned[1], "proxy dead", true, 100);
+	ck_assert(k2->set.have_current);
+	pool_tick(p, 100 + 2 * c.proxy_ttl_ms);
+	ck_assert_uint_eq(k2->set.n, 3);
+	/* A change heard through lb1 applies to lb2 as well. */
+	announce(p, spawned[0], 200 + 2 * c.proxy_ttl_ms, "SHA256:P0",
+	    "SHA256:P1", NULL);
+	ck_assert_uint_eq(k1->set.n, 2);
+	ck_assert_uint_eq(k2->set.n, 2);
+	ck_assert(!wanted(k2, "SHA256:P2"));
 	pool_free(p);
+}
+END_TEST
+
+/* Version skew: two proxies announce different sets; the union is wanted. */
+START_TEST(skew_union_of_current_lists)
+{
+	const char *fps[] = { "SHA256:P0", "SHA256:P1", "SHA256:P2" };
+	struct pool *p = held(3, fps, 0);
+	struct pool_key *k = pool_keys(p);
+	const struct wanted_proxy *px;
+
+	announce(p, spawned[0], 10, fps[0], fps[1], fps[2], NULL);
+	announce(p, spawned[1], 20, fps[0], fps[1], fps[2], NULL);
+	announce(p, spawned[2], 30, fps[0], fps[1], fps[2], NULL);
+	/* P1 has the new file: P2 out, N3 in; the others do not yet. */
+	ck_assert(announce(p, spawned[1], 40, fps[0], fps[1], "SHA256:N3",
+	    NULL));
+	ck_assert_uint_eq(k->set.n, 4);
+	ck_assert(wanted(k, fps[2]) && wanted(k, "SHA256:N3"));
+	ck_assert_int_eq(nclosed, 0);
+	px = wanted_find(&k->set, "SHA256:N3");
+	ck_assert_str_eq(px->source_fp, fps[1]);
+	ck_assert_uint_eq(px->last_seen_ms, 40);
+	/* Stable source: the list that names it longest, not the last heard. */
+	px = wanted_find(&k->set, fps[0]);
+	ck_assert_str_eq(px->source_fp, fps[0]);
+	announce(p, spawned[2], 50, fps[0], fps[1], fps[2], NULL);
+	px = wanted_find(&k->set, fps[0]);
+	ck_assert_str_eq(px->source_fp, fps[0]);
+	ck_assert_uint_eq(px->last_seen_ms, 50);
+	/* The rest catch up (P2 too, dropping itself): P2 closed. */
+	announce(p, spawned[0], 60, fps[0], fps[1], "SHA256:N3", NULL);
+	ck_assert(wanted(k, fps[2]));
+	announce(p, spawned[2], 60, fps[0], fps[1], "SHA256:N3", NULL);
+	ck_assert(!wanted(k, fps[2]));
+	ck_assert_int_eq(nclosed, 1);
+	pool_free(p);
+}
+END_TEST
+
+/* What a list names cannot widen what the pool dials or trusts. */
+START_TEST(untrusted_and_foreign_entries)
+{
+	const char *fps[] = { "SHA256:P0", "SHA256:P1" };
+	struct pool *p = held(2, fps, 0);
+	struct pool_key *k = pool_keys(p);
+	int before = nspawned;
+
+	announce(p, spawned[0], 10, fps[0], fps[1], NULL);
+	/* P1 lists itself out and two keys nobody trusts in. */
+	announce(p, spawned[1], 10, fps[0], "SHA256:BAD1", "SHA256:BAD2",
+	    NULL);
+	ck_assert(!wanted(k, "SHA256:BAD1") && !wanted(k, "SHA256:BAD2"));
+	ck_assert_uint_eq(wanted_list_of(&k->set, fps[1])->untrusted, 2);
+	/* P0's list still names P1: wanted, kept. */
+	ck_assert(wanted(k, fps[1]));
+	ck_assert_int_eq(nclosed, 0);
+	pool_tick(p, 1000);
+	ck_assert_int_eq(nspawned, before);	/* nothing to look for */
+	/* A list from an agent holding nothing is not a list of the cluster. */
+	pool_tick(p, 40000);
+	ck_assert_int_eq(nspawned, before);
+	pool_free(p);
+}
+END_TEST
+
+START_TEST(list_needs_a_claim)
+{
+	struct pool *p = disc_pool();
+
+	pool_agent_spawned(p, spawned[0], next_pid++, 0);
+	ck_assert(!announce(p, spawned[0], 0, "SHA256:P0", "SHA256:P1", NULL));
+	ck_assert_uint_eq(pool_keys(p)->set.n, 0);
+	ck_assert_uint_eq(pool_keys(p)->set.n_lists, 0);
+	pool_free(p);
+}
+END_TEST
+
+/*
+ * A balancer that sends every dial to the same proxy (sticky, `balance
+ * source`): each dial misses.  One dial at a time, the gaps double up to
+ * backoff_max: bounded, never a tight loop.  New information (the set
+ * gains a proxy) starts over at once.
+ */
+START_TEST(sticky_misses_paced)
+{
+	const char *fps[] = { "SHA256:P0" };
+	struct pool *p = held(1, fps, 0);
+	struct pool_key *k = pool_keys(p);
+	int dials = 0, from;
+	uint64_t t, last = 0, gap_max = 0;
+
+	announce(p, spawned[0], 0, "SHA256:P0", "SHA256:P1", "SHA256:P2",
+	    NULL);
+	for (t = 0; t <= 600000; t += 50) {
+		int before = nspawned;
+
+		pool_tick(p, t);
+		/* The first round: both wanted at once; then one at a time. */
+		ck_assert_int_le(nspawned - before, dials == 0 ? 2 : 1);
+		for (int i = before; i < nspawned; i++) {
+			if (last != 0 && t - last > gap_max)
+				gap_max = t - last;
+			last = t;
+			dials++;
+			land(p, spawned[i], "SHA256:P0", t + 20);
+			pool_agent_lost(p, spawned[i], "claim refused", false,
+			    t + 20);
+		}
+	}
+	/* 10 minutes, gaps up to 30 s (15 s on average): ~50, never hundreds. */
+	ck_assert_int_le(dials, 70);
+	ck_assert_int_ge(dials, 15);
+	ck_assert_uint_le(gap_max, 30000 + 100);
+	ck_assert_uint_eq(k->misses, (uint64_t)dials);
+	ck_assert_uint_gt(k->miss.attempt, 5);
+	/* The set gains a proxy: the pacing starts over, a dial goes at once. */
+	t += 50;
+	ck_assert(announce(p, spawned[0], t, "SHA256:P0", "SHA256:P1",
+	    "SHA256:P2", "SHA256:P3", NULL));
+	ck_assert_uint_eq(k->miss.attempt, 0);
+	from = nspawned;
+	pool_tick(p, t);
+	ck_assert_int_eq(nspawned - from, 3);
+	pool_free(p);
+}
+END_TEST
+
+/*
+ * A balancer that spreads (random over five, three of them claimed): the
+ * misses land on different proxies and the delay does not grow; once
+ * they repeat a proxy, it does.
+ */
+START_TEST(spread_misses_do_not_escalate)
+{
+	const char *fps[] = { "SHA256:P0", "SHA256:P1", "SHA256:P2" };
+	struct pool *p = held(3, fps, 0);
+	struct pool_key *k = pool_keys(p);
+	uint64_t t = 100;
+	int from;
+
+	announce(p, spawned[0], t, fps[0], fps[1], fps[2], "SHA256:N3",
+	    "SHA256:N4", NULL);
+	for (int i = 0; i < 3; i++) {
+		from = nspawned;
+		t += 600;
+		pool_tick(p, t);
+		ck_assert_int_ge(nspawned - from, 1);
+		for (int j = from; j < nspawned; j++) {
+			land(p, spawned[j], fps[i], t);
+			pool_agent_lost(p, spawned[j], "claim refused", false,
+			    t);
+		}
+		/* The first step's delay: exactly miss_retry_ms (500). */
+		ck_assert_uint_eq(k->miss.attempt, 0);
+		ck_assert_uint_eq(k->miss_until_ms, t + 500);
+	}
+	ck_assert_uint_eq(k->miss_streak, 3);
+	/* P0 again: the balancer repeats itself, the delay grows. */
+	from = nspawned;
+	t += 600;
+	pool_tick(p, t);
+	ck_assert_int_eq(nspawned - from, 1);
+	land(p, spawned[from], fps[0], t);
+	ck_assert_uint_eq(k->miss.attempt, 1);
+	pool_free(p);
+}
+END_TEST
+
+/*
+ * In-flight discovery agents are not replaced when the set changes: the
+ * supervisor decides each claim against the set of the moment.
+ */
+START_TEST(stale_wanted_list_decided_now)
+{
+	const char *fps[] = { "SHA256:P0" };
+	struct pool *p = held(1, fps, 0);
+	struct pool_key *k = pool_keys(p);
+	int from = nspawned;
+
+	announce(p, spawned[0], 0, "SHA256:P0", "SHA256:P1", "SHA256:P2",
+	    NULL);
+	pool_tick(p, 0);
+	ck_assert_int_eq(nspawned - from, 2);
+	ck_assert_uint_eq(spawned[from]->n_wanted, 2);	/* P1, P2 */
+	/* While they dial, the set changes: P2 leaves, P3 joins. */
+	announce(p, spawned[0], 10, "SHA256:P0", "SHA256:P1", "SHA256:P3",
+	    NULL);
+	ck_assert_int_eq(nclosed, 0);			/* nobody replaced */
+	pool_tick(p, 10);
+	ck_assert_int_eq(nspawned - from, 2);		/* room: P1, P3 in flight */
+	/* One lands on P3, not on its list: granted (wanted now). */
+	land(p, spawned[from], "SHA256:P3", 20);
+	ck_assert(spawned[from]->claimed);
+	/* The other lands on P2, on its list: refused (not wanted now). */
+	land(p, spawned[from + 1], "SHA256:P2", 20);
+	ck_assert(!spawned[from + 1]->claimed);
+	ck_assert_uint_eq(k->claims_refused, 1);
+	pool_free(p);
+}
+END_TEST
+
+/* Hostile lists: duplicates, the size limits, and many senders. */
+START_TEST(wanted_set_limits)
+{
+	struct wanted_set s;
+	struct msg_discovery *d = calloc(1, sizeof(*d));
+	bool changed;
+	char fp[PROTO_FP_MAX];
+
+	memset(&s, 0, sizeof(s));
+	d->n_proxies = PROTO_MAX_PROXIES;
+	for (int i = 0; i < PROTO_MAX_PROXIES; i++)
+		snprintf(d->proxies[i].fp, PROTO_FP_MAX, "SHA256:D%d", i % 7);
+	ck_assert_int_eq(wanted_put(&s, "SHA256:S", d, NULL, 1, &changed), 0);
+	ck_assert(changed);
+	s.lists[0].current = true;
+	ck_assert_int_eq(wanted_rebuild(&s, 1, 1000, NULL, NULL), 7);
+	ck_assert_uint_eq(s.n, 7);
+	/* The same list again: a repeat, no rebuild needed. */
+	ck_assert_int_eq(wanted_put(&s, "SHA256:S", d, NULL, 2, &changed), 0);
+	ck_assert(!changed);
+	ck_assert_uint_eq(s.v[0].last_seen_ms, 2);
+	/* 256 distinct entries each from 256 senders: capped, no failure. */
+	for (int i = 0; i < PROTO_MAX_PROXIES; i++)
+		snprintf(d->proxies[i].fp, PROTO_FP_MAX, "SHA256:E%d", i);
+	for (int j = 0; j < PROTO_MAX_PROXIES + 5; j++) {
+		snprintf(fp, sizeof(fp), "SHA256:S%d", j);
+		snprintf(d->proxies[0].fp, PROTO_FP_MAX, "SHA256:X%d", j);
+		ck_assert_int_eq(wanted_put(&s, fp, d, NULL, 3, &changed),
+		    j < PROTO_MAX_PROXIES - 1 ? 0 : TP_ERANGE);
+		if (j < PROTO_MAX_PROXIES - 1)
+			s.lists[s.n_lists - 1].current = true;
+	}
+	ck_assert_uint_eq(s.n_lists, PROTO_MAX_PROXIES);
+	ck_assert_int_ge(wanted_rebuild(&s, 3, 1000, NULL, NULL), 0);
+	ck_assert_uint_eq(s.n, PROTO_MAX_PROXIES);
+	for (uint32_t i = 1; i < s.n; i++)
+		ck_assert_int_lt(strcmp(s.v[i - 1].fp, s.v[i].fp), 0);
+	/* A stale remembered list is evicted for a new sender. */
+	s.lists[5].current = false;
+	ck_assert_int_eq(wanted_put(&s, "SHA256:NEW", d, NULL, 4, &changed), 0);
+	ck_assert_ptr_nonnull(wanted_list_of(&s, "SHA256:NEW"));
+	/* Unterminated strings from a hostile worker stay in bounds. */
+	memset(d->proxies[0].name, 'x', PROTO_NAME_MAX);
+	memset(d->proxies[0].fp, 'y', PROTO_FP_MAX);
+	ck_assert_int_eq(wanted_put(&s, "SHA256:NEW", d, NULL, 5, &changed), 0);
+	ck_assert_uint_eq(strlen(wanted_list_of(&s, "SHA256:NEW")->v[0].px.fp),
+	    PROTO_FP_MAX - 1);
+	wanted_clear(&s);
+	ck_assert_uint_eq(s.n, 0);
+	free(d);
 }
 END_TEST
 
@@ -286,6 +793,34 @@ START_TEST(backoff_after_failures)
 	pool_agent_lost(p, spawned[1], "dial failed", true, 2501);
 	pool_tick(p, 100000);
 	ck_assert_uint_eq(pool_nagents(p), 0);
+	pool_free(p);
+}
+END_TEST
+
+/*
+ * A fleet that dies at once is one failure: one backoff step, not one per
+ * agent; a failure of the retry that follows is the next step.
+ */
+START_TEST(simultaneous_losses_one_step)
+{
+	const char *fps[] = { "SHA256:P0", "SHA256:P1", "SHA256:P2" };
+	struct pool *p = held(3, fps, 0);
+	struct pool_key *k = pool_keys(p);
+	int before = nspawned;
+
+	for (int i = 0; i < 3; i++)
+		pool_agent_lost(p, spawned[i], "proxy closed", true, 5000);
+	ck_assert_uint_eq(k->backoff.attempt, 1);
+	ck_assert_uint_eq(k->next_dial_ms, 5000 + 1000);	/* min, exactly */
+	ck_assert_uint_eq(k->reconnects, 3);
+	pool_tick(p, 5999);
+	ck_assert_int_eq(nspawned, before);
+	pool_tick(p, 6000);
+	ck_assert_int_eq(nspawned, before + 1);
+	pool_agent_spawned(p, spawned[before], next_pid++, 6000);
+	pool_agent_lost(p, spawned[before], "handshake failed", true, 6100);
+	ck_assert_uint_eq(k->backoff.attempt, 2);
+	ck_assert_uint_ge(k->next_dial_ms, 6100 + 1000);
 	pool_free(p);
 }
 END_TEST
@@ -361,9 +896,22 @@ main(void)
 
 	tcase_add_test(tc, diff_add_remove_unchanged_changed);
 	tcase_add_test(tc, claims_and_discovery_fanout);
-	tcase_add_test(tc, ttl_expiry_closes_agent);
+	tcase_add_test(tc, dropped_proxy_closed_at_once);
+	tcase_add_test(tc, replacement_make_before_break);
+	tcase_add_test(tc, remembered_lists_do_not_veto);
+	tcase_add_test(tc, ttl_only_without_agents);
+	tcase_add_test(tc, ttl_remembered_expiry_edge);
+	tcase_add_test(tc, cluster_keys_share_lists);
+	tcase_add_test(tc, skew_union_of_current_lists);
+	tcase_add_test(tc, untrusted_and_foreign_entries);
+	tcase_add_test(tc, list_needs_a_claim);
+	tcase_add_test(tc, sticky_misses_paced);
+	tcase_add_test(tc, spread_misses_do_not_escalate);
+	tcase_add_test(tc, stale_wanted_list_decided_now);
+	tcase_add_test(tc, wanted_set_limits);
 	tcase_add_test(tc, stale_holder_hands_over);
 	tcase_add_test(tc, backoff_after_failures);
+	tcase_add_test(tc, simultaneous_losses_one_step);
 	tcase_add_test(tc, spawn_limiter_spreads);
 	tcase_add_test(tc, sync_many);
 	suite_add_tcase(s, tc);

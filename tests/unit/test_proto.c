@@ -141,16 +141,31 @@ fill(struct msg *m, enum msg_type t)
 		m->u.sandbox_violation.nr = 41;
 		strcpy(m->u.sandbox_violation.name, "socket");
 		break;
+	case MSG_BIND_RESULT:
+		m->u.bind_result.ok = true;
+		strcpy(m->u.bind_result.reason, "bound");
+		break;
+	case MSG_SESSION_BIND:
+		/* ed25519 sizes: a 51-byte key, a SHA-256 id, an 83-byte sig. */
+		m->u.session_bind.hostkey_len = 51;
+		memset(m->u.session_bind.hostkey, 0x11, 51);
+		m->u.session_bind.sid_len = 32;
+		memset(m->u.session_bind.sid, 0x22, 32);
+		m->u.session_bind.sig_len = 83;
+		memset(m->u.session_bind.sig, 0x33, 83);
+		break;
 	}
 }
 
 static const enum msg_type all_types[] = {
 	MSG_CONFIG, MSG_CLOSE, MSG_DIAL_RESULT, MSG_PING, MSG_CLAIM_RESULT,
+	MSG_BIND_RESULT,
 #ifdef TP_TEST_HOOKS
 	MSG_TEST_HOOK,
 #endif
 	MSG_READY, MSG_STATE, MSG_CLAIM, MSG_DISCOVERY, MSG_DIAL_REQUEST,
 	MSG_STATS, MSG_PONG, MSG_FORWARD, MSG_SANDBOX_VIOLATION,
+	MSG_SESSION_BIND,
 };
 #define NTYPES	(int)(sizeof(all_types) / sizeof(all_types[0]))
 
@@ -215,6 +230,34 @@ START_TEST(mutation_bitflips)
 	}
 	/* Most flips hit structure or keys; a decoder accepting all is broken. */
 	ck_assert_uint_gt(errors, len);
+}
+END_TEST
+
+/* SESSION_BIND at its bounds: the largest of each fits, one more does not. */
+START_TEST(session_bind_bounds)
+{
+	uint8_t buf[PROTO_MAX_MSG];
+	struct msg_session_bind *b = &ma->u.session_bind;
+	int n;
+
+	msg_init(ma, MSG_SESSION_BIND);
+	b->hostkey_len = PROTO_KEYBLOB_MAX;
+	memset(b->hostkey, 0x11, PROTO_KEYBLOB_MAX);
+	b->sid_len = PROTO_SID_MAX;
+	memset(b->sid, 0x22, PROTO_SID_MAX);
+	b->sig_len = PROTO_SIG_MAX;
+	memset(b->sig, 0x33, PROTO_SIG_MAX);
+	n = msg_encode(ma, buf, sizeof(buf));
+	ck_assert_int_gt(n, 0);
+	ck_assert_int_eq(msg_decode(buf, (size_t)n, -1, MSG_TO_SUPERVISOR, mb),
+	    0);
+	ck_assert_uint_eq(mb->u.session_bind.sig_len, PROTO_SIG_MAX);
+	ck_assert_int_eq(memcmp(mb->u.session_bind.sig, b->sig, PROTO_SIG_MAX),
+	    0);
+	b->sid_len = PROTO_SID_MAX + 1;
+	ck_assert_int_lt(msg_encode(ma, buf, sizeof(buf)), 0);
+	b->sid_len = 0;
+	ck_assert_int_lt(msg_encode(ma, buf, sizeof(buf)), 0);
 }
 END_TEST
 
@@ -579,6 +622,7 @@ proto_suite(void)
 	tcase_add_loop_test(tc, roundtrip_every_type, 0, NTYPES);
 	tcase_add_loop_test(tc, wrong_direction_refused, 0, NTYPES);
 	tcase_add_loop_test(tc, mutation_bitflips, 0, NTYPES);
+	tcase_add_test(tc, session_bind_bounds);
 	tcase_add_loop_test(tc, mutation_byteflips_truncations, 0, NTYPES);
 	tcase_add_test(tc, strict_fields);
 	tcase_add_test(tc, strict_values);

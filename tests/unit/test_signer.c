@@ -210,12 +210,122 @@ handle(struct signer *s, const uint8_t *req, size_t len,
 	return signer_handle(s, req, len, reply);
 }
 
+/* ---- fixtures ---- */
+
+struct conn_test {
+	struct event_base	*base;
+	struct signer_conn	*conn;
+	int			 client;
+	int			 errors;
+	char			 why[128];
+};
+
+/* Frees the connection from inside its own callback, as the supervisor does. */
+static void
+on_error(void *arg, const char *why)
+{
+	struct conn_test *t = arg;
+
+	t->errors++;
+	snprintf(t->why, sizeof(t->why), "%s", why);
+	signer_conn_free(t->conn);
+	t->conn = NULL;
+}
+
+static const struct log_agent who = { .cluster = "c1",
+    .addr = "proxy1:22", .pid = 4242 };
+
+static void
+conn_setup(struct conn_test *t, struct signer *s)
+{
+	int sv[2];
+
+	memset(t, 0, sizeof(*t));
+	ck_assert_int_eq(socketpair(AF_UNIX, SOCK_STREAM, 0, sv), 0);
+	ck_assert_ptr_nonnull(t->base = event_base_new());
+	t->conn = signer_conn_new(s, t->base, sv[0], &who, on_error, t);
+	ck_assert_ptr_nonnull(t->conn);
+	t->client = sv[1];
+	ck_assert_int_eq(fcntl(t->client, F_SETFL, O_NONBLOCK), 0);
+}
+
+static void
+conn_teardown(struct conn_test *t)
+{
+	signer_conn_free(t->conn);
+	event_base_free(t->base);
+	if (t->client >= 0)
+		close(t->client);
+}
+
+/*
+ * What a test starts with: a key, a signer for USER and, in the "conn"
+ * cases, a connection to it on a socketpair.  Checked fixtures make them
+ * in the test's own process before each test and free them after it.
+ * Loop tests, whose key depends on the loop index, open theirs with
+ * fx_open, and their case's teardown frees it the same way.
+ */
+static struct {
+	struct sshkey		*k;
+	struct signer		*s;
+	struct conn_test	 t;
+} fx;
+
+static void
+fx_open(const char *key, int cert)
+{
+	fx.k = load(key, cert);
+	ck_assert_ptr_nonnull(fx.s = signer_new(fx.k, USER));
+}
+
+static void
+fx_close(void)
+{
+	signer_free(fx.s);
+	sshkey_free(fx.k);
+	fx.s = NULL;
+	fx.k = NULL;
+}
+
+static void
+fx_plain(void)
+{
+	fx_open("ed25519", 0);
+}
+
+static void
+fx_cert(void)
+{
+	fx_open("ed25519", 1);
+}
+
+static void
+fx_conn_plain(void)
+{
+	fx_plain();
+	conn_setup(&fx.t, fx.s);
+}
+
+static void
+fx_conn_cert(void)
+{
+	fx_cert();
+	conn_setup(&fx.t, fx.s);
+}
+
+static void
+fx_conn_close(void)
+{
+	conn_teardown(&fx.t);
+	fx_close();
+}
+
 /* ---- the policy ---- */
 
 START_TEST(identities_plain_and_cert)
 {
-	struct sshkey *k = load("ed25519", 0);
-	struct signer *s = signer_new(k, USER);
+	struct sshkey *k = fx.k;
+	struct signer *s = fx.s;
 	struct sshbuf_writer w;
 	struct sshbuf_reader r;
 	const uint8_t req[] = { SSH_AGENTC_REQUEST_IDENTITIES }, *b, *exp;
@@ -236,12 +346,12 @@ START_TEST(identities_plain_and_cert)
 	ck_assert_int_eq(sshbuf_get_string(&r, &b, &blen), 0);
 	ck_assert_uint_eq(r.len, 0);
 	sshbuf_writer_free(&w);
-	signer_free(s);
-	sshkey_free(k);
 
 	/* With a certificate: the certificate first, then the key. */
-	k = load("ed25519", 1);
-	s = signer_new(k, USER);
+	fx_close();
+	fx_cert();
+	k = fx.k;
+	s = fx.s;
 	ck_assert_int_eq(handle(s, req, 1, &w), 0);
 	sshbuf_reader_init(&r, w.p, w.len);
 	ck_assert_int_eq(sshbuf_get_u8(&r, &type), 0);
@@ -259,8 +369,6 @@ START_TEST(identities_plain_and_cert)
 	ck_assert_uint_eq(r.len, 0);
 	ck_assert_uint_eq(signer_refusals(s), 0);
 	sshbuf_writer_free(&w);
-	signer_free(s);
-	sshkey_free(k);
 }
 END_TEST
 
@@ -271,13 +379,17 @@ END_TEST
  */
 START_TEST(sign_valid_each_type)
 {
-	struct sshkey *k = load(keyfiles[_i], 1);
-	struct signer *s = signer_new(k, USER);
-	int rsa = sshkey_type(k) == SSHKEY_RSA;
+	struct sshkey *k;
+	struct signer *s;
+	int rsa;
 	uint32_t flags[] = { SSH_AGENT_RSA_SHA2_256, SSH_AGENT_RSA_SHA2_512 };
 	struct sshbuf_writer q, w;
 	uint64_t n = 0;
 
+	fx_open(keyfiles[_i], 1);
+	k = fx.k;
+	s = fx.s;
+	rsa = sshkey_type(k) == SSHKEY_RSA;
 	for (int v = 0; v < 3; v++)
 		for (int f = 0; f < (rsa ? 2 : 1); f++) {
 			struct req rq = { .cert = v == 1,
@@ -292,8 +404,6 @@ START_TEST(sign_valid_each_type)
 			sshbuf_writer_free(&w);
 		}
 	ck_assert_uint_eq(signer_refusals(s), 0);
-	signer_free(s);
-	sshkey_free(k);
 }
 END_TEST
 
@@ -389,26 +499,27 @@ static const struct rcase rcases[] = {
 START_TEST(sign_refused)
 {
 	const struct rcase *c = &rcases[_i];
-	struct sshkey *k = load(c->key, 1);
-	struct signer *s = signer_new(k, USER);
+	struct sshkey *k;
+	struct signer *s;
 	struct sshbuf_writer q, w;
 	int rc;
 
+	fx_open(c->key, 1);
+	k = fx.k;
+	s = fx.s;
 	build_req(&q, k, &c->rq);
 	expect_refused(s, q.p, q.len, c->what);
 	rc = handle(s, q.p, q.len, &w);
 	ck_assert_msg(rc == c->expect_rc, "%s: rc %d", c->what, rc);
 	sshbuf_writer_free(&w);
 	sshbuf_writer_free(&q);
-	signer_free(s);
-	sshkey_free(k);
 }
 END_TEST
 
 START_TEST(other_requests_refused)
 {
-	struct sshkey *k = load("ed25519", 1);
-	struct signer *s = signer_new(k, USER);
+	struct sshkey *k = fx.k;
+	struct signer *s = fx.s;
 	uint8_t junk[512];
 	const uint8_t types[] = { 0, 1, 5, 9, 12, 14, 17, 18, 19, 20, 21, 22,
 	    23, 25, 26, 27, 29, 255 };
@@ -439,15 +550,13 @@ START_TEST(other_requests_refused)
 		sshbuf_writer_free(&q);
 	}
 	ck_assert_uint_eq(signer_signatures(s), 0);
-	signer_free(s);
-	sshkey_free(k);
 }
 END_TEST
 
 START_TEST(set_user_on_reload)
 {
-	struct sshkey *k = load("ed25519", 0);
-	struct signer *s = signer_new(k, USER);
+	struct sshkey *k = fx.k;
+	struct signer *s = fx.s;
 	struct req rq = { .ua = { .user = "deploy" } };
 	struct sshbuf_writer q, w;
 	char longname[300];
@@ -465,16 +574,14 @@ START_TEST(set_user_on_reload)
 	longname[sizeof(longname) - 1] = '\0';
 	ck_assert_int_eq(signer_set_user(s, longname), TP_EINVAL);
 	ck_assert_int_eq(signer_set_user(s, ""), TP_EINVAL);
-	signer_free(s);
-	sshkey_free(k);
 }
 END_TEST
 
 /* Every refusal leaves a warn line naming the reason and the agent. */
 START_TEST(refusal_is_logged)
 {
-	struct sshkey *k = load("ed25519", 0);
-	struct signer *s = signer_new(k, USER);
+	struct sshkey *k = fx.k;
+	struct signer *s = fx.s;
 	struct req rq = { .ua = { .user = "mallory\n\x01" } };
 	struct sshbuf_writer q;
 	char tmpl[] = "/tmp/tp-signer-log-XXXXXX", buf[4096];
@@ -497,8 +604,6 @@ START_TEST(refusal_is_logged)
 	log_init("test", LOG_LVL_ERROR, LOG_FMT_LOGFMT, 2);
 	close(fd);
 	sshbuf_writer_free(&q);
-	signer_free(s);
-	sshkey_free(k);
 }
 END_TEST
 
@@ -535,11 +640,14 @@ START_TEST(mutations_never_crash)
 		{ "ecdsa256", { .cert = 1 } },
 		{ "rsa", { .flags = SSH_AGENT_RSA_SHA2_512 } },
 	};
-	struct sshkey *k = load(v[_i].key, 1);
-	struct signer *s = signer_new(k, USER);
+	struct sshkey *k;
+	struct signer *s;
 	struct sshbuf_writer q;
 	uint8_t *m;
 
+	fx_open(v[_i].key, 1);
+	k = fx.k;
+	s = fx.s;
 	log_init("test", LOG_LVL_ERROR, LOG_FMT_LOGFMT, 2);
 	build_req(&q, k, &v[_i].rq);
 	m = malloc(q.len);
@@ -567,58 +675,10 @@ START_TEST(mutations_never_crash)
 	}
 	free(m);
 	sshbuf_writer_free(&q);
-	signer_free(s);
-	sshkey_free(k);
 }
 END_TEST
 
 /* ---- connections ---- */
-
-struct conn_test {
-	struct event_base	*base;
-	struct signer_conn	*conn;
-	int			 client;
-	int			 errors;
-	char			 why[128];
-};
-
-/* Frees the connection from inside its own callback, as the supervisor does. */
-static void
-on_error(void *arg, const char *why)
-{
-	struct conn_test *t = arg;
-
-	t->errors++;
-	snprintf(t->why, sizeof(t->why), "%s", why);
-	signer_conn_free(t->conn);
-	t->conn = NULL;
-}
-
-static const struct log_agent who = { .cluster = "c1",
-    .addr = "proxy1:22", .pid = 4242 };
-
-static void
-conn_setup(struct conn_test *t, struct signer *s)
-{
-	int sv[2];
-
-	memset(t, 0, sizeof(*t));
-	ck_assert_int_eq(socketpair(AF_UNIX, SOCK_STREAM, 0, sv), 0);
-	ck_assert_ptr_nonnull(t->base = event_base_new());
-	t->conn = signer_conn_new(s, t->base, sv[0], &who, on_error, t);
-	ck_assert_ptr_nonnull(t->conn);
-	t->client = sv[1];
-	ck_assert_int_eq(fcntl(t->client, F_SETFL, O_NONBLOCK), 0);
-}
-
-static void
-conn_teardown(struct conn_test *t)
-{
-	signer_conn_free(t->conn);
-	event_base_free(t->base);
-	if (t->client >= 0)
-		close(t->client);
-}
 
 static void
 pump(struct conn_test *t)
@@ -697,30 +757,29 @@ request_once(struct conn_test *t, const uint8_t *req, size_t len,
  */
 START_TEST(conn_one_authentication)
 {
-	struct sshkey *k = load("ed25519", 1);
-	struct signer *s = signer_new(k, USER);
-	struct conn_test t;
+	struct sshkey *k = fx.k;
+	struct signer *s = fx.s;
+	struct conn_test *t = &fx.t;
 	uint8_t ids = SSH_AGENTC_REQUEST_IDENTITIES, buf[8192];
 	struct req key_a = { .ua.sid_byte = 0xa }, cert_b = { .cert = 1,
 	    .ua.sid_byte = 0xb }, cert_a = { .cert = 1, .ua.sid_byte = 0xa };
 	struct sshbuf_writer qk, qb, qa;
 	size_t n;
 
-	conn_setup(&t, s);
 	build_req(&qk, k, &key_a);
 	build_req(&qb, k, &cert_b);
 	build_req(&qa, k, &cert_a);
-	ck_assert_int_eq(request_once(&t, &ids, 1, buf, sizeof(buf), &n),
+	ck_assert_int_eq(request_once(t, &ids, 1, buf, sizeof(buf), &n),
 	    SSH_AGENT_IDENTITIES_ANSWER);
 	ck_assert_uint_gt(n, 5);
-	request_once(&t, qk.p, qk.len, buf, sizeof(buf), &n);
+	request_once(t, qk.p, qk.len, buf, sizeof(buf), &n);
 	check_signature(k, qk.p, qk.len, buf, n);
 	/* Again: the identities, the same identity, another session. */
-	ck_assert_int_eq(request_once(&t, &ids, 1, buf, sizeof(buf), &n),
+	ck_assert_int_eq(request_once(t, &ids, 1, buf, sizeof(buf), &n),
 	    SSH_AGENT_FAILURE);
-	ck_assert_int_eq(request_once(&t, qk.p, qk.len, buf, sizeof(buf), &n),
+	ck_assert_int_eq(request_once(t, qk.p, qk.len, buf, sizeof(buf), &n),
 	    SSH_AGENT_FAILURE);
-	ck_assert_int_eq(request_once(&t, qb.p, qb.len, buf, sizeof(buf), &n),
+	ck_assert_int_eq(request_once(t, qb.p, qb.len, buf, sizeof(buf), &n),
 	    SSH_AGENT_FAILURE);
 	ck_assert_uint_eq(signer_refusals(s), 3);
 	/* The other identity, same session, split byte by byte: signed. */
@@ -730,22 +789,19 @@ START_TEST(conn_one_authentication)
 
 		memcpy(frame + 4, qa.p, qa.len);
 		for (size_t i = 0; i < qa.len + 4; i++)
-			send_all(&t, frame + i, 1);
+			send_all(t, frame + i, 1);
 	}
-	n = recv_frame(&t, buf, sizeof(buf));
+	n = recv_frame(t, buf, sizeof(buf));
 	check_signature(k, qa.p, qa.len, buf, n);
 	/* And never again. */
-	ck_assert_int_eq(request_once(&t, qa.p, qa.len, buf, sizeof(buf), &n),
+	ck_assert_int_eq(request_once(t, qa.p, qa.len, buf, sizeof(buf), &n),
 	    SSH_AGENT_FAILURE);
-	ck_assert_int_eq(t.errors, 0);
+	ck_assert_int_eq(t->errors, 0);
 	ck_assert_uint_eq(signer_signatures(s), 2);
 	ck_assert_uint_eq(signer_refusals(s), 4);
 	sshbuf_writer_free(&qk);
 	sshbuf_writer_free(&qb);
 	sshbuf_writer_free(&qa);
-	conn_teardown(&t);
-	signer_free(s);
-	sshkey_free(k);
 }
 END_TEST
 
@@ -756,17 +812,16 @@ END_TEST
  */
 START_TEST(conn_end_refuses_pending)
 {
-	struct sshkey *k = load("ed25519", 0);
-	struct signer *s = signer_new(k, USER);
-	struct conn_test t;
+	struct sshkey *k = fx.k;
+	struct signer *s = fx.s;
+	struct conn_test *t = &fx.t;
 	uint8_t ids = SSH_AGENTC_REQUEST_IDENTITIES, buf[8192];
 	struct req rq = { 0 };
 	struct sshbuf_writer q;
 	uint8_t hdr[4];
 	size_t n;
 
-	conn_setup(&t, s);
-	ck_assert_int_eq(request_once(&t, &ids, 1, buf, sizeof(buf), &n),
+	ck_assert_int_eq(request_once(t, &ids, 1, buf, sizeof(buf), &n),
 	    SSH_AGENT_IDENTITIES_ANSWER);
 	build_req(&q, k, &rq);
 	hdr[0] = (uint8_t)(q.len >> 24);
@@ -774,101 +829,118 @@ START_TEST(conn_end_refuses_pending)
 	hdr[2] = (uint8_t)(q.len >> 8);
 	hdr[3] = (uint8_t)q.len;
 	/* Written, but the loop does not run: the supervisor has not read it. */
-	ck_assert_int_eq(write(t.client, hdr, 4), 4);
-	ck_assert_int_eq(write(t.client, q.p, q.len), (ssize_t)q.len);
-	ck_assert_uint_eq(signer_conn_end(t.conn), 1);
-	t.conn = NULL;
+	ck_assert_int_eq(write(t->client, hdr, 4), 4);
+	ck_assert_int_eq(write(t->client, q.p, q.len), (ssize_t)q.len);
+	ck_assert_uint_eq(signer_conn_end(t->conn), 1);
+	t->conn = NULL;
 	ck_assert_uint_eq(signer_signatures(s), 0);
 	ck_assert_uint_eq(signer_refusals(s), 1);
-	ck_assert_int_eq(t.errors, 0);
+	ck_assert_int_eq(t->errors, 0);
 	/* Nothing comes back, and the socket is closed. */
-	ck_assert_int_eq(fcntl(t.client, F_SETFL, 0), 0);
-	ck_assert_int_eq(read(t.client, buf, sizeof(buf)), 0);
+	ck_assert_int_eq(fcntl(t->client, F_SETFL, 0), 0);
+	ck_assert_int_eq(read(t->client, buf, sizeof(buf)), 0);
 	ck_assert_uint_eq(signer_conn_end(NULL), 0);
 	sshbuf_writer_free(&q);
-	conn_teardown(&t);
-	signer_free(s);
-	sshkey_free(k);
+}
+END_TEST
+
+/*
+ * A worker's connection (signer_conn_require_bind): nothing is signed
+ * before the bind, then only for the bound session id; a second bind,
+ * or one after a signature, is refused.
+ */
+START_TEST(conn_bound_session)
+{
+	struct sshkey *k = fx.k;
+	struct signer *s = fx.s;
+	struct conn_test *t = &fx.t;
+	uint8_t sid_a[32], buf[8192];
+	struct req rq_a = { .ua.sid_byte = 0xa }, rq_b = { .ua.sid_byte = 0xb };
+	struct sshbuf_writer qa, qb;
+	size_t n;
+
+	memset(sid_a, 0xa, sizeof(sid_a));
+	build_req(&qa, k, &rq_a);
+	build_req(&qb, k, &rq_b);
+	signer_conn_require_bind(t->conn);
+	ck_assert_int_eq(request_once(t, qa.p, qa.len, buf, sizeof(buf), &n),
+	    SSH_AGENT_FAILURE);
+	ck_assert_int_eq(signer_conn_bind(t->conn, sid_a, 0), TP_EINVAL);
+	ck_assert_int_eq(signer_conn_bind(t->conn, sid_a, 65), TP_EINVAL);
+	ck_assert_int_eq(signer_conn_bind(t->conn, sid_a, sizeof(sid_a)), 0);
+	ck_assert_int_eq(signer_conn_bind(t->conn, sid_a, sizeof(sid_a)),
+	    TP_ESTATE);
+	/* Another session id: refused; the bound one: signed. */
+	ck_assert_int_eq(request_once(t, qb.p, qb.len, buf, sizeof(buf), &n),
+	    SSH_AGENT_FAILURE);
+	request_once(t, qa.p, qa.len, buf, sizeof(buf), &n);
+	check_signature(k, qa.p, qa.len, buf, n);
+	ck_assert_uint_eq(signer_signatures(s), 1);
+	ck_assert_uint_eq(signer_refusals(s), 2);
+	ck_assert_int_eq(t->errors, 0);
+	sshbuf_writer_free(&qa);
+	sshbuf_writer_free(&qb);
 }
 END_TEST
 
 START_TEST(conn_oversized_request_ends)
 {
-	struct sshkey *k = load("ed25519", 0);
-	struct signer *s = signer_new(k, USER);
-	struct conn_test t;
+	struct conn_test *t = &fx.t;
 	const uint8_t hdr[4] = { 0x00, 0x04, 0x00, 0x01 };	/* 256 KiB + 1 */
 
-	conn_setup(&t, s);
-	send_all(&t, hdr, sizeof(hdr));
-	for (int i = 0; i < 100 && t.errors == 0; i++)
-		pump(&t);
-	ck_assert_int_eq(t.errors, 1);
-	ck_assert_str_eq(t.why, "request too large");
-	ck_assert_ptr_null(t.conn);
-	conn_teardown(&t);
-	signer_free(s);
-	sshkey_free(k);
+	send_all(t, hdr, sizeof(hdr));
+	for (int i = 0; i < 100 && t->errors == 0; i++)
+		pump(t);
+	ck_assert_int_eq(t->errors, 1);
+	ck_assert_str_eq(t->why, "request too large");
+	ck_assert_ptr_null(t->conn);
 }
 END_TEST
 
 START_TEST(conn_largest_request_is_answered)
 {
-	struct sshkey *k = load("ed25519", 0);
-	struct signer *s = signer_new(k, USER);
-	struct conn_test t;
+	struct conn_test *t = &fx.t;
 	uint8_t *big = calloc(1, SIGNER_REQUEST_MAX), buf[16];
 
-	conn_setup(&t, s);
 	big[0] = SSH_AGENTC_SIGN_REQUEST;
-	send_frame(&t, big, SIGNER_REQUEST_MAX);
-	ck_assert_uint_eq(recv_frame(&t, buf, sizeof(buf)), 1);
+	send_frame(t, big, SIGNER_REQUEST_MAX);
+	ck_assert_uint_eq(recv_frame(t, buf, sizeof(buf)), 1);
 	ck_assert_int_eq(buf[0], SSH_AGENT_FAILURE);
-	ck_assert_int_eq(t.errors, 0);
+	ck_assert_int_eq(t->errors, 0);
 	free(big);
-	conn_teardown(&t);
-	signer_free(s);
-	sshkey_free(k);
 }
 END_TEST
 
 START_TEST(conn_eof_ends)
 {
-	struct sshkey *k = load("ed25519", 0);
-	struct signer *s = signer_new(k, USER);
-	struct conn_test t;
+	struct conn_test *t = &fx.t;
 
-	conn_setup(&t, s);
-	send_all(&t, "\0\0", 2);	/* half a header, then EOF */
-	close(t.client);
-	t.client = -1;
-	for (int i = 0; i < 100 && t.errors == 0; i++)
-		pump(&t);
-	ck_assert_int_eq(t.errors, 1);
-	ck_assert_str_eq(t.why, "eof");
-	conn_teardown(&t);
-	signer_free(s);
-	sshkey_free(k);
+	send_all(t, "\0\0", 2);	/* half a header, then EOF */
+	close(t->client);
+	t->client = -1;
+	for (int i = 0; i < 100 && t->errors == 0; i++)
+		pump(t);
+	ck_assert_int_eq(t->errors, 1);
+	ck_assert_str_eq(t->why, "eof");
 }
 END_TEST
 
 /* A burst of the same valid sign request: one signature, the rest refused. */
 START_TEST(conn_sign_burst_once)
 {
-	struct sshkey *k = load("ed25519", 0);
-	struct signer *s = signer_new(k, USER);
-	struct conn_test t;
+	struct sshkey *k = fx.k;
+	struct signer *s = fx.s;
+	struct conn_test *t = &fx.t;
 	struct sshbuf_writer q;
 	struct req rq = { 0 };
 	uint8_t buf[1024];
 	int ok = 0, refused = 0;
 
-	conn_setup(&t, s);
 	build_req(&q, k, &rq);
 	for (int i = 0; i < 30; i++)
-		send_frame(&t, q.p, q.len);
+		send_frame(t, q.p, q.len);
 	for (int i = 0; i < 30; i++) {
-		recv_frame(&t, buf, sizeof(buf));
+		recv_frame(t, buf, sizeof(buf));
 		if (buf[0] == SSH_AGENT_SIGN_RESPONSE)
 			ok++;
 		else
@@ -878,9 +950,6 @@ START_TEST(conn_sign_burst_once)
 	ck_assert_int_eq(refused, 29);
 	ck_assert_uint_eq(signer_refusals(s), 29);
 	sshbuf_writer_free(&q);
-	conn_teardown(&t);
-	signer_free(s);
-	sshkey_free(k);
 }
 END_TEST
 
@@ -891,37 +960,34 @@ END_TEST
  */
 START_TEST(conn_backpressure)
 {
-	struct sshkey *k = load("ed25519", 0);
-	struct signer *s = signer_new(k, USER);
-	struct conn_test t;
+	struct conn_test *t = &fx.t;
 	enum { N = 200000 };
 	uint8_t *out = malloc(N * 5), buf[65536];
 	size_t sent = 0, total = N * 5, answers = 0, rlen = 0;
 	int stalls = 0;
 
-	conn_setup(&t, s);
 	for (size_t i = 0; i < N; i++)
 		memcpy(out + i * 5, "\0\0\0\1\x0b", 5);
 	/* Write without reading until the signer stops taking requests. */
 	while (sent < total && stalls < 50) {
-		ssize_t n = write(t.client, out + sent, total - sent);
+		ssize_t n = write(t->client, out + sent, total - sent);
 
 		if (n > 0)
 			sent += (size_t)n;
 		else
 			stalls++;
-		pump(&t);
+		pump(t);
 	}
 	ck_assert_uint_lt(sent, total);
 	/* Now read everything while writing the rest. */
 	while (answers < N) {
 		ssize_t n;
 
-		if (sent < total && (n = write(t.client, out + sent,
+		if (sent < total && (n = write(t->client, out + sent,
 		    total - sent)) > 0)
 			sent += (size_t)n;
-		pump(&t);
-		n = read(t.client, buf + rlen, sizeof(buf) - rlen);
+		pump(t);
+		n = read(t->client, buf + rlen, sizeof(buf) - rlen);
 		if (n <= 0) {
 			ck_assert_int_eq(errno, EAGAIN);
 			continue;
@@ -945,11 +1011,8 @@ START_TEST(conn_backpressure)
 		rlen -= off;
 	}
 	ck_assert_uint_eq(answers, N);
-	ck_assert_int_eq(t.errors, 0);
+	ck_assert_int_eq(t->errors, 0);
 	free(out);
-	conn_teardown(&t);
-	signer_free(s);
-	sshkey_free(k);
 }
 END_TEST
 
@@ -959,27 +1022,44 @@ signer_suite(void)
 	Suite *s = suite_create("signer");
 	TCase *tc = tcase_create("policy");
 
+	tcase_add_checked_fixture(tc, fx_plain, fx_close);
 	tcase_add_test(tc, identities_plain_and_cert);
-	tcase_add_loop_test(tc, sign_valid_each_type, 0, NKEYS);
-	tcase_add_loop_test(tc, sign_refused, 0, NRCASES);
-	tcase_add_test(tc, other_requests_refused);
 	tcase_add_test(tc, set_user_on_reload);
 	tcase_add_test(tc, refusal_is_logged);
 	suite_add_tcase(s, tc);
 
+	tc = tcase_create("policy-cert");
+	tcase_add_checked_fixture(tc, fx_cert, fx_close);
+	tcase_add_test(tc, other_requests_refused);
+	suite_add_tcase(s, tc);
+
+	/* Each opens its own key (fx_open); the teardown frees it. */
+	tc = tcase_create("policy-each");
+	tcase_add_checked_fixture(tc, NULL, fx_close);
+	tcase_add_loop_test(tc, sign_valid_each_type, 0, NKEYS);
+	tcase_add_loop_test(tc, sign_refused, 0, NRCASES);
+	suite_add_tcase(s, tc);
+
 	tc = tcase_create("mutation");
+	tcase_add_checked_fixture(tc, NULL, fx_close);
 	tcase_set_timeout(tc, 300);
 	tcase_add_loop_test(tc, mutations_never_crash, 0, 4);
 	suite_add_tcase(s, tc);
 
 	tc = tcase_create("conn");
-	tcase_add_test(tc, conn_one_authentication);
+	tcase_add_checked_fixture(tc, fx_conn_plain, fx_conn_close);
 	tcase_add_test(tc, conn_end_refuses_pending);
+	tcase_add_test(tc, conn_bound_session);
 	tcase_add_test(tc, conn_oversized_request_ends);
 	tcase_add_test(tc, conn_largest_request_is_answered);
 	tcase_add_test(tc, conn_eof_ends);
 	tcase_add_test(tc, conn_sign_burst_once);
 	tcase_add_test(tc, conn_backpressure);
+	suite_add_tcase(s, tc);
+
+	tc = tcase_create("conn-cert");
+	tcase_add_checked_fixture(tc, fx_conn_cert, fx_conn_close);
+	tcase_add_test(tc, conn_one_authentication);
 	suite_add_tcase(s, tc);
 	return s;
 }

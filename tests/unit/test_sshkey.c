@@ -258,18 +258,18 @@ key_binary(const char *file, size_t *len)
 	return out;
 }
 
+/* Parses a mutated binary; err (cap SSHKEY_ERR_LEN) gets the reason. */
 static int
-parse_binary(const uint8_t *bin, size_t len)
+parse_binary_err(const uint8_t *bin, size_t len, char *err)
 {
 	char *text = malloc(len * 2 + 200);
 	struct sshkey *k;
-	char err[SSHKEY_ERR_LEN];
 	int n, rc;
 
 	n = sprintf(text, "-----BEGIN OPENSSH PRIVATE KEY-----\n");
 	n += EVP_EncodeBlock((uint8_t *)text + n, bin, (int)len);
 	n += sprintf(text + n, "\n-----END OPENSSH PRIVATE KEY-----\n");
-	rc = sshkey_parse(text, (size_t)n, "mutant", &k, err, sizeof(err));
+	rc = sshkey_parse(text, (size_t)n, "mutant", &k, err, SSHKEY_ERR_LEN);
 	if (rc == 0)
 		sshkey_free(k);
 	else
@@ -277,6 +277,80 @@ parse_binary(const uint8_t *bin, size_t len)
 	free(text);
 	return rc;
 }
+
+static int
+parse_binary(const uint8_t *bin, size_t len)
+{
+	char err[SSHKEY_ERR_LEN];
+
+	return parse_binary_err(bin, len, err);
+}
+
+/* Replaces every copy of from (n bytes) in bin by to; returns how many. */
+static int
+replace_all(uint8_t *bin, size_t len, const uint8_t *from, const uint8_t *to,
+    size_t n)
+{
+	int count = 0;
+
+	for (size_t i = 0; i + n <= len; i++)
+		if (memcmp(bin + i, from, n) == 0) {
+			memcpy(bin + i, to, n);
+			count++;
+			i += n - 1;
+		}
+	return count;
+}
+
+/*
+ * The public half of the node key is imported by common/sshpub, with the
+ * checks a peer's key gets: a point off the curve, or an even RSA
+ * exponent, written into both copies of the public key (the outer blob
+ * and the private section, so that they still agree) is refused at load
+ * as a bad key, before any signature is tried.
+ */
+START_TEST(public_half_checked_by_sshpub)
+{
+	static const uint8_t e_good[] = { 0, 0, 0, 3, 0x01, 0x00, 0x01 };
+	static const uint8_t e_even[] = { 0, 0, 0, 3, 0x01, 0x00, 0x00 };
+	char err[SSHKEY_ERR_LEN], pubfile[300], *line;
+	struct sshbuf_reader r;
+	const uint8_t *t, *c, *q;
+	uint8_t *bin, *blob, *bad;
+	size_t len, blen, tl, cl, ql;
+
+	/* ECDSA: flip the last byte of Q (its y) in both copies. */
+	bin = key_binary(path("ecdsa256"), &len);
+	snprintf(pubfile, sizeof(pubfile), "%s.pub", path("ecdsa256"));
+	ck_assert_ptr_nonnull(line = tu_slurp(pubfile, &tl));
+	ck_assert_int_eq(sshpub_from_line(line, &blob, &blen), 0);
+	sshbuf_reader_init(&r, blob, blen);
+	ck_assert_int_eq(sshbuf_get_string(&r, &t, &tl), 0);
+	ck_assert_int_eq(sshbuf_get_string(&r, &c, &cl), 0);
+	ck_assert_int_eq(sshbuf_get_string(&r, &q, &ql), 0);
+	ck_assert_uint_eq(ql, 65);
+	bad = malloc(ql);
+	memcpy(bad, q, ql);
+	bad[ql - 1] ^= 0x01;
+	ck_assert_int_eq(replace_all(bin, len, q, bad, ql), 2);
+	ck_assert_int_eq(parse_binary_err(bin, len, err), TP_ECRYPTO);
+	ck_assert_msg(strstr(err, "bad ecdsa-sha2-nistp256 private key") !=
+	    NULL, "%s", err);
+	free(bad);
+	free(blob);
+	free(line);
+	free(bin);
+
+	/* RSA: e = 65537 becomes 65536 in both copies. */
+	bin = key_binary(path("rsa"), &len);
+	ck_assert_int_eq(replace_all(bin, len, e_good, e_even,
+	    sizeof(e_good)), 2);
+	ck_assert_int_eq(parse_binary_err(bin, len, err), TP_EPROTO);
+	ck_assert_msg(strstr(err, "bad ssh-rsa private key") != NULL, "%s",
+	    err);
+	free(bin);
+}
+END_TEST
 
 START_TEST(parse_roundtrip_in_memory)
 {
@@ -408,34 +482,81 @@ START_TEST(wrong_cert_refused)
 }
 END_TEST
 
+/* The blob of ed25519-cert.pub, and room for a line of it (cert_line). */
+static uint8_t *
+cert_blob(size_t *len, char **line)
+{
+	size_t tlen;
+	char *text = tu_slurp(path("ed25519-cert.pub"), &tlen);
+	uint8_t *blob;
+
+	ck_assert_ptr_nonnull(text);
+	ck_assert_int_eq(sshpub_from_line(text, &blob, len), 0);
+	free(text);
+	*line = malloc(*len * 2 + 100);
+	return blob;
+}
+
+/* Writes the certificate line of the first n bytes of blob into line. */
+static const char *
+cert_line(char *line, const uint8_t *blob, size_t n)
+{
+	int k = sprintf(line, "ssh-ed25519-cert-v01@openssh.com ");
+
+	EVP_EncodeBlock((uint8_t *)line + k, blob, (int)n);
+	return line;
+}
+
 /* A certificate whose CA signature was tampered with is refused. */
 START_TEST(tampered_cert_refused)
 {
 	struct sshkey *k = load("ed25519");
-	char err[SSHKEY_ERR_LEN], *line, *b64;
+	char err[SSHKEY_ERR_LEN], *b64;
 	uint8_t *blob;
-	size_t len, tlen;
-	int n;
+	size_t len;
 
-	line = tu_slurp(path("ed25519-cert.pub"), &tlen);
-	ck_assert_int_eq(sshpub_from_line(line, &blob, &len), 0);
+	blob = cert_blob(&len, &b64);
 	blob[len - 10] ^= 0x01;		/* inside the CA signature */
-	b64 = malloc(len * 2 + 100);
-	n = sprintf(b64, "ssh-ed25519-cert-v01@openssh.com ");
-	EVP_EncodeBlock((uint8_t *)b64 + n, blob, (int)len);
-	ck_assert_int_eq(sshkey_parse_cert(k, b64, "t", err, sizeof(err)),
-	    TP_ECRYPTO);
+	ck_assert_int_eq(sshkey_parse_cert(k, cert_line(b64, blob, len), "t",
+	    err, sizeof(err)), TP_ECRYPTO);
 	ck_assert_msg(strstr(err, "CA signature") != NULL, "%s", err);
 	/* And truncations never crash nor load. */
-	for (size_t i = 0; i < len; i++) {
-		EVP_EncodeBlock((uint8_t *)b64 + n, blob, (int)i);
-		ck_assert_int_ne(sshkey_parse_cert(k, b64, "t", err,
-		    sizeof(err)), 0);
-	}
+	for (size_t i = 0; i < len; i++)
+		ck_assert_int_ne(sshkey_parse_cert(k, cert_line(b64, blob, i),
+		    "t", err, sizeof(err)), 0);
 	free(b64);
 	free(blob);
-	free(line);
 	sshkey_free(k);
+}
+END_TEST
+
+/*
+ * The certificate's type is judged before its shape: a truncated
+ * certificate of another key type is "not a ... certificate", one of the
+ * key's own type "malformed".
+ */
+START_TEST(cert_type_before_shape)
+{
+	struct sshkey *ed = load("ed25519"), *ec = load("ecdsa256");
+	char err[SSHKEY_ERR_LEN], *b64;
+	uint8_t *blob;
+	size_t len;
+
+	blob = cert_blob(&len, &b64);
+	cert_line(b64, blob, len / 2);
+	ck_assert_int_eq(sshkey_parse_cert(ec, b64, "t", err, sizeof(err)),
+	    TP_EINVAL);
+	ck_assert_msg(strstr(err, "not a ecdsa-sha2-nistp256-cert") != NULL,
+	    "%s", err);
+	ck_assert_int_eq(sshkey_parse_cert(ed, b64, "t", err, sizeof(err)),
+	    TP_EPROTO);
+	ck_assert_msg(strstr(err, "malformed certificate") != NULL, "%s",
+	    err);
+	ck_assert_ptr_null(sshkey_cert_blob(ed, NULL));
+	free(b64);
+	free(blob);
+	sshkey_free(ec);
+	sshkey_free(ed);
 }
 END_TEST
 
@@ -452,6 +573,7 @@ sshkey_suite(void)
 	tcase_add_test(tc, missing_and_public_refused);
 	tcase_add_test(tc, open_permissions_refused);
 	tcase_add_test(tc, garbage_text_refused);
+	tcase_add_test(tc, public_half_checked_by_sshpub);
 	suite_add_tcase(s, tc);
 
 	tc = tcase_create("sign");
@@ -463,6 +585,7 @@ sshkey_suite(void)
 	tcase_add_test(tc, cert_loads);
 	tcase_add_test(tc, wrong_cert_refused);
 	tcase_add_test(tc, tampered_cert_refused);
+	tcase_add_test(tc, cert_type_before_shape);
 	suite_add_tcase(s, tc);
 
 	tc = tcase_create("mutation");

@@ -713,6 +713,40 @@ START_TEST(test_verify_rsa_short_sig)
 }
 END_TEST
 
+/*
+ * One table names each signature algorithm's hash, for the verifier here
+ * and for the supervisor's signer: RFC 8709, RFC 5656 6.2.1, RFC 8332.
+ */
+START_TEST(test_sig_md)
+{
+	static const struct { const char *alg; const char *md; } t[] = {
+		{ "ssh-ed25519", NULL },
+		{ "ecdsa-sha2-nistp256", "SHA256" },
+		{ "ecdsa-sha2-nistp384", "SHA384" },
+		{ "ecdsa-sha2-nistp521", "SHA512" },
+		{ "rsa-sha2-256", "SHA256" },
+		{ "rsa-sha2-512", "SHA512" },
+	};
+	const EVP_MD *md;
+
+	for (size_t i = 0; i < sizeof(t) / sizeof(t[0]); i++) {
+		md = EVP_md5();
+		ck_assert_int_eq(sshpub_sig_md(t[i].alg, &md), 0);
+		if (t[i].md == NULL)
+			ck_assert_ptr_null(md);
+		else
+			ck_assert_msg(md != NULL && EVP_MD_is_a(md, t[i].md),
+			    "%s", t[i].alg);
+	}
+	ck_assert_int_eq(sshpub_sig_md("ssh-rsa", &md), TP_EUNSUPP);
+	ck_assert_int_eq(sshpub_sig_md("ssh-ed25519-cert-v01@openssh.com",
+	    &md), TP_EUNSUPP);
+	ck_assert_int_eq(sshpub_sig_md("", &md), TP_EUNSUPP);
+	ck_assert_int_eq(sshpub_sig_md(NULL, &md), TP_EINVAL);
+	ck_assert_int_eq(sshpub_sig_md("ssh-ed25519", NULL), TP_EINVAL);
+}
+END_TEST
+
 /* Bad arguments are refused, not dereferenced. */
 START_TEST(test_null_args)
 {
@@ -774,6 +808,7 @@ sshpub_suite(void)
 	tcase_add_test(tc, test_from_line);
 	tcase_add_test(tc, test_from_line_cert);
 	tcase_add_test(tc, test_null_args);
+	tcase_add_test(tc, test_sig_md);
 	suite_add_tcase(s, tc);
 	tcase_add_loop_test(tv, test_verify_cert_sig, 0, NCERTS);
 	tcase_add_loop_test(tv, test_verify_wrong_key, 0, NCERTS);

@@ -211,6 +211,20 @@ class Haproxy:
             raise HarnessError('haproxy has no backend %s' % name)
         self._apply(apply)
 
+    def set_backends(self, targets, apply='reload'):
+        """Replaces every server at once (targets as for the constructor,
+        named by their .name): one reload moves the whole pool, as an
+        operator swapping a fleet does; apply as for add_backend."""
+        self.backends = [(getattr(t, 'name', None) or 'p%d' % (i + 1),
+                          backend_address(t)) for i, t in enumerate(targets)]
+        self._apply(apply)
+
+    def set_balance(self, balance, apply='reload'):
+        """Changes the balance algorithm (e.g. 'source': every connection
+        from one address goes to the same server)."""
+        self.balance = balance
+        self._apply(apply)
+
     def address(self):
         return '%s:%d' % (self.host, self.port)
 

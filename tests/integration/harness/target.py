@@ -9,7 +9,7 @@ import socket
 import threading
 import time
 
-from .errors import HarnessError, ScenarioFailure
+from .errors import HarnessError, ScenarioFailure, expect
 from . import ports
 
 CHUNK = 64 * 1024
@@ -259,6 +259,69 @@ def echo_check(sock, nbytes, timeout=30, what='echo'):
                               'want %d bytes sha256 %s' % (
                                   what, got, h.hexdigest(), nbytes, want))
     return time.monotonic() - t0
+
+
+class PacedEcho:
+    """A long transfer through a tunnel, for drains and crashes midway.
+    Sends nbytes of random data at about `rate` bytes/s on a connected
+    socket while a thread reads the echo back; result() checks length and
+    SHA-256.  `got` is the number of bytes echoed so far."""
+
+    def __init__(self, sock, nbytes, rate, what):
+        self.sock, self.nbytes, self.rate, self.what = sock, nbytes, rate, what
+        self.data = os.urandom(nbytes)
+        self.want = hashlib.sha256(self.data).hexdigest()
+        self.got = 0
+        self.error = None
+        self.digest = None
+        self.done = threading.Event()
+        sock.settimeout(30)
+        self._tx = threading.Thread(target=self._send, daemon=True)
+        self._rx = threading.Thread(target=self._recv, daemon=True)
+        self._tx.start()
+        self._rx.start()
+
+    def _send(self):
+        t0 = time.monotonic()
+        try:
+            view = memoryview(self.data)
+            for off in range(0, self.nbytes, CHUNK):
+                ahead = off / self.rate - (time.monotonic() - t0)
+                if ahead > 0:
+                    time.sleep(ahead)
+                self.sock.sendall(view[off:off + CHUNK])
+            self.sock.shutdown(socket.SHUT_WR)
+        except OSError as exc:
+            self.error = self.error or 'send: %s' % exc
+
+    def _recv(self):
+        h = hashlib.sha256()
+        try:
+            while self.got < self.nbytes:
+                chunk = self.sock.recv(CHUNK)
+                if not chunk:
+                    self.error = self.error or 'closed after %d of %d ' \
+                        'bytes' % (self.got, self.nbytes)
+                    break
+                h.update(chunk)
+                self.got += len(chunk)
+            self.digest = h.hexdigest()
+        except OSError as exc:
+            self.error = self.error or 'recv after %d of %d bytes: %s' % (
+                self.got, self.nbytes, exc)
+        finally:
+            self.done.set()
+
+    def result(self, timeout):
+        self.done.wait(timeout)
+        self._tx.join(1)
+        self.sock.close()
+        expect(self.done.is_set(), '%s: not done after %ss (%d of %d bytes)',
+               self.what, timeout, self.got, self.nbytes)
+        expect(self.error is None, '%s: %s', self.what, self.error)
+        expect(self.got == self.nbytes and self.digest == self.want,
+               '%s: %d bytes back, sha256 %s, want %d bytes sha256 %s',
+               self.what, self.got, self.digest, self.nbytes, self.want)
 
 
 def send_and_check(host, port, nbytes, timeout=30):

@@ -10,7 +10,12 @@ proxies files (rewritten atomically with write_sets()), add_proxy() for a
 proxy that joins later, and small status readers."""
 
 
-from harness import expect, keys, yamlw
+import calendar
+import re
+import time
+
+from harness import expect, keys, procs, yamlw
+from harness.schema import check as schema_problems
 from harness.target import echo_check
 
 REQUIRES = {'root': True, 'binaries': ['tunnelpool', 'tunnelpool-agent',
@@ -43,6 +48,47 @@ def cluster(st, name='c1'):
         if c['name'] == name:
             return c
     return None
+
+
+_TS = re.compile(r'^ts=(\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d)(\.\d+)?Z .*'
+                 r'func=child_started msg="worker started', re.M)
+
+
+def spawn_times(text):
+    """Supervisor timestamps (seconds) of its "worker started" lines."""
+    out = []
+    for m in _TS.finditer(text):
+        t = calendar.timegm(time.strptime(m.group(1), '%Y-%m-%dT%H:%M:%S'))
+        out.append(t + float(m.group(2) or 0))
+    return sorted(out)
+
+
+def dials(st, name='c1'):
+    """Agents started for the cluster so far (status counter)."""
+    return cluster(st, name)['dials']
+
+
+def wanted_names(st, name='c1'):
+    return sorted(w['name'] for w in cluster(st, name)['wanted'])
+
+
+def check_surfaces(tp, st):
+    """The status document against the golden schema (with its wanted
+    set filled in) and /metrics through promtool, no series twice."""
+    errs = schema_problems(st)
+    expect(not errs, 'status does not match the schema:\n%s',
+           '\n'.join(errs))
+    text = tp.metrics_text()
+    cp = procs.run(['promtool', 'check', 'metrics'], input=text, check=False)
+    expect(cp.returncode == 0, 'promtool check metrics: %s%s', cp.stdout,
+           cp.stderr)
+    seen = set()
+    for line in text.splitlines():
+        if line and not line.startswith('#'):
+            series = line.rsplit(' ', 1)[0]
+            expect(series not in seen, 'series twice: %s', series)
+            seen.add(series)
+    return text
 
 
 def up_agents(st, cluster_name='c1'):

@@ -6,84 +6,18 @@ PIDs and their open channels, and both transfers finish with every byte
 intact (SHA-256).  p1 restarted (same host key) is claimed again, by the
 same fingerprint, and carries data again."""
 
-import hashlib
 import os
-import socket
 import sys
-import threading
-import time
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import _lbdisc  # noqa: E402
 from harness import expect, procs  # noqa: E402
+from harness.target import PacedEcho  # noqa: E402
 
 NAME = 'disc_proxy_killed'
 REQUIRES = _lbdisc.REQUIRES
 TIMEOUT = 120
 MIB = 1 << 20
-CHUNK = 64 * 1024
-
-
-class PacedEcho:
-    """Sends nbytes of random data at about `rate` bytes/s on a connected
-    socket while a thread reads the echo back; result() checks length and
-    SHA-256.  `got` is the number of bytes echoed so far."""
-
-    def __init__(self, sock, nbytes, rate, what):
-        self.sock, self.nbytes, self.rate, self.what = sock, nbytes, rate, what
-        self.data = os.urandom(nbytes)
-        self.want = hashlib.sha256(self.data).hexdigest()
-        self.got = 0
-        self.error = None
-        self.digest = None
-        self.done = threading.Event()
-        sock.settimeout(30)
-        self._tx = threading.Thread(target=self._send, daemon=True)
-        self._rx = threading.Thread(target=self._recv, daemon=True)
-        self._tx.start()
-        self._rx.start()
-
-    def _send(self):
-        t0 = time.monotonic()
-        try:
-            view = memoryview(self.data)
-            for off in range(0, self.nbytes, CHUNK):
-                ahead = off / self.rate - (time.monotonic() - t0)
-                if ahead > 0:
-                    time.sleep(ahead)
-                self.sock.sendall(view[off:off + CHUNK])
-            self.sock.shutdown(socket.SHUT_WR)
-        except OSError as exc:
-            self.error = self.error or 'send: %s' % exc
-
-    def _recv(self):
-        h = hashlib.sha256()
-        try:
-            while self.got < self.nbytes:
-                chunk = self.sock.recv(CHUNK)
-                if not chunk:
-                    self.error = self.error or 'closed after %d of %d ' \
-                        'bytes' % (self.got, self.nbytes)
-                    break
-                h.update(chunk)
-                self.got += len(chunk)
-            self.digest = h.hexdigest()
-        except OSError as exc:
-            self.error = self.error or 'recv after %d of %d bytes: %s' % (
-                self.got, self.nbytes, exc)
-        finally:
-            self.done.set()
-
-    def result(self, timeout):
-        self.done.wait(timeout)
-        self._tx.join(1)
-        self.sock.close()
-        expect(self.done.is_set(), '%s: not done after %ss (%d of %d bytes)',
-               self.what, timeout, self.got, self.nbytes)
-        expect(self.error is None, '%s: %s', self.what, self.error)
-        expect(self.got == self.nbytes and self.digest == self.want,
-               '%s: %d bytes back, sha256 %s, want %d bytes sha256 %s',
-               self.what, self.got, self.digest, self.nbytes, self.want)
 
 
 def run(ctx):

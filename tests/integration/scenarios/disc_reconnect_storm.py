@@ -8,9 +8,7 @@ more than rate + burst "worker started" lines, and the 50 reconnections
 take at least (50 - burst) / rate seconds), and every tunnel is back, its
 forward bound, within 50 / rate + backoff max + a margin."""
 
-import calendar
 import os
-import re
 import sys
 import time
 
@@ -18,6 +16,8 @@ sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import _lbdisc  # noqa: E402
 from harness import expect  # noqa: E402
 from harness.target import echo_check  # noqa: E402
+
+spawn_times = _lbdisc.spawn_times
 
 NAME = 'disc_reconnect_storm'
 REQUIRES = _lbdisc.REQUIRES
@@ -28,19 +28,6 @@ BURST = 5
 BACKOFF = (1.0, 4.0)
 FWD_BASE = 23000
 MARGIN = 15.0
-
-_TS = re.compile(r'^ts=(\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d)(\.\d+)?Z .*'
-                 r'func=child_started msg="worker started', re.M)
-
-
-def spawn_times(text):
-    """Supervisor timestamps (seconds) of its "worker started" lines."""
-    out = []
-    for m in _TS.finditer(text):
-        t = calendar.timegm(time.strptime(m.group(1), '%Y-%m-%dT%H:%M:%S'))
-        out.append(t + float(m.group(2) or 0))
-    return sorted(out)
-
 
 def max_per_window(times, width=0.99):
     """Most events in any window [t, t + width) (t an event's time).  A
