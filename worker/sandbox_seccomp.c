@@ -30,6 +30,7 @@
 #include <seccomp.h>
 
 #include "common/error.h"
+#include "proto/exitcode.h"
 #include "proto/msg.h"
 #include "worker/sandbox.h"
 
@@ -326,7 +327,7 @@ sigsys_report(int sig, siginfo_t *si, void *uctx)
 	n = trap_line(line, sizeof(line), (unsigned)si->si_syscall, name);
 	if (n > 0)
 		(void)!write(STDERR_FILENO, line, n);
-	_exit(WORKER_EXIT_SANDBOX);
+	_exit(WEXIT_SANDBOX_VIOLATION);
 }
 
 /* Installs the reporter and makes sure SIGSYS is not blocked. */

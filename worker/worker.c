@@ -40,6 +40,7 @@
 #include "proto/exitcode.h"
 #include "proto/msg.h"
 #include "proto/wire.h"
+#include "proto/workerfd.h"
 #include "worker/channels.h"
 #include "worker/demote.h"
 #include "worker/discovery.h"

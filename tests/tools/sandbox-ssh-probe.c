@@ -41,13 +41,15 @@
 #include <libssh/libssh.h>
 #include <openssl/crypto.h>
 
+#include "proto/exitcode.h"
+#include "proto/workerfd.h"
 #include "worker/demote.h"
 #include "worker/sandbox.h"
 #include "unit/testutil.h"
 
-#define FD_CTL		3
-#define FD_AGENT	4
-#define FD_NET		5
+#define FD_CTL		WORKER_FD_CONTROL
+#define FD_AGENT	WORKER_FD_AGENT
+#define FD_NET		WORKER_FD_PROXY
 #define SSHD		"/usr/sbin/sshd"
 #define SSH_KEYGEN	"/usr/bin/ssh-keygen"
 #define EXIT_SKIP	77
@@ -828,7 +830,7 @@ reap_client(struct probe *p, bool ok)
 	}
 	if (WEXITSTATUS(st) != 0) {
 		fprintf(stderr, "sandbox-ssh-probe: client exited %d%s\n",
-		    WEXITSTATUS(st), WEXITSTATUS(st) == WORKER_EXIT_SANDBOX ?
+		    WEXITSTATUS(st), WEXITSTATUS(st) == WEXIT_SANDBOX_VIOLATION ?
 		    " (sandbox violation)" : "");
 		return false;
 	}

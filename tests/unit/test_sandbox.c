@@ -43,13 +43,15 @@
 #include <msgpack.h>
 
 #include "common/error.h"
+#include "proto/exitcode.h"
+#include "proto/workerfd.h"
 #include "worker/demote.h"
 #include "worker/sandbox.h"
 #include "testutil.h"
 
-#define FD_CTL		3
-#define FD_AGENT	4
-#define FD_NET		5
+#define FD_CTL		WORKER_FD_CONTROL
+#define FD_AGENT	WORKER_FD_AGENT
+#define FD_NET		WORKER_FD_PROXY
 #define MAX_CH		4
 
 #ifdef TP_SANDBOX_SECCOMP
@@ -1031,7 +1033,8 @@ START_TEST(sandbox_forbidden)
 	    r.rc, r.err);
 	st = subject_end(&s);
 #ifdef TP_SANDBOX_TRAP
-	ck_assert_msg(WIFEXITED(st) && WEXITSTATUS(st) == WORKER_EXIT_SANDBOX,
+	ck_assert_msg(WIFEXITED(st) &&
+	    WEXITSTATUS(st) == WEXIT_SANDBOX_VIOLATION,
 	    "%s: status %#x", forbidden[_i].name, st);
 	check_encoding((uint32_t)forbidden[_i].nr, forbidden[_i].name,
 	    forbidden[_i].name);
