@@ -44,14 +44,4 @@ int sandbox_enter(void);
 /* Returns the backend's name: "seccomp", "seccomp-trap" or "none". */
 const char *sandbox_name(void);
 
-/*
- * Hand-encodes MSG_SANDBOX_VIOLATION ([72, {"nr": nr, "name": name}], the
- * smallest msgpack encoding of each item) into buf without allocating, so
- * that the SIGSYS handler can use it.  name longer than 31 bytes is sent
- * as "?".  Returns the encoded length, or 0 if len is too small.
- * Exported for tests; the seccomp backend only.
- */
-size_t sandbox_violation_encode(uint8_t *buf, size_t len, uint32_t nr,
-    const char *name);
-
 #endif

@@ -211,61 +211,6 @@ sandbox_name(void)
 #endif
 }
 
-/* Appends a msgpack unsigned integer in its smallest encoding. */
-static uint8_t *
-mp_uint(uint8_t *p, uint32_t v)
-{
-	if (v < 0x80) {
-		*p++ = (uint8_t)v;
-	} else if (v <= 0xff) {
-		*p++ = 0xcc;
-		*p++ = (uint8_t)v;
-	} else if (v <= 0xffff) {
-		*p++ = 0xcd;
-		*p++ = (uint8_t)(v >> 8);
-		*p++ = (uint8_t)v;
-	} else {
-		*p++ = 0xce;
-		for (int shift = 24; shift >= 0; shift -= 8)
-			*p++ = (uint8_t)(v >> shift);
-	}
-	return p;
-}
-
-/* Appends a msgpack fixstr; callers guarantee n < 32. */
-static uint8_t *
-mp_fixstr(uint8_t *p, const char *s, size_t n)
-{
-	*p++ = (uint8_t)(0xa0 | n);
-	memcpy(p, s, n);
-	return p + n;
-}
-
-size_t
-sandbox_violation_encode(uint8_t *buf, size_t len, uint32_t nr,
-    const char *name)
-{
-	/* array(2) + type + map(2) + "nr" + u32 + "name" + fixstr(31) */
-	const size_t worst = 1 + 1 + 1 + 3 + 5 + 5 + 32;
-	size_t n = name != NULL ? strlen(name) : 32;
-	uint8_t *p = buf;
-
-	if (len < worst)
-		return 0;
-	if (n >= 32) {
-		name = "?";
-		n = 1;
-	}
-	*p++ = 0x92;
-	p = mp_uint(p, MSG_SANDBOX_VIOLATION);
-	*p++ = 0x82;
-	p = mp_fixstr(p, "nr", 2);
-	p = mp_uint(p, nr);
-	p = mp_fixstr(p, "name", 4);
-	p = mp_fixstr(p, name, n);
-	return (size_t)(p - buf);
-}
-
 #ifdef TP_SANDBOX_TRAP
 /* Looks a syscall number up in sysnames[]; async-signal-safe. */
 static const char *
@@ -313,14 +258,14 @@ trap_line(char *buf, size_t len, unsigned nr, const char *name)
 static void
 sigsys_report(int sig, siginfo_t *si, void *uctx)
 {
-	uint8_t msg[64];
+	uint8_t msg[PROTO_VIOLATION_MAX];
 	char line[128];
 	const char *name = sys_name(si->si_syscall);
 	size_t n;
 
 	(void)sig;
 	(void)uctx;
-	n = sandbox_violation_encode(msg, sizeof(msg),
+	n = msg_encode_sandbox_violation(msg, sizeof(msg),
 	    (uint32_t)si->si_syscall, name);
 	if (trap_fd >= 0 && n > 0)
 		(void)send(trap_fd, msg, n, MSG_DONTWAIT | MSG_NOSIGNAL);

@@ -44,6 +44,7 @@
 
 #include "common/error.h"
 #include "proto/exitcode.h"
+#include "proto/msg.h"
 #include "proto/workerfd.h"
 #include "worker/demote.h"
 #include "worker/sandbox.h"
@@ -945,7 +946,8 @@ check_encoding(uint32_t nr, const char *name, const char *sent)
 	msgpack_sbuffer sb;
 	msgpack_packer pk;
 	uint8_t buf[64];
-	size_t n = sandbox_violation_encode(buf, sizeof(buf), nr, name);
+	size_t n = msg_encode_sandbox_violation(buf, sizeof(buf), nr,
+	    name);
 
 	msgpack_sbuffer_init(&sb);
 	msgpack_packer_init(&pk, &sb, msgpack_sbuffer_write);
@@ -976,7 +978,7 @@ START_TEST(sandbox_violation_wire)
 		check_encoding(nrs[i], "01234567890123456789012345678901", "?");
 		check_encoding(nrs[i], NULL, "?");
 	}
-	ck_assert_uint_eq(sandbox_violation_encode(small, sizeof(small), 1,
+	ck_assert_uint_eq(msg_encode_sandbox_violation(small, sizeof(small), 1,
 	    "x"), 0);
 }
 END_TEST
@@ -1040,7 +1042,7 @@ START_TEST(sandbox_forbidden)
 	    forbidden[_i].name);
 	{
 		uint8_t want[64];
-		size_t n = sandbox_violation_encode(want, sizeof(want),
+		size_t n = msg_encode_sandbox_violation(want, sizeof(want),
 		    (uint32_t)forbidden[_i].nr, forbidden[_i].name);
 
 		ck_assert_uint_eq(rawlen, n);
