@@ -18,6 +18,7 @@
 #include "common/error.h"
 #include "proto/dispatch.h"
 #include "proto/msg.h"
+#include "proto/schema.h"
 #include "proto/wire.h"
 #include "testutil.h"
 
@@ -477,6 +478,51 @@ START_TEST(fd_passing)
 }
 END_TEST
 
+/*
+ * The fd rule comes from the message table alone: DIAL_RESULT carries an
+ * fd exactly when ok, nothing else ever does, and both ends apply it.
+ */
+START_TEST(fd_rule_from_table)
+{
+	uint8_t buf[PROTO_MAX_MSG];
+	int sv[2], pipefd[2], n;
+
+	for (int i = 0; i < NTYPES; i++) {
+		fill(ma, all_types[i]);
+		ck_assert_msg(msg_wants_fd(ma) == (all_types[i] ==
+		    MSG_DIAL_RESULT && ma->u.dial_result.ok), "%s",
+		    msg_name(all_types[i]));
+	}
+	ma->type = 9999;
+	ck_assert(!msg_wants_fd(ma));
+	ck_assert_int_eq(seqpair(sv), 0);
+	ck_assert_int_eq(pipe(pipefd), 0);
+	fill(ma, MSG_DIAL_RESULT);
+	ma->u.dial_result.ok = false;
+	ck_assert(!msg_wants_fd(ma));
+	/* A refusal with an fd: refused by the sender, and by the receiver. */
+	ma->fd = pipefd[0];
+	ck_assert_int_eq(proto_send(sv[0], ma), TP_EFD);
+	n = msg_encode(ma, buf, sizeof(buf));
+	ck_assert_int_gt(n, 0);
+	ck_assert_int_eq(msg_decode(buf, (size_t)n, dup(pipefd[0]),
+	    MSG_TO_WORKER, mb), TP_EFD);
+	ma->fd = -1;
+	ck_assert_int_eq(proto_send(sv[0], ma), 0);
+	ck_assert_int_eq(proto_recv_msg(sv[1], MSG_TO_WORKER, mb), 0);
+	ck_assert_int_eq(mb->fd, -1);
+	/* ok on the wire without an fd: the receiver refuses it. */
+	ma->u.dial_result.ok = true;
+	n = msg_encode(ma, buf, sizeof(buf));
+	ck_assert_int_eq(msg_decode(buf, (size_t)n, -1, MSG_TO_WORKER, mb),
+	    TP_EFD);
+	close(pipefd[0]);
+	close(pipefd[1]);
+	close(sv[0]);
+	close(sv[1]);
+}
+END_TEST
+
 /* An fd on a message that must not carry one is closed, not leaked. */
 START_TEST(fd_refused_and_closed)
 {
@@ -703,6 +749,7 @@ proto_suite(void)
 	tcase_add_test(tc, oversize_frames);
 	tcase_add_test(tc, fd_passing);
 	tcase_add_test(tc, fd_refused_and_closed);
+	tcase_add_test(tc, fd_rule_from_table);
 	tcase_add_test(tc, eof_is_closed);
 	tcase_add_test(tc, dispatch_rules);
 	tcase_add_test(tc, violation_sigsafe_encoder);
