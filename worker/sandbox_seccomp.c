@@ -23,7 +23,6 @@
 #include <stdint.h>
 #include <string.h>
 #include <sys/mman.h>
-#include <sys/socket.h>
 #include <unistd.h>
 #include <linux/futex.h>
 
@@ -33,6 +32,7 @@
 #include "proto/exitcode.h"
 #include "proto/msg.h"
 #include "worker/sandbox.h"
+#include "worker/send.h"
 
 #define NELEM(a)	(sizeof(a) / sizeof((a)[0]))
 
@@ -258,17 +258,13 @@ trap_line(char *buf, size_t len, unsigned nr, const char *name)
 static void
 sigsys_report(int sig, siginfo_t *si, void *uctx)
 {
-	uint8_t msg[PROTO_VIOLATION_MAX];
 	char line[128];
 	const char *name = sys_name(si->si_syscall);
 	size_t n;
 
 	(void)sig;
 	(void)uctx;
-	n = msg_encode_sandbox_violation(msg, sizeof(msg),
-	    (uint32_t)si->si_syscall, name);
-	if (trap_fd >= 0 && n > 0)
-		(void)send(trap_fd, msg, n, MSG_DONTWAIT | MSG_NOSIGNAL);
+	send_sandbox_violation(trap_fd, (uint32_t)si->si_syscall, name);
 	n = trap_line(line, sizeof(line), (unsigned)si->si_syscall, name);
 	if (n > 0)
 		(void)!write(STDERR_FILENO, line, n);

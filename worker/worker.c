@@ -49,6 +49,7 @@
 #include "worker/liveness.h"
 #include "worker/report.h"
 #include "worker/sandbox.h"
+#include "worker/send.h"
 #include "worker/session.h"
 #include "worker/worker.h"
 #ifdef TP_TEST_HOOKS
@@ -131,7 +132,7 @@ config_valid(const struct msg_config *c, const char **why)
 }
 
 static int
-on_config(void *ctx, struct msg *m)
+recv_config(void *ctx, struct msg *m)
 {
 	struct worker *w = ctx;
 	char why[PROTO_REASON_MAX];
@@ -160,7 +161,7 @@ static void hook_close_race(struct worker *w);
 #endif
 
 static int
-on_close(void *ctx, struct msg *m)
+recv_close(void *ctx, struct msg *m)
 {
 	struct worker *w = ctx;
 	uint64_t deadline = tp_now_ms() + m->u.close.deadline_ms;
@@ -190,7 +191,7 @@ on_close(void *ctx, struct msg *m)
 }
 
 static int
-on_dial_result(void *ctx, struct msg *m)
+recv_dial_result(void *ctx, struct msg *m)
 {
 	struct worker *w = ctx;
 	int fd = m->fd;
@@ -200,21 +201,18 @@ on_dial_result(void *ctx, struct msg *m)
 }
 
 static int
-on_ping(void *ctx, struct msg *m)
+recv_ping(void *ctx, struct msg *m)
 {
 	struct worker *w = ctx;
-	struct msg pong;
 
-	msg_init(&pong, MSG_PONG);
-	pong.u.pong.seq = m->u.ping.seq;
-	report_send(&w->rep, &pong);
+	send_pong(&w->rep, m->u.ping.seq);
 	return 0;
 }
 
 static void start_running(struct worker *);
 
 static int
-on_claim_result(void *ctx, struct msg *m)
+recv_claim_result(void *ctx, struct msg *m)
 {
 	struct worker *w = ctx;
 
@@ -585,8 +583,6 @@ hook_log_flood(struct worker *w)
 	return HOOK_LOG_LINES;
 }
 
-static void send_claim_now(struct worker *w, const char *name);
-
 /*
  * The close races: what a worker sent just before it read CLOSE, sent
  * just after instead, so that it reaches a supervisor already closing us.
@@ -594,22 +590,14 @@ static void send_claim_now(struct worker *w, const char *name);
 static void
 hook_close_race(struct worker *w)
 {
-	struct msg m;
-
 	if (w->hook_at_close == HOOK_CLAIM_AT_CLOSE && w->claim_held) {
 		alog_warnx(report_agent(&w->rep), "test hook: the held CLAIM "
 		    "goes out after CLOSE");
-		send_claim_now(w, w->rep.name);
+		send_claim(&w->rep, w->ss.fp, w->rep.name);
 	} else if (w->hook_at_close == HOOK_DIAL_AT_CLOSE) {
 		alog_warnx(report_agent(&w->rep), "test hook: a DIAL_REQUEST "
 		    "goes out after CLOSE");
-		msg_init(&m, MSG_DIAL_REQUEST);
-		m.u.dial_request.forward_id = 0;
-		m.u.dial_request.channel_id = 1;
-		snprintf(m.u.dial_request.orig_host,
-		    sizeof(m.u.dial_request.orig_host), "127.0.0.1");
-		m.u.dial_request.orig_port = 9;
-		report_send(&w->rep, &m);
+		send_dial_request(&w->rep, 0, 1, "127.0.0.1", 9);
 	}
 	w->hook_at_close = 0;
 }
@@ -654,7 +642,7 @@ hook_state_fp(struct worker *w)
 }
 
 static int
-on_test_hook(void *ctx, struct msg *m)
+recv_test_hook(void *ctx, struct msg *m)
 {
 	struct worker *w = ctx;
 	const struct log_agent *a = report_agent(&w->rep);
@@ -758,18 +746,18 @@ on_test_hook(void *ctx, struct msg *m)
 			 ST(PH_CLAIM) | ST(PH_RUNNING) | ST(PH_CLOSING))
 #define ST_ANY		(ST(PH_AWAIT_CONFIG) | ST_SSH)
 
-static int on_bind_result(void *ctx, struct msg *m);
+static int recv_bind_result(void *ctx, struct msg *m);
 
 static const struct proto_handler handlers[] = {
-	{ MSG_CONFIG,		ST(PH_AWAIT_CONFIG), PH_ONCE, 0, on_config },
-	{ MSG_CLOSE,		ST_ANY, 0, 10, on_close },
+	{ MSG_CONFIG,		ST(PH_AWAIT_CONFIG), PH_ONCE, 0, recv_config },
+	{ MSG_CLOSE,		ST_ANY, 0, 10, recv_close },
 	{ MSG_DIAL_RESULT,	ST(PH_RUNNING) | ST(PH_CLOSING), 0, 0,
-				on_dial_result },
-	{ MSG_PING,		ST_ANY, 0, 100, on_ping },
-	{ MSG_CLAIM_RESULT,	ST(PH_CLAIM), PH_ONCE, 0, on_claim_result },
-	{ MSG_BIND_RESULT,	ST(PH_BIND), PH_ONCE, 0, on_bind_result },
+				recv_dial_result },
+	{ MSG_PING,		ST_ANY, 0, 100, recv_ping },
+	{ MSG_CLAIM_RESULT,	ST(PH_CLAIM), PH_ONCE, 0, recv_claim_result },
+	{ MSG_BIND_RESULT,	ST(PH_BIND), PH_ONCE, 0, recv_bind_result },
 #ifdef TP_TEST_HOOKS
-	{ MSG_TEST_HOOK,	ST_ANY, 0, 0, on_test_hook },
+	{ MSG_TEST_HOOK,	ST_ANY, 0, 0, recv_test_hook },
 #endif
 };
 
@@ -819,7 +807,7 @@ control_read(struct worker *w)
  * signature over the session id (docs/signer.md).
  */
 static void
-send_session_bind(struct worker *w)
+bind_session(struct worker *w)
 {
 	struct msg *m = malloc(sizeof(*m));
 
@@ -832,13 +820,13 @@ send_session_bind(struct worker *w)
 #ifdef TP_TEST_HOOKS
 	hook_bind(w, &m->u.session_bind);
 #endif
-	report_send(&w->rep, m);
+	send_session_bind(&w->rep, m);
 	free(m);
 	w->ph = PH_BIND;
 }
 
 static int
-on_bind_result(void *ctx, struct msg *m)
+recv_bind_result(void *ctx, struct msg *m)
 {
 	struct worker *w = ctx;
 
@@ -884,13 +872,12 @@ handshake_step(struct worker *w, uint64_t now)
 	    " (pinned)");
 	if (!w->ca_mode)
 		report_set_proxy(&w->rep, w->ss.fp, "");
-	send_session_bind(w);
+	bind_session(w);
 }
 
-static void send_claim_now(struct worker *w, const char *name);
-
+/* Trusted: CLAIM the proxy, then wait for CLAIM_RESULT. */
 static void
-send_claim(struct worker *w)
+ask_claim(struct worker *w)
 {
 	const char *name = w->disc != NULL ? discovery_own_name(w->disc) : "";
 	bool listed = w->cfg.n_wanted == 0;
@@ -918,18 +905,7 @@ send_claim(struct worker *w)
 		return;
 	}
 #endif
-	send_claim_now(w, name);
-}
-
-static void
-send_claim_now(struct worker *w, const char *name)
-{
-	struct msg m;
-
-	msg_init(&m, MSG_CLAIM);
-	snprintf(m.u.claim.fp, sizeof(m.u.claim.fp), "%s", w->ss.fp);
-	snprintf(m.u.claim.name, sizeof(m.u.claim.name), "%s", name);
-	report_send(&w->rep, &m);
+	send_claim(&w->rep, w->ss.fp, name);
 }
 
 static void
@@ -956,7 +932,7 @@ auth_done(struct worker *w, uint64_t now)
 		w->ph = PH_CERT;
 		w->deadline = now + w->cfg.handshake_ms;
 	} else
-		send_claim(w);
+		ask_claim(w);
 }
 
 static void
@@ -1038,7 +1014,7 @@ cert_step(struct worker *w, uint64_t now)
 		    "host key not trusted: %s (%s)", w->ss.fp, why);
 	alog_info(report_agent(&w->rep), "host certificate verified for %s",
 	    w->ss.fp);
-	send_claim(w);
+	ask_claim(w);
 }
 
 static void
@@ -1119,7 +1095,7 @@ stats_step(struct worker *w, uint64_t now)
 	memset(&st, 0, sizeof(st));
 	channels_stats(w->chs, &st);
 	st.rx_age_ms = liveness_rx_age(&w->live, now);
-	report_stats(&w->rep, &st);
+	send_stats(&w->rep, &st);
 }
 
 /* --- the loop ------------------------------------------------------------- */
@@ -1414,18 +1390,6 @@ enter_sandbox(struct worker *w)
 		    "RLIMIT_FSIZE left as is");
 }
 
-static void
-send_ready(struct worker *w)
-{
-	struct msg m;
-
-	msg_init(&m, MSG_READY);
-	m.u.ready.version = PROTO_VERSION;
-	snprintf(m.u.ready.sandbox, sizeof(m.u.ready.sandbox), "%s",
-	    sandbox_name());
-	report_send(&w->rep, &m);
-}
-
 int
 worker_main(int argc, char **argv)
 {
@@ -1466,7 +1430,7 @@ worker_main(int argc, char **argv)
 	}
 	enter_sandbox(&w);
 	w.ph = PH_AWAIT_CONFIG;
-	send_ready(&w);
+	send_ready(&w.rep, sandbox_name());
 	alog_info(report_agent(&w.rep), "ready (sandbox %s)", sandbox_name());
 	worker_loop(&w);
 }
