@@ -280,6 +280,13 @@ agent_state_name(uint32_t state)
 	return state <= AGENT_STATE_MAX ? names[state] : "?";
 }
 
+uint32_t
+agent_up_state(uint32_t role)
+{
+	return role == AGENT_ROLE_DISCOVERY ? AGENT_DISCOVERED :
+	    AGENT_CONNECTED;
+}
+
 void
 msg_init(struct msg *m, enum msg_type type)
 {

@@ -346,6 +346,11 @@ size_t msg_payload_size(uint32_t type);
 const char *msg_name(uint32_t type);
 /* Returns the name of an agent state ("connecting", ...) or "?" */
 const char *agent_state_name(uint32_t state);
+/*
+ * Returns the state an agent of this role (agent_role) reports once it is
+ * up: AGENT_DISCOVERED for a discovery agent, else AGENT_CONNECTED.
+ */
+uint32_t agent_up_state(uint32_t role);
 /* Returns the direction of a type, or 0 if the type does not exist. */
 enum msg_dir msg_direction(uint32_t type);
 
