@@ -58,7 +58,8 @@ static const int deny_eacces[] = {
 	SCMP_SYS(lstat),	/* precaution */
 	SCMP_SYS(newfstatat),	/* precaution: glibc fstat/stat, stdio */
 	SCMP_SYS(open),		/* precaution: open(2) on old call paths */
-	SCMP_SYS(openat),	/* seen: known_hosts at every KEX/rekey */
+	SCMP_SYS(openat),	/* seen: known_hosts at every KEX/rekey;
+				 * jansson's /dev/urandom (its hash seed) */
 	SCMP_SYS(openat2),	/* precaution */
 	SCMP_SYS(readlink),	/* precaution */
 	SCMP_SYS(readlinkat),	/* precaution */
@@ -66,32 +67,41 @@ static const int deny_eacces[] = {
 	SCMP_SYS(statx),	/* precaution */
 };
 
-/* Allowed with any arguments; alphabetical, one a line. */
+/*
+ * Allowed with any arguments; alphabetical, one a line.  The worker is one
+ * thread looping on poll(2) (worker.c), with libssh, OpenSSL, jansson and
+ * glibc below it: no event library, no epoll, no signal handler that
+ * returns (SIGPIPE is ignored, nothing else is caught; trap builds' SIGSYS
+ * reporter never returns).
+ */
 static const int allow_plain[] = {
 	SCMP_SYS(brk),		/* seen: malloc, main arena */
-	SCMP_SYS(clock_gettime),/* vDSO; the syscall on clocksources without */
+	SCMP_SYS(clock_gettime),/* deadlines (tp_now_ms), libssh timeouts, log
+				 * time: vDSO, the syscall on clocksources
+				 * the vDSO cannot read */
 	SCMP_SYS(close),	/* seen: dialed fds, channels */
-	SCMP_SYS(epoll_ctl),	/* the worker's libevent loop */
-	SCMP_SYS(epoll_wait),	/* the worker's libevent loop */
 	SCMP_SYS(exit_group),	/* seen: exit(), _exit() */
 	SCMP_SYS(getpid),	/* seen: OpenSSL RNG fork check; raise() */
 	SCMP_SYS(getrandom),	/* seen: OpenSSL DRBG reseed */
 	SCMP_SYS(gettid),	/* glibc raise(), for abort() */
-	SCMP_SYS(gettimeofday),	/* libevent clock sync; vDSO fallback */
+	SCMP_SYS(gettimeofday),	/* jansson's hash seed (first discovery line:
+				 * /dev/urandom is EACCES here); vDSO, the
+				 * syscall where the vDSO cannot read */
 	SCMP_SYS(mremap),	/* realloc of mmap'ed chunks under load */
 	SCMP_SYS(munmap),	/* free of mmap'ed chunks (>= 128 KiB) */
-	SCMP_SYS(poll),		/* seen: libssh's socket polling */
-	SCMP_SYS(read),		/* seen: control, agent, dialed fds */
+	SCMP_SYS(poll),		/* seen: the worker's loop; libssh's polling */
+	SCMP_SYS(read),		/* seen: agent socket, dialed fds */
 	SCMP_SYS(recvfrom),	/* seen: libssh recv() on the proxy socket */
-	SCMP_SYS(recvmsg),	/* seen: dialed fds arrive with SCM_RIGHTS */
+	SCMP_SYS(recvmsg),	/* seen: control messages, dialed fds with
+				 * SCM_RIGHTS (proto_recv) */
 	SCMP_SYS(restart_syscall),/* seen: poll resumed after SIGSTOP/SIGCONT,
 				   * the cgroup freezer, suspend, CRIU */
 	SCMP_SYS(rt_sigprocmask),/* glibc abort(): die of SIGABRT, not SIGSYS */
-	SCMP_SYS(rt_sigreturn),	/* return from a signal handler (libevent's) */
-	SCMP_SYS(sendmsg),	/* proto's datagram send to the supervisor */
-	SCMP_SYS(sendto),	/* seen: libssh send() on the proxy socket */
+	SCMP_SYS(sendmsg),	/* every message to the supervisor (proto_send) */
+	SCMP_SYS(sendto),	/* seen: libssh send() on the proxy socket;
+				 * the trap reporter's send() */
 	SCMP_SYS(shutdown),	/* seen: half-close of a forwarded channel */
-	SCMP_SYS(write),	/* seen: log lines, control, dialed fds */
+	SCMP_SYS(write),	/* seen: log lines, agent socket, dialed fds */
 	SCMP_SYS(writev),	/* glibc's fatal message (fortify, malloc) */
 };
 

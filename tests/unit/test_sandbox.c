@@ -22,6 +22,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/epoll.h>
 #include <sys/mman.h>
 #include <sys/ioctl.h>
 #include <sys/mount.h>
@@ -73,7 +74,7 @@ enum action {
 	A_MMAP_WX, A_MMAP_X, A_MMAP_FILE, A_MPROTECT_X, A_SETUID, A_CHROOT,
 	A_MOUNT, A_OPEN_BY_HANDLE, A_KILL_PARENT, A_TGKILL_OTHER_SIG,
 	A_IOCTL, A_FCNTL_DUPFD, A_SETSOCKOPT, A_FUTEX_REQUEUE, A_PRCTL,
-	A_MADVISE, A_RT_SIGACTION,
+	A_MADVISE, A_RT_SIGACTION, A_EPOLL_CTL, A_EPOLL_WAIT, A_RT_SIGRETURN,
 };
 
 /* One fixed-size reply datagram; anything else on fd 3 is a violation. */
@@ -296,6 +297,14 @@ act_forbidden(enum action a)
 		return syscall(SYS_futex, &word, FUTEX_CMP_REQUEUE_PRIVATE, 1,
 		    1, &word, 0);
 	case A_PRCTL:		return prctl(PR_SET_DUMPABLE, 1, 0, 0, 0);
+	case A_EPOLL_CTL:
+		/* No event library in the worker: no epoll at all. */
+		return syscall(SYS_epoll_ctl, -1, EPOLL_CTL_ADD, -1, NULL);
+	case A_EPOLL_WAIT:
+		return syscall(SYS_epoll_wait, -1, NULL, 1, 0);
+	case A_RT_SIGRETURN:
+		/* No handler ever returns (none is installed): nor may this. */
+		return syscall(SYS_rt_sigreturn);
 	case A_MADVISE:
 		/* Only MADV_DONTNEED is allowed (malloc_trim). */
 		p = malloc(1 << 20);
@@ -1018,6 +1027,9 @@ static const struct {
 	{ A_PRCTL,		SYS_prctl,		"prctl" },
 	{ A_MADVISE,		SYS_madvise,		"madvise" },
 	{ A_RT_SIGACTION,	SYS_rt_sigaction,	"rt_sigaction" },
+	{ A_EPOLL_CTL,		SYS_epoll_ctl,		"epoll_ctl" },
+	{ A_EPOLL_WAIT,		SYS_epoll_wait,		"epoll_wait" },
+	{ A_RT_SIGRETURN,	SYS_rt_sigreturn,	"rt_sigreturn" },
 };
 
 /* Kill builds: SIGSYS.  Trap builds: the report, then exit 12. */
