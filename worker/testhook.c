@@ -133,19 +133,38 @@ hook_claim_twice(void)
 	return hook_send_raw(&m, -1);
 }
 
-/* Thousands of STATS as fast as the socket takes them. */
+/* Reads and drops what the supervisor sent (DIAL_RESULTs and their fds). */
+static void
+hook_drain_control(void)
+{
+	static uint8_t buf[PROTO_MAX_MSG];
+	size_t len;
+	int fd;
+
+	while (proto_recv(hk.rep->ctl, buf, sizeof(buf), &len, &fd) == 0)
+		if (fd >= 0)
+			close(fd);
+}
+
+/*
+ * Sends m up to max times as fast as the socket takes them (at most 500 ms
+ * of waiting for room each time), first reading and dropping what the
+ * supervisor sent when drain is set; a STATS carries its own count.
+ * Returns how many were sent.
+ */
 static long
-hook_stats_flood(void)
+hook_flood(struct msg *m, long max, bool drain)
 {
 	struct pollfd p = { .fd = hk.rep->ctl, .events = POLLOUT };
-	struct msg m;
 	long sent = 0;
 	int rc;
 
-	msg_init(&m, MSG_STATS);
-	while (sent < HOOK_FLOOD) {
-		m.u.stats.channels_total = (uint64_t)sent;
-		rc = proto_send(hk.rep->ctl, &m);
+	while (sent < max) {
+		if (drain)
+			hook_drain_control();
+		if (m->type == MSG_STATS)
+			m->u.stats.channels_total = (uint64_t)sent;
+		rc = proto_send(hk.rep->ctl, m);
 		if (rc == 0) {
 			sent++;
 			continue;
@@ -154,6 +173,16 @@ hook_stats_flood(void)
 			break;
 	}
 	return sent;
+}
+
+/* Thousands of STATS as fast as the socket takes them. */
+static long
+hook_stats_flood(void)
+{
+	struct msg m;
+
+	msg_init(&m, MSG_STATS);
+	return hook_flood(&m, HOOK_FLOOD, false);
 }
 
 /* One datagram larger than any message may be. */
@@ -181,41 +210,24 @@ hook_fd_on_state(void)
 	return hook_send_raw(&m, STDIN_FILENO);
 }
 
-/* Writes all of buf to fd (the agent socket) before deadline; 0 or -1. */
+/*
+ * Moves all len bytes between p and fd (the agent socket), written when
+ * out is set, else read, before deadline; 0, or -1 on error, EOF or time.
+ */
 static int
-hook_write_all(int fd, const uint8_t *p, size_t len, uint64_t deadline)
+hook_io_all(int fd, bool out, uint8_t *p, size_t len, uint64_t deadline)
 {
-	struct pollfd pf = { .fd = fd, .events = POLLOUT };
+	struct pollfd pf = { .fd = fd, .events = out ? POLLOUT : POLLIN };
 	ssize_t n;
 
 	while (len > 0) {
-		if ((n = write(fd, p, len)) > 0) {
+		if ((n = out ? write(fd, p, len) : read(fd, p, len)) > 0) {
 			p += n;
 			len -= (size_t)n;
 			continue;
 		}
-		if (n < 0 && errno != EAGAIN && errno != EINTR)
-			return -1;
-		if (tp_now_ms() >= deadline ||
-		    poll(&pf, 1, (int)(deadline - tp_now_ms())) < 0)
-			return -1;
-	}
-	return 0;
-}
-
-static int
-hook_read_all(int fd, uint8_t *p, size_t len, uint64_t deadline)
-{
-	struct pollfd pf = { .fd = fd, .events = POLLIN };
-	ssize_t n;
-
-	while (len > 0) {
-		if ((n = read(fd, p, len)) > 0) {
-			p += n;
-			len -= (size_t)n;
-			continue;
-		}
-		if (n == 0 || (errno != EAGAIN && errno != EINTR))
+		if ((n == 0 && !out) ||
+		    (n < 0 && errno != EAGAIN && errno != EINTR))
 			return -1;
 		if (tp_now_ms() >= deadline ||
 		    poll(&pf, 1, (int)(deadline - tp_now_ms())) < 0)
@@ -240,14 +252,14 @@ hook_agent_call(const struct sshbuf_writer *req, uint8_t *out, size_t cap)
 	hdr[1] = (uint8_t)(req->len >> 16);
 	hdr[2] = (uint8_t)(req->len >> 8);
 	hdr[3] = (uint8_t)req->len;
-	if (hook_write_all(WORKER_FD_AGENT, hdr, 4, deadline) != 0 ||
-	    hook_write_all(WORKER_FD_AGENT, req->p, req->len, deadline) != 0 ||
-	    hook_read_all(WORKER_FD_AGENT, hdr, 4, deadline) != 0)
+	if (hook_io_all(WORKER_FD_AGENT, true, hdr, 4, deadline) != 0 ||
+	    hook_io_all(WORKER_FD_AGENT, true, req->p, req->len, deadline) != 0 ||
+	    hook_io_all(WORKER_FD_AGENT, false, hdr, 4, deadline) != 0)
 		return HOOK_AGENT_CLOSED;
 	len = (uint32_t)hdr[0] << 24 | (uint32_t)hdr[1] << 16 |
 	    (uint32_t)hdr[2] << 8 | hdr[3];
 	if (len == 0 || len > cap ||
-	    hook_read_all(WORKER_FD_AGENT, out, len, deadline) != 0)
+	    hook_io_all(WORKER_FD_AGENT, false, out, len, deadline) != 0)
 		return -1;
 	return (long)len;
 }
@@ -346,19 +358,6 @@ hook_sign(uint32_t action)
 	return len > 0 ? (long)reply[0] : len < 0 ? len : -1;
 }
 
-/* Reads and drops what the supervisor sent (DIAL_RESULTs and their fds). */
-static void
-hook_drain_control(void)
-{
-	static uint8_t buf[PROTO_MAX_MSG];
-	size_t len;
-	int fd;
-
-	while (proto_recv(hk.rep->ctl, buf, sizeof(buf), &len, &fd) == 0)
-		if (fd >= 0)
-			close(fd);
-}
-
 /*
  * DIAL_REQUESTs as fast as the socket takes them, for forward 0 and
  * channel 1 (which the scenario opened and closed), reading the answers
@@ -368,10 +367,7 @@ hook_drain_control(void)
 static long
 hook_dial_flood(void)
 {
-	struct pollfd p = { .fd = hk.rep->ctl, .events = POLLOUT };
 	struct msg m;
-	long sent = 0;
-	int rc;
 
 	msg_init(&m, MSG_DIAL_REQUEST);
 	m.u.dial_request.forward_id = 0;
@@ -379,17 +375,7 @@ hook_dial_flood(void)
 	snprintf(m.u.dial_request.orig_host, sizeof(m.u.dial_request.orig_host),
 	    "127.0.0.1");
 	m.u.dial_request.orig_port = 9;
-	while (sent < HOOK_DIALS) {
-		hook_drain_control();
-		rc = proto_send(hk.rep->ctl, &m);
-		if (rc == 0) {
-			sent++;
-			continue;
-		}
-		if (rc != TP_EAGAIN || poll(&p, 1, 500) <= 0)
-			break;
-	}
-	return sent;
+	return hook_flood(&m, HOOK_DIALS, true);
 }
 
 /*
