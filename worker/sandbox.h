@@ -19,9 +19,6 @@
 #ifndef TP_WORKER_SANDBOX_H
 #define TP_WORKER_SANDBOX_H
 
-#include <stddef.h>
-#include <stdint.h>
-
 struct sandbox_opts {
 	int	control_fd;	/* SEQPACKET to the supervisor; -1: none */
 };
