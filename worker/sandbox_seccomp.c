@@ -84,8 +84,7 @@ static const int allow_plain[] = {
 	SCMP_SYS(getpid),	/* seen: OpenSSL RNG fork check; raise() */
 	SCMP_SYS(getrandom),	/* seen: OpenSSL DRBG reseed */
 	SCMP_SYS(gettid),	/* glibc raise(), for abort() */
-	SCMP_SYS(gettimeofday),	/* jansson's hash seed (first discovery line:
-				 * /dev/urandom is EACCES here); vDSO, the
+	SCMP_SYS(gettimeofday),	/* wall time (OpenSSL, glibc): vDSO, the
 				 * syscall where the vDSO cannot read */
 	SCMP_SYS(mremap),	/* realloc of mmap'ed chunks under load */
 	SCMP_SYS(munmap),	/* free of mmap'ed chunks (>= 128 KiB) */
