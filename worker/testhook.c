@@ -404,16 +404,29 @@ hook_log_flood(void)
 void
 testhook_close(void)
 {
-	if (hk.at_close == HOOK_CLAIM_AT_CLOSE && hk.claim_held) {
+	int what = hk.at_close;
+
+	hk.at_close = 0;
+	if (what == 0 || (what == HOOK_CLAIM_AT_CLOSE && !hk.claim_held))
+		return;
+	if (what == HOOK_CLAIM_AT_CLOSE) {
+		/*
+		 * A worker that has not claimed has nothing to drain and
+		 * exits at once.  Stop reading first, so that the
+		 * supervisor's refusal finds the socket shut (EPIPE)
+		 * whatever the timing: a worker that exits with a request in
+		 * flight is no protocol violation.  (The DIAL case keeps
+		 * reading: its live channel drains.)
+		 */
+		(void)shutdown(WORKER_FD_CONTROL, SHUT_RD);
 		alog_warnx(report_agent(hk.rep), "test hook: the held CLAIM "
 		    "goes out after CLOSE");
 		send_claim(hk.rep, hk.fp, hk.rep->name);
-	} else if (hk.at_close == HOOK_DIAL_AT_CLOSE) {
+	} else if (what == HOOK_DIAL_AT_CLOSE) {
 		alog_warnx(report_agent(hk.rep), "test hook: a DIAL_REQUEST "
 		    "goes out after CLOSE");
 		send_dial_request(hk.rep, 0, 1, "127.0.0.1", 9);
 	}
-	hk.at_close = 0;
 }
 
 /*
