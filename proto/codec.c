@@ -403,15 +403,6 @@ msg_peek_type(const uint8_t *buf, size_t len, uint32_t *type)
 }
 
 static int
-check_fd_rule(const struct msg_desc *d, const struct msg *m, int fd)
-{
-	if (d->fd_rule == FD_NEVER)
-		return fd < 0 ? 0 : TP_EFD;
-	/* FD_IF_OK: exactly DIAL_RESULT: an fd if and only if ok. */
-	return (m->u.dial_result.ok == (fd >= 0)) ? 0 : TP_EFD;
-}
-
-static int
 decode_body(const uint8_t *buf, size_t len, const struct msg_desc *d,
     struct msg *m)
 {
@@ -457,9 +448,12 @@ msg_decode(const uint8_t *buf, size_t len, int fd, enum msg_dir dir,
 		goto out;
 	}
 	msg_init(m, (enum msg_type)type);
-	if ((rc = decode_body(buf, len, d, m)) != 0 ||
-	    (rc = check_fd_rule(d, m, fd)) != 0)
+	if ((rc = decode_body(buf, len, d, m)) != 0)
 		goto out;
+	if (msg_wants_fd(m) != (fd >= 0)) {
+		rc = TP_EFD;
+		goto out;
+	}
 	if (type == MSG_CONFIG && m->u.config.version != PROTO_VERSION)
 		rc = TP_EVERSION;
 	else if (type == MSG_READY && m->u.ready.version != PROTO_VERSION)

@@ -182,44 +182,47 @@ static const struct field f_session_bind[] = {
 };
 SCHEMA(s_session_bind, f_session_bind);
 
-#define DESC(t, n, d, fdr, sch, st) { t, n, d, fdr, &sch, sizeof(st) }
+#define DESC(t, n, d, sch, st) { t, n, d, FD_NEVER, 0, &sch, sizeof(st) }
+/* A message that carries an fd exactly when its bool field `flag` is true. */
+#define DESC_FD_IF(t, n, d, sch, st, flag) \
+	{ t, n, d, FD_IF_FLAG, offsetof(st, flag), &sch, sizeof(st) }
 
 static const struct msg_desc descs[] = {
-	DESC(MSG_CONFIG, "CONFIG", MSG_TO_WORKER, FD_NEVER, s_config,
+	DESC(MSG_CONFIG, "CONFIG", MSG_TO_WORKER, s_config,
 	    struct msg_config),
-	DESC(MSG_CLOSE, "CLOSE", MSG_TO_WORKER, FD_NEVER, s_close,
+	DESC(MSG_CLOSE, "CLOSE", MSG_TO_WORKER, s_close,
 	    struct msg_close),
-	DESC(MSG_DIAL_RESULT, "DIAL_RESULT", MSG_TO_WORKER, FD_IF_OK,
-	    s_dial_result, struct msg_dial_result),
-	DESC(MSG_PING, "PING", MSG_TO_WORKER, FD_NEVER, s_ping,
+	DESC_FD_IF(MSG_DIAL_RESULT, "DIAL_RESULT", MSG_TO_WORKER,
+	    s_dial_result, struct msg_dial_result, ok),
+	DESC(MSG_PING, "PING", MSG_TO_WORKER, s_ping,
 	    struct msg_ping),
-	DESC(MSG_CLAIM_RESULT, "CLAIM_RESULT", MSG_TO_WORKER, FD_NEVER,
+	DESC(MSG_CLAIM_RESULT, "CLAIM_RESULT", MSG_TO_WORKER,
 	    s_claim_result, struct msg_claim_result),
-	DESC(MSG_BIND_RESULT, "BIND_RESULT", MSG_TO_WORKER, FD_NEVER,
+	DESC(MSG_BIND_RESULT, "BIND_RESULT", MSG_TO_WORKER,
 	    s_bind_result, struct msg_bind_result),
 #ifdef TP_TEST_HOOKS
-	DESC(MSG_TEST_HOOK, "TEST_HOOK", MSG_TO_WORKER, FD_NEVER, s_test_hook,
+	DESC(MSG_TEST_HOOK, "TEST_HOOK", MSG_TO_WORKER, s_test_hook,
 	    struct msg_test_hook),
 #endif
-	DESC(MSG_READY, "READY", MSG_TO_SUPERVISOR, FD_NEVER, s_ready,
+	DESC(MSG_READY, "READY", MSG_TO_SUPERVISOR, s_ready,
 	    struct msg_ready),
-	DESC(MSG_STATE, "STATE", MSG_TO_SUPERVISOR, FD_NEVER, s_state,
+	DESC(MSG_STATE, "STATE", MSG_TO_SUPERVISOR, s_state,
 	    struct msg_state),
-	DESC(MSG_CLAIM, "CLAIM", MSG_TO_SUPERVISOR, FD_NEVER, s_claim,
+	DESC(MSG_CLAIM, "CLAIM", MSG_TO_SUPERVISOR, s_claim,
 	    struct msg_claim),
-	DESC(MSG_DISCOVERY, "DISCOVERY", MSG_TO_SUPERVISOR, FD_NEVER,
+	DESC(MSG_DISCOVERY, "DISCOVERY", MSG_TO_SUPERVISOR,
 	    s_discovery, struct msg_discovery),
-	DESC(MSG_DIAL_REQUEST, "DIAL_REQUEST", MSG_TO_SUPERVISOR, FD_NEVER,
+	DESC(MSG_DIAL_REQUEST, "DIAL_REQUEST", MSG_TO_SUPERVISOR,
 	    s_dial_request, struct msg_dial_request),
-	DESC(MSG_STATS, "STATS", MSG_TO_SUPERVISOR, FD_NEVER, s_stats,
+	DESC(MSG_STATS, "STATS", MSG_TO_SUPERVISOR, s_stats,
 	    struct msg_stats),
-	DESC(MSG_PONG, "PONG", MSG_TO_SUPERVISOR, FD_NEVER, s_ping,
+	DESC(MSG_PONG, "PONG", MSG_TO_SUPERVISOR, s_ping,
 	    struct msg_ping),
-	DESC(MSG_FORWARD, "FORWARD", MSG_TO_SUPERVISOR, FD_NEVER, s_forward,
+	DESC(MSG_FORWARD, "FORWARD", MSG_TO_SUPERVISOR, s_forward,
 	    struct msg_forward),
 	DESC(MSG_SANDBOX_VIOLATION, "SANDBOX_VIOLATION", MSG_TO_SUPERVISOR,
-	    FD_NEVER, s_sandbox_violation, struct msg_sandbox_violation),
-	DESC(MSG_SESSION_BIND, "SESSION_BIND", MSG_TO_SUPERVISOR, FD_NEVER,
+	    s_sandbox_violation, struct msg_sandbox_violation),
+	DESC(MSG_SESSION_BIND, "SESSION_BIND", MSG_TO_SUPERVISOR,
 	    s_session_bind, struct msg_session_bind),
 };
 
@@ -230,6 +233,18 @@ msg_desc_lookup(uint32_t type)
 		if (descs[i].type == type)
 			return &descs[i];
 	return NULL;
+}
+
+bool
+msg_wants_fd(const struct msg *m)
+{
+	const struct msg_desc *d = msg_desc_lookup(m->type);
+	bool flag;
+
+	if (d == NULL || d->fd_rule == FD_NEVER)
+		return false;
+	memcpy(&flag, (const uint8_t *)&m->u + d->fd_flag, sizeof(flag));
+	return flag;
 }
 
 const char *
@@ -263,6 +278,13 @@ agent_state_name(uint32_t state)
 	    "connected", "discovered", "disconnected" };
 
 	return state <= AGENT_STATE_MAX ? names[state] : "?";
+}
+
+uint32_t
+agent_up_state(uint32_t role)
+{
+	return role == AGENT_ROLE_DISCOVERY ? AGENT_DISCOVERED :
+	    AGENT_CONNECTED;
 }
 
 void

@@ -297,11 +297,17 @@ struct msg_session_bind {
 	uint32_t	sig_len;
 };
 
-/* MSG_SANDBOX_VIOLATION: "nr" u32, "name" str. */
+/*
+ * MSG_SANDBOX_VIOLATION: "nr" u32, "name" str (< 32 bytes).  Sent from a
+ * signal handler: msg_encode_sandbox_violation, at most
+ * PROTO_VIOLATION_MAX bytes.
+ */
 struct msg_sandbox_violation {
 	uint32_t	nr;
 	char		name[32];
 };
+/* array(2), type, map(2), "nr", u32, "name", fixstr(31) */
+#define PROTO_VIOLATION_MAX	(1 + 1 + 1 + 3 + 5 + 5 + 32)
 
 struct msg {
 	enum msg_type	type;
@@ -340,6 +346,11 @@ size_t msg_payload_size(uint32_t type);
 const char *msg_name(uint32_t type);
 /* Returns the name of an agent state ("connecting", ...) or "?" */
 const char *agent_state_name(uint32_t state);
+/*
+ * Returns the state an agent of this role (agent_role) reports once it is
+ * up: AGENT_DISCOVERED for a discovery agent, else AGENT_CONNECTED.
+ */
+uint32_t agent_up_state(uint32_t role);
 /* Returns the direction of a type, or 0 if the type does not exist. */
 enum msg_dir msg_direction(uint32_t type);
 
@@ -349,6 +360,16 @@ enum msg_dir msg_direction(uint32_t type);
  * held to the same rules as the receiver).
  */
 int msg_encode(const struct msg *m, uint8_t *buf, size_t len);
+
+/*
+ * Encodes MSG_SANDBOX_VIOLATION ({"nr": nr, "name": name}) into buf
+ * exactly as msg_encode would, async-signal-safe: no allocation, for the
+ * worker's SIGSYS handler (trap mode).  A NULL name or one longer than 31
+ * bytes is sent as "?".  Returns the encoded length, or 0 if len is under
+ * PROTO_VIOLATION_MAX.
+ */
+size_t msg_encode_sandbox_violation(uint8_t *buf, size_t len, uint32_t nr,
+    const char *name);
 
 /*
  * Decodes one datagram addressed to `dir`.  fd is the descriptor that came

@@ -5,6 +5,7 @@
 #ifndef TP_PROTO_SCHEMA_H
 #define TP_PROTO_SCHEMA_H
 
+#include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
 
@@ -42,14 +43,26 @@ struct msg_desc {
 	uint32_t		 type;
 	const char		*name;
 	enum msg_dir		 dir;
-	int			 fd_rule;	/* FD_NEVER, FD_IF_OK */
+	int			 fd_rule;	/* FD_NEVER, FD_IF_FLAG */
+	size_t			 fd_flag;	/* FD_IF_FLAG: offset of its bool */
 	const struct schema	*schema;
 	size_t			 payload_size;
 };
 
-enum { FD_NEVER = 0, FD_IF_OK = 1 };
+/*
+ * FD_NEVER: no fd, ever.  FD_IF_FLAG: an fd exactly when the payload's
+ * bool at fd_flag is true (DIAL_RESULT's "ok").
+ */
+enum { FD_NEVER = 0, FD_IF_FLAG = 1 };
 
 /* Returns the descriptor for a type, or NULL. */
 const struct msg_desc *msg_desc_lookup(uint32_t type);
+
+/*
+ * The fd rule, from the message table, for both ends: true if m (its type
+ * and payload) must travel with an fd, false if it must travel without.
+ * An unknown type carries none.
+ */
+bool msg_wants_fd(const struct msg *m);
 
 #endif

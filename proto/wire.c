@@ -58,8 +58,8 @@ proto_send(int sock, const struct msg *m)
 
 	if (d == NULL)
 		return TP_EINVAL;
-	/* The sender keeps the fd rule too: only DIAL_RESULT ok carries one. */
-	if ((m->fd >= 0) != (d->fd_rule == FD_IF_OK && m->u.dial_result.ok))
+	/* The sender keeps the receiver's fd rule too. */
+	if ((m->fd >= 0) != msg_wants_fd(m))
 		return TP_EFD;
 	if ((n = msg_encode(m, buf, sizeof(buf))) < 0)
 		return n;

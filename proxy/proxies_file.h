@@ -18,7 +18,7 @@
 #include <stddef.h>
 
 #include "common/sshpub.h"
-#include "worker/discovery_stream.h"
+#include "proto/discovery.h"
 
 #define PROXIES_FILE_MAX	(1024 * 1024)	/* bytes */
 #define CERT_FILE_MAX		(64 * 1024)

@@ -24,6 +24,7 @@
 
 #include "common/error.h"
 #include "common/tptime.h"
+#include "proto/discovery.h"
 #include "proxy/filewatch.h"
 #include "proxy/proxies_file.h"
 

@@ -240,6 +240,19 @@ note_made(struct walk *w)
 		    w->first_made, mode, geteuid() == 0 ? ", root:root" : "");
 }
 
+/* A directory with no further rule: walked, made as the mode says. */
+static int
+walk_dir(struct walk *w)
+{
+	int fd, rc;
+
+	if ((rc = walk_path(w, &fd)) != 0)
+		return rc;
+	close(fd);
+	note_made(w);
+	return 0;
+}
+
 int
 firstrun_empty_root(const char *path, enum fr_mode mode, char *msg,
     size_t cap)
@@ -265,7 +278,6 @@ firstrun_runtime_dir(const char *socket_path, enum fr_mode mode, char *msg,
 	char dir[PATH_MAX], *slash;
 	struct walk w = { .setting = "control_socket", .path = socket_path,
 	    .strict = false, .mode = mode, .msg = msg, .cap = cap };
-	int fd, rc;
 
 	msg[0] = '\0';
 	if (strlen(socket_path) >= sizeof(dir))
@@ -278,11 +290,7 @@ firstrun_runtime_dir(const char *socket_path, enum fr_mode mode, char *msg,
 	*slash = '\0';
 	w.path = dir;
 	w.setting = "control_socket directory";
-	if ((rc = walk_path(&w, &fd)) != 0)
-		return rc;
-	close(fd);
-	note_made(&w);
-	return 0;
+	return walk_dir(&w);
 }
 
 int
@@ -291,14 +299,9 @@ firstrun_state_dir(const char *path, enum fr_mode mode, char *msg, size_t cap)
 	struct walk w = { .setting = "state_dir", .path = path,
 	    .strict = false, .leaf_mode = 0700, .mode = mode, .msg = msg,
 	    .cap = cap };
-	int fd, rc;
 
 	msg[0] = '\0';
-	if ((rc = walk_path(&w, &fd)) != 0)
-		return rc;
-	close(fd);
-	note_made(&w);
-	return 0;
+	return walk_dir(&w);
 }
 
 int

@@ -63,6 +63,19 @@ send_queue_free(struct child *c)
 	}
 }
 
+/*
+ * The worker closed its end: it is exiting (a CLOSE it obeyed, a fatal
+ * error).  What it was sent it can no longer act on, and that is no
+ * protocol violation: drop the queue and let the read side drain the
+ * worker's last messages to EOF; the reap gives the reason.
+ */
+static void
+peer_gone(struct child *c, const char *what)
+{
+	alog_debug(&c->who, "not sent %s: the worker closed its socket", what);
+	send_queue_free(c);
+}
+
 /* Sends what is queued; returns 0, or -1 after killing the child. */
 static int
 outq_flush(struct child *c)
@@ -75,6 +88,10 @@ outq_flush(struct child *c)
 		if (rc == TP_EAGAIN) {
 			if (event_add(c->ctl_wev, NULL) != 0)
 				fatalx("event_add failed");
+			return 0;
+		}
+		if (rc == TP_ECLOSED) {
+			peer_gone(c, "the queued messages");
 			return 0;
 		}
 		if (rc != 0) {
@@ -148,6 +165,10 @@ child_send(struct child *c, struct msg *m)
 		rc = proto_send(c->ctl, m);
 	if (rc == TP_EAGAIN)
 		rc = outq_push(c, m);
+	if (rc == TP_ECLOSED) {
+		peer_gone(c, msg_name(m->type));
+		return 0;
+	}
 	if (rc != 0) {
 		child_kill(c, SR_PROTOCOL, "cannot send %s: %s%s",
 		    msg_name(m->type), tp_strerror(rc), rc == TP_ETOOBIG ?

@@ -26,6 +26,7 @@
 #include "common/addr.h"
 #include "common/log.h"
 #include "common/tptime.h"
+#include "proto/workerfd.h"
 #include "aconnect.h"
 #include "child.h"
 #include "config.h"
@@ -33,9 +34,6 @@
 #include "spawn.h"
 #include "sup.h"
 
-#define WORKER_FD_CTL	3
-#define WORKER_FD_AGENT	4
-#define WORKER_FD_PROXY	5
 /* LIBSSH-NOTES trap 1: bounded blocking send, so sshd and libssh cannot deadlock. */
 #define PROXY_SNDTIMEO_MS	50
 
@@ -120,7 +118,7 @@ exec_worker(struct child *c, const char *path, char *logenv, int ctl,
 	 */
 	if ((a = lift(ctl)) < 0 || (b = lift(agent)) < 0 || (d = lift(proxy)) < 0 ||
 	    dup2(devnull, 0) < 0 || dup2(devnull, 1) < 0 || dup2(logw, 2) < 0 ||
-	    dup2(a, WORKER_FD_CTL) < 0 ||
+	    dup2(a, WORKER_FD_CONTROL) < 0 ||
 	    dup2(b, WORKER_FD_AGENT) < 0 || dup2(d, WORKER_FD_PROXY) < 0)
 		_exit(WEXIT_USAGE);
 	/* Everything else goes: the worker must not inherit a single extra fd. */

@@ -34,6 +34,7 @@
 #include "worker/channels.h"
 #include "worker/forwards.h"
 #include "worker/report.h"
+#include "worker/send.h"
 #include "worker/session.h"
 
 enum chan_state {
@@ -246,18 +247,12 @@ channels_on_message(ssh_session s, ssh_message m, void *arg)
 
 /* --- dialing -------------------------------------------------------------- */
 
+/* Asks the supervisor to dial the channel's target (DIAL_REQUEST). */
 static void
-send_dial_request(struct channels *chs, struct chan *c)
+chan_dial(struct channels *chs, struct chan *c)
 {
-	struct msg m;
-
-	msg_init(&m, MSG_DIAL_REQUEST);
-	m.u.dial_request.forward_id = c->fwd_id;
-	m.u.dial_request.channel_id = c->id;
-	snprintf(m.u.dial_request.orig_host, sizeof(m.u.dial_request.orig_host),
-	    "%s", c->orig_host);
-	m.u.dial_request.orig_port = c->orig_port;
-	report_send(chs->rep, &m);
+	send_dial_request(chs->rep, c->fwd_id, c->id, c->orig_host,
+	    c->orig_port);
 	c->st = CH_DIALING;
 }
 
@@ -481,7 +476,7 @@ sweep(struct channels *chs)
 	for (c = TAILQ_FIRST(&chs->list); c != NULL; c = next) {
 		next = TAILQ_NEXT(c, entry);
 		if (c->st == CH_NEW)
-			send_dial_request(chs, c);
+			chan_dial(chs, c);
 		else if (c->st == CH_DEAD)
 			chan_free(chs, c);
 	}

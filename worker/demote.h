@@ -17,7 +17,9 @@
 #include <stdint.h>
 #include <sys/types.h>
 
-#define DEMOTE_KEEP_FDS		6	/* fds 0..5: the worker's fd contract */
+#include "proto/workerfd.h"
+
+#define DEMOTE_KEEP_FDS		(WORKER_FD_PROXY + 1)	/* 0..5: the fd contract */
 #define DEMOTE_EMPTY_DIR	"/var/empty/tunnelpool"
 /*
  * RLIMIT_DATA (heap, anonymous mmap, .data/.bss) = BASE + max_channels x

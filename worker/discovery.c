@@ -17,6 +17,7 @@
 #include "worker/discovery_stream.h"
 #include "worker/hostcert.h"
 #include "worker/report.h"
+#include "worker/send.h"
 #include "worker/session.h"
 
 enum ds_state {
@@ -221,7 +222,7 @@ discovery_poll(struct discovery *d, bool send)
 			    d->cur.u.discovery.n_proxies);
 		d->changed = d->refresh = false;
 		d->sent = d->cur;
-		report_send(d->rep, &d->cur);
+		send_discovery(d->rep, &d->cur);
 	}
 	return 0;
 }

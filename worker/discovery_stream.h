@@ -16,17 +16,8 @@
 #include <stddef.h>
 #include <stdint.h>
 
-/*
- * Protocol limits, shared with the proxy-side helper so that what it writes
- * is exactly what this parser accepts.
- */
-#define DISCOVERY_LINE_MAX	65536	/* bytes per line, including '\n' */
-#define DISCOVERY_NAME_MAX	127	/* cluster and proxy names */
-#define DISCOVERY_PROXIES_MAX	256	/* proxies in one set */
-#define DISCOVERY_KEY_LINE_MAX	4096	/* "type base64" host key line */
-#define DISCOVERY_CERT_LINE_MAX	16384	/* "type-cert-v01@openssh.com base64" */
-#define DISCOVERY_INTERVAL_MAX	3600	/* heartbeat interval, seconds */
-#define DISCOVERY_FP_LEN	50	/* "SHA256:" + 43 base64 chars */
+/* The protocol's limits (proto/discovery.h) are this parser's. */
+#include "proto/discovery.h"
 
 enum discovery_event_type {
 	DISCOVERY_EV_PROXIES = 1,	/* the cluster's full proxy set */

@@ -12,6 +12,7 @@
 #include "common/log.h"
 #include "worker/forwards.h"
 #include "worker/report.h"
+#include "worker/send.h"
 #include "worker/session.h"
 
 void
@@ -45,7 +46,7 @@ forward_bound(struct fwd *f, struct report *rep, int bound, uint64_t now)
 	backoff_up(&f->bo, now);
 	alog_info(report_agent(rep), "forward %u bound on %s:%u", f->spec.id,
 	    f->spec.listen_host, f->port);
-	report_forward(rep, f->spec.id, true, f->port, "");
+	send_forward(rep, f->spec.id, true, f->port, "");
 }
 
 /* The proxy said no: the connection stays, the forward is retried. */
@@ -63,7 +64,7 @@ forward_refused(struct fwd *f, struct report *rep, const char *err,
 	alog_warnx(report_agent(rep), "forward %u on %s:%u %s; retry in %llu ms",
 	    f->spec.id, f->spec.listen_host, f->spec.listen_port, why,
 	    (unsigned long long)delay);
-	report_forward(rep, f->spec.id, false, 0, why);
+	send_forward(rep, f->spec.id, false, 0, why);
 }
 
 /* Sends or polls f's request; returns true once it was answered. */

@@ -1,7 +1,7 @@
 /*
- * What the worker tells the world: messages to the supervisor (STATE,
- * FORWARD, STATS, and the send path every other message uses), the
- * struct log_agent carried on every log line, and the process title.
+ * Who the worker is and what it last said: the struct log_agent carried
+ * on every log line, the process title, the last STATE reported, and the
+ * exit path.  The messages themselves are worker/send.h's.
  */
 #ifndef TP_WORKER_REPORT_H
 #define TP_WORKER_REPORT_H
@@ -12,7 +12,7 @@
 #include "common/log.h"
 #include "proto/msg.h"
 
-/* How long a send may wait for room on the control socket. */
+/* How long a send (send.h) may wait for room on the control socket. */
 #define REPORT_SEND_MS	5000
 
 struct report {
@@ -24,6 +24,7 @@ struct report {
 	char		 fp[PROTO_FP_MAX];	/* "" until trusted */
 	char		 name[PROTO_NAME_MAX];	/* announced proxy name or "" */
 	bool		 configured;		/* STATE may be sent */
+	bool		 exiting;		/* on the way out: no more exits */
 	struct log_agent agent;			/* points into the fields above */
 };
 
@@ -34,29 +35,16 @@ void report_init(struct report *r, int ctl, const char *cluster,
 /* The log identity of this agent, kept current by the functions below. */
 const struct log_agent *report_agent(const struct report *r);
 
-/*
- * Sends m (its fd stays the caller's).  Waits up to REPORT_SEND_MS for
- * room; a supervisor that is gone or does not read for that long ends the
- * worker with WEXIT_SUPERVISOR_GONE.  Never returns an error.
- */
-void report_send(struct report *r, const struct msg *m);
-
 /* Records the trusted proxy (fp) and its announced name (may be ""). */
 void report_set_proxy(struct report *r, const char *fp, const char *name);
 
 /*
- * Sends STATE (state, current fp and name, reason, code) and updates the
- * process title.  A repeat of the same state and reason is not sent.
+ * Records, logs and (once CONFIG has arrived) sends STATE (state, current
+ * fp and name, reason, code), and updates the process title.  A repeat of
+ * the same state and reason is not sent.
  */
 void report_state(struct report *r, uint32_t state, const char *reason,
     int code);
-
-/* Sends FORWARD for one remote forward. */
-void report_forward(struct report *r, uint32_t id, bool bound,
-    uint32_t port, const char *error);
-
-/* Sends STATS. */
-void report_stats(struct report *r, const struct msg_stats *st);
 
 /* Rewrites the process title from the current state. */
 void report_title(const struct report *r);

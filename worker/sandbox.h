@@ -13,19 +13,11 @@
  * Anything outside the allowlist kills the process (SIGSYS).  A debug build
  * (-Dsandbox_trap=true, TP_SANDBOX_TRAP) traps instead: the SIGSYS handler
  * sends MSG_SANDBOX_VIOLATION on the control fd and exits with
- * WORKER_EXIT_SANDBOX, so the supervisor can log which syscall was refused.
+ * WEXIT_SANDBOX_VIOLATION (proto/exitcode.h), so the supervisor can log
+ * which syscall was refused.
  */
 #ifndef TP_WORKER_SANDBOX_H
 #define TP_WORKER_SANDBOX_H
-
-#include <stddef.h>
-#include <stdint.h>
-
-/*
- * Exit code of a worker that hit the trap-mode filter.  Provisional: the
- * worker's exit-code table (owned by the worker) should adopt or move it.
- */
-#define WORKER_EXIT_SANDBOX	12
 
 struct sandbox_opts {
 	int	control_fd;	/* SEQPACKET to the supervisor; -1: none */
@@ -48,15 +40,5 @@ int sandbox_enter(void);
 
 /* Returns the backend's name: "seccomp", "seccomp-trap" or "none". */
 const char *sandbox_name(void);
-
-/*
- * Hand-encodes MSG_SANDBOX_VIOLATION ([72, {"nr": nr, "name": name}], the
- * smallest msgpack encoding of each item) into buf without allocating, so
- * that the SIGSYS handler can use it.  name longer than 31 bytes is sent
- * as "?".  Returns the encoded length, or 0 if len is too small.
- * Exported for tests; the seccomp backend only.
- */
-size_t sandbox_violation_encode(uint8_t *buf, size_t len, uint32_t nr,
-    const char *name);
 
 #endif

@@ -23,15 +23,16 @@
 #include <stdint.h>
 #include <string.h>
 #include <sys/mman.h>
-#include <sys/socket.h>
 #include <unistd.h>
 #include <linux/futex.h>
 
 #include <seccomp.h>
 
 #include "common/error.h"
+#include "proto/exitcode.h"
 #include "proto/msg.h"
 #include "worker/sandbox.h"
+#include "worker/send.h"
 
 #define NELEM(a)	(sizeof(a) / sizeof((a)[0]))
 
@@ -57,7 +58,8 @@ static const int deny_eacces[] = {
 	SCMP_SYS(lstat),	/* precaution */
 	SCMP_SYS(newfstatat),	/* precaution: glibc fstat/stat, stdio */
 	SCMP_SYS(open),		/* precaution: open(2) on old call paths */
-	SCMP_SYS(openat),	/* seen: known_hosts at every KEX/rekey */
+	SCMP_SYS(openat),	/* seen: known_hosts at every KEX/rekey;
+				 * jansson's /dev/urandom (its hash seed) */
 	SCMP_SYS(openat2),	/* precaution */
 	SCMP_SYS(readlink),	/* precaution */
 	SCMP_SYS(readlinkat),	/* precaution */
@@ -65,32 +67,40 @@ static const int deny_eacces[] = {
 	SCMP_SYS(statx),	/* precaution */
 };
 
-/* Allowed with any arguments; alphabetical, one a line. */
+/*
+ * Allowed with any arguments; alphabetical, one a line.  The worker is one
+ * thread looping on poll(2) (worker.c), with libssh, OpenSSL, jansson and
+ * glibc below it: no event library, no epoll, no signal handler that
+ * returns (SIGPIPE is ignored, nothing else is caught; trap builds' SIGSYS
+ * reporter never returns).
+ */
 static const int allow_plain[] = {
 	SCMP_SYS(brk),		/* seen: malloc, main arena */
-	SCMP_SYS(clock_gettime),/* vDSO; the syscall on clocksources without */
+	SCMP_SYS(clock_gettime),/* deadlines (tp_now_ms), libssh timeouts, log
+				 * time: vDSO, the syscall on clocksources
+				 * the vDSO cannot read */
 	SCMP_SYS(close),	/* seen: dialed fds, channels */
-	SCMP_SYS(epoll_ctl),	/* the worker's libevent loop */
-	SCMP_SYS(epoll_wait),	/* the worker's libevent loop */
 	SCMP_SYS(exit_group),	/* seen: exit(), _exit() */
 	SCMP_SYS(getpid),	/* seen: OpenSSL RNG fork check; raise() */
 	SCMP_SYS(getrandom),	/* seen: OpenSSL DRBG reseed */
 	SCMP_SYS(gettid),	/* glibc raise(), for abort() */
-	SCMP_SYS(gettimeofday),	/* libevent clock sync; vDSO fallback */
+	SCMP_SYS(gettimeofday),	/* wall time (OpenSSL, glibc): vDSO, the
+				 * syscall where the vDSO cannot read */
 	SCMP_SYS(mremap),	/* realloc of mmap'ed chunks under load */
 	SCMP_SYS(munmap),	/* free of mmap'ed chunks (>= 128 KiB) */
-	SCMP_SYS(poll),		/* seen: libssh's socket polling */
-	SCMP_SYS(read),		/* seen: control, agent, dialed fds */
+	SCMP_SYS(poll),		/* seen: the worker's loop; libssh's polling */
+	SCMP_SYS(read),		/* seen: agent socket, dialed fds */
 	SCMP_SYS(recvfrom),	/* seen: libssh recv() on the proxy socket */
-	SCMP_SYS(recvmsg),	/* seen: dialed fds arrive with SCM_RIGHTS */
+	SCMP_SYS(recvmsg),	/* seen: control messages, dialed fds with
+				 * SCM_RIGHTS (proto_recv) */
 	SCMP_SYS(restart_syscall),/* seen: poll resumed after SIGSTOP/SIGCONT,
 				   * the cgroup freezer, suspend, CRIU */
 	SCMP_SYS(rt_sigprocmask),/* glibc abort(): die of SIGABRT, not SIGSYS */
-	SCMP_SYS(rt_sigreturn),	/* return from a signal handler (libevent's) */
-	SCMP_SYS(sendmsg),	/* proto's datagram send to the supervisor */
-	SCMP_SYS(sendto),	/* seen: libssh send() on the proxy socket */
+	SCMP_SYS(sendmsg),	/* every message to the supervisor (proto_send) */
+	SCMP_SYS(sendto),	/* seen: libssh send() on the proxy socket;
+				 * the trap reporter's send() */
 	SCMP_SYS(shutdown),	/* seen: half-close of a forwarded channel */
-	SCMP_SYS(write),	/* seen: log lines, control, dialed fds */
+	SCMP_SYS(write),	/* seen: log lines, agent socket, dialed fds */
 	SCMP_SYS(writev),	/* glibc's fatal message (fortify, malloc) */
 };
 
@@ -210,61 +220,6 @@ sandbox_name(void)
 #endif
 }
 
-/* Appends a msgpack unsigned integer in its smallest encoding. */
-static uint8_t *
-mp_uint(uint8_t *p, uint32_t v)
-{
-	if (v < 0x80) {
-		*p++ = (uint8_t)v;
-	} else if (v <= 0xff) {
-		*p++ = 0xcc;
-		*p++ = (uint8_t)v;
-	} else if (v <= 0xffff) {
-		*p++ = 0xcd;
-		*p++ = (uint8_t)(v >> 8);
-		*p++ = (uint8_t)v;
-	} else {
-		*p++ = 0xce;
-		for (int shift = 24; shift >= 0; shift -= 8)
-			*p++ = (uint8_t)(v >> shift);
-	}
-	return p;
-}
-
-/* Appends a msgpack fixstr; callers guarantee n < 32. */
-static uint8_t *
-mp_fixstr(uint8_t *p, const char *s, size_t n)
-{
-	*p++ = (uint8_t)(0xa0 | n);
-	memcpy(p, s, n);
-	return p + n;
-}
-
-size_t
-sandbox_violation_encode(uint8_t *buf, size_t len, uint32_t nr,
-    const char *name)
-{
-	/* array(2) + type + map(2) + "nr" + u32 + "name" + fixstr(31) */
-	const size_t worst = 1 + 1 + 1 + 3 + 5 + 5 + 32;
-	size_t n = name != NULL ? strlen(name) : 32;
-	uint8_t *p = buf;
-
-	if (len < worst)
-		return 0;
-	if (n >= 32) {
-		name = "?";
-		n = 1;
-	}
-	*p++ = 0x92;
-	p = mp_uint(p, MSG_SANDBOX_VIOLATION);
-	*p++ = 0x82;
-	p = mp_fixstr(p, "nr", 2);
-	p = mp_uint(p, nr);
-	p = mp_fixstr(p, "name", 4);
-	p = mp_fixstr(p, name, n);
-	return (size_t)(p - buf);
-}
-
 #ifdef TP_SANDBOX_TRAP
 /* Looks a syscall number up in sysnames[]; async-signal-safe. */
 static const char *
@@ -312,21 +267,17 @@ trap_line(char *buf, size_t len, unsigned nr, const char *name)
 static void
 sigsys_report(int sig, siginfo_t *si, void *uctx)
 {
-	uint8_t msg[64];
 	char line[128];
 	const char *name = sys_name(si->si_syscall);
 	size_t n;
 
 	(void)sig;
 	(void)uctx;
-	n = sandbox_violation_encode(msg, sizeof(msg),
-	    (uint32_t)si->si_syscall, name);
-	if (trap_fd >= 0 && n > 0)
-		(void)send(trap_fd, msg, n, MSG_DONTWAIT | MSG_NOSIGNAL);
+	send_sandbox_violation(trap_fd, (uint32_t)si->si_syscall, name);
 	n = trap_line(line, sizeof(line), (unsigned)si->si_syscall, name);
 	if (n > 0)
 		(void)!write(STDERR_FILENO, line, n);
-	_exit(WORKER_EXIT_SANDBOX);
+	_exit(WEXIT_SANDBOX_VIOLATION);
 }
 
 /* Installs the reporter and makes sure SIGSYS is not blocked. */

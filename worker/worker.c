@@ -10,11 +10,11 @@
  * local fds of forwarded channels.  libssh callbacks only record; the work
  * happens in the phase step after libssh returns (LIBSSH-NOTES trap 4).
  * Every way out goes through report_exit(), which tells the supervisor.
+ * What goes to the supervisor is send.c's (send_<msg>); what comes from
+ * it, the recv_<msg> handlers of the table below.  Test-hook builds add
+ * one row and three seams (worker/testhook.h), production builds none.
  */
-#include <sys/mman.h>
-#include <sys/ptrace.h>
 #include <sys/socket.h>
-#include <sys/syscall.h>
 
 #include <errno.h>
 #include <fcntl.h>
@@ -28,6 +28,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include <jansson.h>
 #include <libssh/libssh.h>
 #include <openssl/crypto.h>
 
@@ -40,6 +41,7 @@
 #include "proto/exitcode.h"
 #include "proto/msg.h"
 #include "proto/wire.h"
+#include "proto/workerfd.h"
 #include "worker/channels.h"
 #include "worker/demote.h"
 #include "worker/discovery.h"
@@ -48,11 +50,10 @@
 #include "worker/liveness.h"
 #include "worker/report.h"
 #include "worker/sandbox.h"
+#include "worker/send.h"
 #include "worker/session.h"
+#include "worker/testhook.h"
 #include "worker/worker.h"
-#ifdef TP_TEST_HOOKS
-#include "common/sshbuf.h"
-#endif
 
 /* Receiver states of the handler table (bit numbers, see proto/dispatch.h). */
 enum phase {
@@ -89,11 +90,6 @@ struct worker {
 	uint64_t		 idle_since;	/* last channel activity */
 	uint64_t		 idle_bytes;	/* channel bytes seen then */
 	bool			 trimmed;	/* since the last activity */
-#ifdef TP_TEST_HOOKS
-	uint32_t		 hook_at_close;	/* HOOK_*_AT_CLOSE armed, or 0 */
-	bool			 claim_held;
-	uint32_t		 hook_at_bind;	/* HOOK_BIND_FORGED, HOOK_SIGN_UNBOUND */
-#endif
 };
 
 /*
@@ -108,8 +104,7 @@ struct worker {
 static uint32_t
 up_state(const struct worker *w)
 {
-	return w->cfg.role == AGENT_ROLE_DISCOVERY ? AGENT_DISCOVERED :
-	    AGENT_CONNECTED;
+	return agent_up_state(w->cfg.role);
 }
 
 static int
@@ -130,7 +125,7 @@ config_valid(const struct msg_config *c, const char **why)
 }
 
 static int
-on_config(void *ctx, struct msg *m)
+recv_config(void *ctx, struct msg *m)
 {
 	struct worker *w = ctx;
 	char why[PROTO_REASON_MAX];
@@ -154,20 +149,13 @@ on_config(void *ctx, struct msg *m)
 	return 0;
 }
 
-#ifdef TP_TEST_HOOKS
-static void hook_close_race(struct worker *w);
-#endif
-
 static int
-on_close(void *ctx, struct msg *m)
+recv_close(void *ctx, struct msg *m)
 {
 	struct worker *w = ctx;
 	uint64_t deadline = tp_now_ms() + m->u.close.deadline_ms;
 
-#ifdef TP_TEST_HOOKS
-	hook_close_race(w);
-#endif
-
+	testhook_close();
 	snprintf(w->close_reason, sizeof(w->close_reason), "%s",
 	    m->u.close.reason);
 	if (w->ph != PH_RUNNING && w->ph != PH_CLOSING) {
@@ -189,7 +177,7 @@ on_close(void *ctx, struct msg *m)
 }
 
 static int
-on_dial_result(void *ctx, struct msg *m)
+recv_dial_result(void *ctx, struct msg *m)
 {
 	struct worker *w = ctx;
 	int fd = m->fd;
@@ -199,21 +187,18 @@ on_dial_result(void *ctx, struct msg *m)
 }
 
 static int
-on_ping(void *ctx, struct msg *m)
+recv_ping(void *ctx, struct msg *m)
 {
 	struct worker *w = ctx;
-	struct msg pong;
 
-	msg_init(&pong, MSG_PONG);
-	pong.u.pong.seq = m->u.ping.seq;
-	report_send(&w->rep, &pong);
+	send_pong(&w->rep, m->u.ping.seq);
 	return 0;
 }
 
 static void start_running(struct worker *);
 
 static int
-on_claim_result(void *ctx, struct msg *m)
+recv_claim_result(void *ctx, struct msg *m)
 {
 	struct worker *w = ctx;
 
@@ -224,552 +209,23 @@ on_claim_result(void *ctx, struct msg *m)
 	return 0;
 }
 
-#ifdef TP_TEST_HOOKS
-/*
- * Fault injection for the sandbox and reliability tests.  Each forbidden
- * call is made for real, with arguments that do no harm if no filter stops
- * it.  The hostile actions play a compromised worker: they break the
- * protocol towards the supervisor (which must end this worker and nothing
- * else) or ask the signer for signatures it must refuse.  They use only
- * what the sandbox allows: sendmsg/recvmsg, read/write and poll on the
- * fds the worker already holds.
- */
-#define HOOK_AGENT_MAX		8192
-#define HOOK_AGENT_MS		3000
-#define HOOK_FLOOD		5000
-#define HOOK_AGENTC_IDENTITIES	11
-#define HOOK_AGENT_IDENTITIES	12
-#define HOOK_AGENTC_SIGN	13
-#define HOOK_USERAUTH_REQUEST	50
-#define HOOK_RSA_SHA2_256	2
-#define HOOK_AGENT_CLOSED	(-2)	/* the supervisor closed the agent socket */
-#define HOOK_DIALS		1000
-#define HOOK_LOG_LINES		5000
-
-/*
- * Encodes m and sends it, optionally with fd attached, past proto_send's
- * fd rule; 0 or a tp_err.
- */
-static long
-hook_send_raw(struct worker *w, const struct msg *m, int fd)
-{
-	static uint8_t buf[PROTO_MAX_MSG];
-	int n = msg_encode(m, buf, sizeof(buf));
-
-	if (n < 0)
-		return n;
-	return proto_send_bytes(w->rep.ctl, buf, (size_t)n, fd);
-}
-
-/* Random datagrams: the first one is already a protocol violation. */
-static long
-hook_garbage(struct worker *w)
-{
-	uint8_t buf[512];
-	long sent = 0;
-
-	for (int i = 0; i < 16; i++) {
-		size_t len = 1 + arc4random_uniform(sizeof(buf));
-
-		arc4random_buf(buf, len);
-		if (proto_send_bytes(w->rep.ctl, buf, len, -1) < 0)
-			break;
-		sent++;
-	}
-	return sent;
-}
-
-/* READY again, in the running state: once-only and out of state. */
-static long
-hook_ready_again(struct worker *w)
-{
-	struct msg m;
-
-	msg_init(&m, MSG_READY);
-	m.u.ready.version = PROTO_VERSION;
-	snprintf(m.u.ready.sandbox, sizeof(m.u.ready.sandbox), "%s",
-	    sandbox_name());
-	return hook_send_raw(w, &m, -1);
-}
-
-/* The claim was made at auth; two more of the same. */
-static long
-hook_claim_twice(struct worker *w)
-{
-	struct msg m;
-
-	msg_init(&m, MSG_CLAIM);
-	snprintf(m.u.claim.fp, sizeof(m.u.claim.fp), "%s", w->ss.fp);
-	snprintf(m.u.claim.name, sizeof(m.u.claim.name), "%s", w->rep.name);
-	if (hook_send_raw(w, &m, -1) < 0)
-		return -1;
-	return hook_send_raw(w, &m, -1);
-}
-
-/* Thousands of STATS as fast as the socket takes them. */
-static long
-hook_stats_flood(struct worker *w)
-{
-	struct pollfd p = { .fd = w->rep.ctl, .events = POLLOUT };
-	struct msg m;
-	long sent = 0;
-	int rc;
-
-	msg_init(&m, MSG_STATS);
-	while (sent < HOOK_FLOOD) {
-		m.u.stats.channels_total = (uint64_t)sent;
-		rc = proto_send(w->rep.ctl, &m);
-		if (rc == 0) {
-			sent++;
-			continue;
-		}
-		if (rc != TP_EAGAIN || poll(&p, 1, 500) <= 0)
-			break;
-	}
-	return sent;
-}
-
-/* One datagram larger than any message may be. */
-static long
-hook_oversize(struct worker *w)
-{
-	static uint8_t big[PROTO_MAX_MSG + 4096];
-
-	memset(big, 0xa5, sizeof(big));
-	big[0] = 0x92;		/* looks like the start of a message */
-	big[1] = MSG_STATS;
-	return proto_send_bytes(w->rep.ctl, big, sizeof(big), -1);
-}
-
-/* A valid STATE carrying a descriptor it must not carry (our stdin). */
-static long
-hook_fd_on_state(struct worker *w)
-{
-	struct msg m;
-
-	msg_init(&m, MSG_STATE);
-	m.u.state.state = up_state(w);
-	snprintf(m.u.state.fp, sizeof(m.u.state.fp), "%s", w->rep.fp);
-	snprintf(m.u.state.reason, sizeof(m.u.state.reason), "test hook");
-	return hook_send_raw(w, &m, STDIN_FILENO);
-}
-
-/* Writes all of buf to fd (the agent socket) before deadline; 0 or -1. */
-static int
-hook_write_all(int fd, const uint8_t *p, size_t len, uint64_t deadline)
-{
-	struct pollfd pf = { .fd = fd, .events = POLLOUT };
-	ssize_t n;
-
-	while (len > 0) {
-		if ((n = write(fd, p, len)) > 0) {
-			p += n;
-			len -= (size_t)n;
-			continue;
-		}
-		if (n < 0 && errno != EAGAIN && errno != EINTR)
-			return -1;
-		if (tp_now_ms() >= deadline ||
-		    poll(&pf, 1, (int)(deadline - tp_now_ms())) < 0)
-			return -1;
-	}
-	return 0;
-}
-
-static int
-hook_read_all(int fd, uint8_t *p, size_t len, uint64_t deadline)
-{
-	struct pollfd pf = { .fd = fd, .events = POLLIN };
-	ssize_t n;
-
-	while (len > 0) {
-		if ((n = read(fd, p, len)) > 0) {
-			p += n;
-			len -= (size_t)n;
-			continue;
-		}
-		if (n == 0 || (errno != EAGAIN && errno != EINTR))
-			return -1;
-		if (tp_now_ms() >= deadline ||
-		    poll(&pf, 1, (int)(deadline - tp_now_ms())) < 0)
-			return -1;
-	}
-	return 0;
-}
-
-/*
- * One ssh-agent round trip on the agent socket (idle after user-auth:
- * libssh talks to it only while authenticating).  The reply body goes to
- * out (at most cap bytes).  Returns the body length or -1.
- */
-static long
-hook_agent_call(const struct sshbuf_writer *req, uint8_t *out, size_t cap)
-{
-	uint64_t deadline = tp_now_ms() + HOOK_AGENT_MS;
-	uint8_t hdr[4];
-	uint32_t len;
-
-	hdr[0] = (uint8_t)(req->len >> 24);
-	hdr[1] = (uint8_t)(req->len >> 16);
-	hdr[2] = (uint8_t)(req->len >> 8);
-	hdr[3] = (uint8_t)req->len;
-	if (hook_write_all(WORKER_FD_AGENT, hdr, 4, deadline) != 0 ||
-	    hook_write_all(WORKER_FD_AGENT, req->p, req->len, deadline) != 0 ||
-	    hook_read_all(WORKER_FD_AGENT, hdr, 4, deadline) != 0)
-		return HOOK_AGENT_CLOSED;
-	len = (uint32_t)hdr[0] << 24 | (uint32_t)hdr[1] << 16 |
-	    (uint32_t)hdr[2] << 8 | hdr[3];
-	if (len == 0 || len > cap ||
-	    hook_read_all(WORKER_FD_AGENT, out, len, deadline) != 0)
-		return -1;
-	return (long)len;
-}
-
-/* The node key's public blob (the last identity: the plain key). */
-static int
-hook_agent_key(uint8_t *blob, size_t cap, size_t *bloblen)
-{
-	static uint8_t reply[HOOK_AGENT_MAX];
-	struct sshbuf_writer req;
-	struct sshbuf_reader r;
-	const uint8_t *kb = NULL, *p;
-	size_t kblen = 0, plen;
-	uint32_t n;
-	uint8_t type;
-	long len;
-
-	sshbuf_writer_init(&req, 16);
-	sshbuf_put_u8(&req, HOOK_AGENTC_IDENTITIES);
-	len = hook_agent_call(&req, reply, sizeof(reply));
-	sshbuf_writer_free(&req);
-	if (len < 0)
-		return (int)len;
-	sshbuf_reader_init(&r, reply, (size_t)len);
-	if (sshbuf_get_u8(&r, &type) != 0 || type != HOOK_AGENT_IDENTITIES ||
-	    sshbuf_get_u32(&r, &n) != 0 || n == 0)
-		return -1;
-	for (uint32_t i = 0; i < n; i++)
-		if (sshbuf_get_string(&r, &kb, &kblen) != 0 ||
-		    sshbuf_get_string(&r, &p, &plen) != 0)
-			return -1;
-	if (kblen > cap)
-		return -1;
-	memcpy(blob, kb, kblen);
-	*bloblen = kblen;
-	return 0;
-}
-
-/*
- * Asks the signer to sign something it must refuse: HOOK_SIGN_OTHER,
- * bytes that are no userauth request at all; HOOK_SIGN_WRONG_USER, a
- * well-formed publickey userauth request for the node key, but for the
- * user "root"; HOOK_SIGN_VALID, one for the proxy user, over a session id
- * of its own (a relay to another server).  Returns the reply's message
- * type (5 = SSH_AGENT_FAILURE), HOOK_AGENT_CLOSED or -1.
- */
-static long
-hook_sign(struct worker *w, uint32_t action)
-{
-	bool other_data = action == HOOK_SIGN_OTHER;
-	const char *user = action == HOOK_SIGN_VALID ? w->cfg.user : "root";
-	static uint8_t blob[HOOK_AGENT_MAX], reply[HOOK_AGENT_MAX];
-	struct sshbuf_writer data, req;
-	struct sshbuf_reader r;
-	const uint8_t *kt;
-	size_t bloblen = 0, ktlen;
-	char alg[64];
-	uint8_t sid[32];
-	uint32_t flags = 0;
-	long len;
-
-	if ((len = hook_agent_key(blob, sizeof(blob), &bloblen)) != 0)
-		return len;
-	sshbuf_reader_init(&r, blob, bloblen);
-	if (sshbuf_get_string(&r, &kt, &ktlen) != 0 || ktlen >= sizeof(alg))
-		return -1;
-	snprintf(alg, sizeof(alg), "%.*s", (int)ktlen, (const char *)kt);
-	if (strcmp(alg, "ssh-rsa") == 0) {
-		snprintf(alg, sizeof(alg), "rsa-sha2-256");
-		flags = HOOK_RSA_SHA2_256;
-	}
-	arc4random_buf(sid, sizeof(sid));
-	sshbuf_writer_init(&data, HOOK_AGENT_MAX);
-	if (other_data) {
-		sshbuf_put_bytes(&data, "tunnelpool test hook: sign this ", 32);
-		sshbuf_put_bytes(&data, sid, sizeof(sid));
-	} else {
-		sshbuf_put_string(&data, sid, sizeof(sid));
-		sshbuf_put_u8(&data, HOOK_USERAUTH_REQUEST);
-		sshbuf_put_cstring(&data, user);
-		sshbuf_put_cstring(&data, "ssh-connection");
-		sshbuf_put_cstring(&data, "publickey");
-		sshbuf_put_u8(&data, 1);
-		sshbuf_put_cstring(&data, alg);
-		sshbuf_put_string(&data, blob, bloblen);
-	}
-	sshbuf_writer_init(&req, HOOK_AGENT_MAX);
-	sshbuf_put_u8(&req, HOOK_AGENTC_SIGN);
-	sshbuf_put_string(&req, blob, bloblen);
-	sshbuf_put_string(&req, data.p, data.len);
-	sshbuf_put_u32(&req, flags);
-	len = sshbuf_writer_error(&req) != 0 ? -1 :
-	    hook_agent_call(&req, reply, sizeof(reply));
-	sshbuf_writer_free(&data);
-	sshbuf_writer_free(&req);
-	return len > 0 ? (long)reply[0] : len < 0 ? len : -1;
-}
-
-/* Reads and drops what the supervisor sent (DIAL_RESULTs and their fds). */
-static void
-hook_drain_control(struct worker *w)
-{
-	static uint8_t buf[PROTO_MAX_MSG];
-	size_t len;
-	int fd;
-
-	while (proto_recv(w->rep.ctl, buf, sizeof(buf), &len, &fd) == 0)
-		if (fd >= 0)
-			close(fd);
-}
-
-/*
- * DIAL_REQUESTs as fast as the socket takes them, for forward 0 and
- * channel 1 (which the scenario opened and closed), reading the answers
- * as a careful attacker would, so that only the dial limit stops it.
- * Returns how many were sent.
- */
-static long
-hook_dial_flood(struct worker *w)
-{
-	struct pollfd p = { .fd = w->rep.ctl, .events = POLLOUT };
-	struct msg m;
-	long sent = 0;
-	int rc;
-
-	msg_init(&m, MSG_DIAL_REQUEST);
-	m.u.dial_request.forward_id = 0;
-	m.u.dial_request.channel_id = 1;
-	snprintf(m.u.dial_request.orig_host, sizeof(m.u.dial_request.orig_host),
-	    "127.0.0.1");
-	m.u.dial_request.orig_port = 9;
-	while (sent < HOOK_DIALS) {
-		hook_drain_control(w);
-		rc = proto_send(w->rep.ctl, &m);
-		if (rc == 0) {
-			sent++;
-			continue;
-		}
-		if (rc != TP_EAGAIN || poll(&p, 1, 500) <= 0)
-			break;
-	}
-	return sent;
-}
-
-/*
- * A line that pretends to be the supervisor's about another agent, written
- * straight to stderr, then thousands of the worker's own lines.
- */
-static long
-hook_log_flood(struct worker *w)
-{
-	static const char forged[] = "ts=2026-01-01T00:00:00.000Z level=error "
-	    "prog=tunnelpool func=child_lost msg=\"forged by a worker\" "
-	    "cluster=someone-else pid=1\n";
-
-	if (write(STDERR_FILENO, forged, sizeof(forged) - 1) < 0)
-		(void)0;
-	for (long i = 0; i < HOOK_LOG_LINES; i++)
-		alog_warnx(report_agent(&w->rep), "test hook log flood line %ld",
-		    i);
-	return HOOK_LOG_LINES;
-}
-
-static void send_claim_now(struct worker *w, const char *name);
-
-/*
- * The close races: what a worker sent just before it read CLOSE, sent
- * just after instead, so that it reaches a supervisor already closing us.
- */
-static void
-hook_close_race(struct worker *w)
-{
-	struct msg m;
-
-	if (w->hook_at_close == HOOK_CLAIM_AT_CLOSE && w->claim_held) {
-		alog_warnx(report_agent(&w->rep), "test hook: the held CLAIM "
-		    "goes out after CLOSE");
-		send_claim_now(w, w->rep.name);
-	} else if (w->hook_at_close == HOOK_DIAL_AT_CLOSE) {
-		alog_warnx(report_agent(&w->rep), "test hook: a DIAL_REQUEST "
-		    "goes out after CLOSE");
-		msg_init(&m, MSG_DIAL_REQUEST);
-		m.u.dial_request.forward_id = 0;
-		m.u.dial_request.channel_id = 1;
-		snprintf(m.u.dial_request.orig_host,
-		    sizeof(m.u.dial_request.orig_host), "127.0.0.1");
-		m.u.dial_request.orig_port = 9;
-		report_send(&w->rep, &m);
-	}
-	w->hook_at_close = 0;
-}
-
-static long hook_sign(struct worker *w, uint32_t action);
-
-/*
- * At the session bind: HOOK_SIGN_UNBOUND asks the signer for a valid
- * user-auth signature before the session is bound (refused);
- * HOOK_BIND_FORGED sends the bind with the server's signature altered
- * (the supervisor ends us).
- */
-static void
-hook_bind(struct worker *w, struct msg_session_bind *b)
-{
-	long rc;
-
-	if (w->hook_at_bind == HOOK_SIGN_UNBOUND) {
-		rc = hook_sign(w, HOOK_SIGN_VALID);
-		alog_warnx(report_agent(&w->rep), "test hook 23: before the "
-		    "bind, agent answered type %ld", rc);
-	} else if (w->hook_at_bind == HOOK_BIND_FORGED) {
-		b->sig[b->sig_len - 1] ^= 0x01;
-		alog_warnx(report_agent(&w->rep), "test hook 22: session bind "
-		    "with an altered signature");
-	}
-	w->hook_at_bind = 0;
-}
-
-/* STATE naming a host key the claim never granted: the supervisor ends us. */
-static long
-hook_state_fp(struct worker *w)
-{
-	struct msg m;
-
-	msg_init(&m, MSG_STATE);
-	m.u.state.state = up_state(w);
-	snprintf(m.u.state.fp, sizeof(m.u.state.fp),
-	    "SHA256:AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA");
-	snprintf(m.u.state.reason, sizeof(m.u.state.reason), "test hook");
-	return hook_send_raw(w, &m, -1);
-}
-
-static int
-on_test_hook(void *ctx, struct msg *m)
-{
-	struct worker *w = ctx;
-	const struct log_agent *a = report_agent(&w->rep);
-	static const uint8_t garbage[] = { 0xc1, 0xc1, 'n', 'o', 't', 0x00 };
-	char *const argv[] = { "tunnelpool-hook", NULL };
-	long rc = 0;
-	void *p;
-
-	errno = 0;
-	switch (m->u.test_hook.action) {
-	case HOOK_OPEN_FILE:
-		rc = open("/etc/passwd", O_RDONLY);
-		alog_warnx(a, "test hook: open(/etc/passwd) = %ld, errno %d (%s)",
-		    rc, errno, strerror(errno));
-		if (rc >= 0)
-			close((int)rc);
-		return 0;
-	case HOOK_SOCKET:
-		if ((rc = syscall(SYS_socket, AF_INET, SOCK_STREAM, 0)) >= 0)
-			close((int)rc);
-		break;
-	case HOOK_EXECVE:
-		rc = execve("/nonexistent/tunnelpool-hook", argv, NULL);
-		break;
-	case HOOK_PTRACE:
-		rc = ptrace(PTRACE_CONT, 0, NULL, NULL);
-		break;
-	case HOOK_FORK:
-		if ((rc = fork()) == 0)
-			_exit(0);
-		break;
-	case HOOK_MMAP_WX:
-		p = mmap(NULL, 4096, PROT_WRITE | PROT_EXEC,
-		    MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
-		if (p != MAP_FAILED)
-			munmap(p, 4096);
-		break;
-	case HOOK_HOSTILE:
-		rc = send(w->rep.ctl, garbage, sizeof(garbage),
-		    MSG_DONTWAIT | MSG_NOSIGNAL);
-		break;
-	case HOOK_GARBAGE:
-		rc = hook_garbage(w);
-		break;
-	case HOOK_READY_AGAIN:
-		rc = hook_ready_again(w);
-		break;
-	case HOOK_CLAIM_TWICE:
-		rc = hook_claim_twice(w);
-		break;
-	case HOOK_STATS_FLOOD:
-		rc = hook_stats_flood(w);
-		break;
-	case HOOK_OVERSIZE:
-		rc = hook_oversize(w);
-		break;
-	case HOOK_FD_ON_STATE:
-		rc = hook_fd_on_state(w);
-		break;
-	case HOOK_SIGN_OTHER:
-	case HOOK_SIGN_WRONG_USER:
-	case HOOK_SIGN_VALID:
-		rc = hook_sign(w, m->u.test_hook.action);
-		if (rc == HOOK_AGENT_CLOSED)
-			alog_warnx(a, "test hook %u: agent socket closed",
-			    m->u.test_hook.action);
-		else
-			alog_warnx(a, "test hook %u: agent answered type %ld",
-			    m->u.test_hook.action, rc);
-		return 0;
-	case HOOK_DIAL_FLOOD:
-		rc = hook_dial_flood(w);
-		break;
-	case HOOK_LOG_FLOOD:
-		rc = hook_log_flood(w);
-		break;
-	case HOOK_STATE_FP:
-		rc = hook_state_fp(w);
-		break;
-	case HOOK_CLAIM_AT_CLOSE:
-	case HOOK_DIAL_AT_CLOSE:
-		w->hook_at_close = m->u.test_hook.action;
-		alog_warnx(a, "test hook %u: armed", w->hook_at_close);
-		return 0;
-	case HOOK_BIND_FORGED:
-	case HOOK_SIGN_UNBOUND:
-		w->hook_at_bind = m->u.test_hook.action;
-		alog_warnx(a, "test hook %u: armed", w->hook_at_bind);
-		return 0;
-	default:
-		return TP_EINVAL;
-	}
-	alog_warnx(a, "test hook %u: survived (rc %ld, errno %d)",
-	    m->u.test_hook.action, rc, errno);
-	return 0;
-}
-#endif
 
 #define ST(p)		(1u << (p))
 #define ST_SSH		(ST(PH_HANDSHAKE) | ST(PH_BIND) | ST(PH_AUTH) | ST(PH_CERT) | \
 			 ST(PH_CLAIM) | ST(PH_RUNNING) | ST(PH_CLOSING))
 #define ST_ANY		(ST(PH_AWAIT_CONFIG) | ST_SSH)
 
-static int on_bind_result(void *ctx, struct msg *m);
+static int recv_bind_result(void *ctx, struct msg *m);
 
 static const struct proto_handler handlers[] = {
-	{ MSG_CONFIG,		ST(PH_AWAIT_CONFIG), PH_ONCE, 0, on_config },
-	{ MSG_CLOSE,		ST_ANY, 0, 10, on_close },
+	{ MSG_CONFIG,		ST(PH_AWAIT_CONFIG), PH_ONCE, 0, recv_config },
+	{ MSG_CLOSE,		ST_ANY, 0, 10, recv_close },
 	{ MSG_DIAL_RESULT,	ST(PH_RUNNING) | ST(PH_CLOSING), 0, 0,
-				on_dial_result },
-	{ MSG_PING,		ST_ANY, 0, 100, on_ping },
-	{ MSG_CLAIM_RESULT,	ST(PH_CLAIM), PH_ONCE, 0, on_claim_result },
-	{ MSG_BIND_RESULT,	ST(PH_BIND), PH_ONCE, 0, on_bind_result },
-#ifdef TP_TEST_HOOKS
-	{ MSG_TEST_HOOK,	ST_ANY, 0, 0, on_test_hook },
-#endif
+				recv_dial_result },
+	{ MSG_PING,		ST_ANY, 0, 100, recv_ping },
+	{ MSG_CLAIM_RESULT,	ST(PH_CLAIM), PH_ONCE, 0, recv_claim_result },
+	{ MSG_BIND_RESULT,	ST(PH_BIND), PH_ONCE, 0, recv_bind_result },
+	TESTHOOK_HANDLER(ST_ANY)
 };
 
 /*
@@ -818,7 +274,7 @@ control_read(struct worker *w)
  * signature over the session id (docs/signer.md).
  */
 static void
-send_session_bind(struct worker *w)
+bind_session(struct worker *w)
 {
 	struct msg *m = malloc(sizeof(*m));
 
@@ -828,16 +284,14 @@ send_session_bind(struct worker *w)
 	if (session_bind_data(&w->ss, &m->u.session_bind) != 0)
 		report_exit(&w->rep, WEXIT_HANDSHAKE, "handshake failed: no "
 		    "session id or server signature to bind");
-#ifdef TP_TEST_HOOKS
-	hook_bind(w, &m->u.session_bind);
-#endif
-	report_send(&w->rep, m);
+	testhook_bind(&m->u.session_bind);
+	send_session_bind(&w->rep, m);
 	free(m);
 	w->ph = PH_BIND;
 }
 
 static int
-on_bind_result(void *ctx, struct msg *m)
+recv_bind_result(void *ctx, struct msg *m)
 {
 	struct worker *w = ctx;
 
@@ -883,13 +337,12 @@ handshake_step(struct worker *w, uint64_t now)
 	    " (pinned)");
 	if (!w->ca_mode)
 		report_set_proxy(&w->rep, w->ss.fp, "");
-	send_session_bind(w);
+	bind_session(w);
 }
 
-static void send_claim_now(struct worker *w, const char *name);
-
+/* Trusted: CLAIM the proxy, then wait for CLAIM_RESULT. */
 static void
-send_claim(struct worker *w)
+ask_claim(struct worker *w)
 {
 	const char *name = w->disc != NULL ? discovery_own_name(w->disc) : "";
 	bool listed = w->cfg.n_wanted == 0;
@@ -909,26 +362,9 @@ send_claim(struct worker *w)
 		    w->cfg.n_wanted);
 	report_set_proxy(&w->rep, w->ss.fp, name);
 	w->ph = PH_CLAIM;
-#ifdef TP_TEST_HOOKS
-	if (w->hook_at_close == HOOK_CLAIM_AT_CLOSE) {
-		w->claim_held = true;
-		alog_warnx(report_agent(&w->rep), "test hook: CLAIM held until "
-		    "CLOSE");
+	if (testhook_hold_claim())
 		return;
-	}
-#endif
-	send_claim_now(w, name);
-}
-
-static void
-send_claim_now(struct worker *w, const char *name)
-{
-	struct msg m;
-
-	msg_init(&m, MSG_CLAIM);
-	snprintf(m.u.claim.fp, sizeof(m.u.claim.fp), "%s", w->ss.fp);
-	snprintf(m.u.claim.name, sizeof(m.u.claim.name), "%s", name);
-	report_send(&w->rep, &m);
+	send_claim(&w->rep, w->ss.fp, name);
 }
 
 static void
@@ -955,7 +391,7 @@ auth_done(struct worker *w, uint64_t now)
 		w->ph = PH_CERT;
 		w->deadline = now + w->cfg.handshake_ms;
 	} else
-		send_claim(w);
+		ask_claim(w);
 }
 
 static void
@@ -1037,7 +473,7 @@ cert_step(struct worker *w, uint64_t now)
 		    "host key not trusted: %s (%s)", w->ss.fp, why);
 	alog_info(report_agent(&w->rep), "host certificate verified for %s",
 	    w->ss.fp);
-	send_claim(w);
+	ask_claim(w);
 }
 
 static void
@@ -1118,7 +554,7 @@ stats_step(struct worker *w, uint64_t now)
 	memset(&st, 0, sizeof(st));
 	channels_stats(w->chs, &st);
 	st.rx_age_ms = liveness_rx_age(&w->live, now);
-	report_stats(&w->rep, &st);
+	send_stats(&w->rep, &st);
 }
 
 /* --- the loop ------------------------------------------------------------- */
@@ -1396,6 +832,13 @@ enter_sandbox(struct worker *w)
 		o.max_channels = 65535;
 	}
 	o.control_fd = w->rep.ctl;
+	/*
+	 * jansson seeds its hash on the first object: from /dev/urandom
+	 * now, before the chroot (warmup() runs inside it), not from time
+	 * and pid in the sandbox, so a discovery stream cannot aim its keys
+	 * at one bucket.
+	 */
+	json_object_seed(0);
 	o.warmup = warmup;
 	if (demote_all(&o, &res) != 0) {
 		errno = res.sys_errno;
@@ -1411,18 +854,6 @@ enter_sandbox(struct worker *w)
 	if (res.fsize_kept)
 		alog_info(report_agent(&w->rep), "log goes to a regular file: "
 		    "RLIMIT_FSIZE left as is");
-}
-
-static void
-send_ready(struct worker *w)
-{
-	struct msg m;
-
-	msg_init(&m, MSG_READY);
-	m.u.ready.version = PROTO_VERSION;
-	snprintf(m.u.ready.sandbox, sizeof(m.u.ready.sandbox), "%s",
-	    sandbox_name());
-	report_send(&w->rep, &m);
 }
 
 int
@@ -1463,9 +894,10 @@ worker_main(int argc, char **argv)
 		alog_warnx(report_agent(&w.rep), "libssh setup failed");
 		_exit(WEXIT_INTERNAL);
 	}
+	testhook_init(&w.rep, w.ss.fp, &w.cfg);
 	enter_sandbox(&w);
 	w.ph = PH_AWAIT_CONFIG;
-	send_ready(&w);
+	send_ready(&w.rep, sandbox_name());
 	alog_info(report_agent(&w.rep), "ready (sandbox %s)", sandbox_name());
 	worker_loop(&w);
 }

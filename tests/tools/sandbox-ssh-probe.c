@@ -41,13 +41,16 @@
 #include <libssh/libssh.h>
 #include <openssl/crypto.h>
 
+#include "proto/exitcode.h"
+#include "proto/msg.h"
+#include "proto/workerfd.h"
 #include "worker/demote.h"
 #include "worker/sandbox.h"
 #include "unit/testutil.h"
 
-#define FD_CTL		3
-#define FD_AGENT	4
-#define FD_NET		5
+#define FD_CTL		WORKER_FD_CONTROL
+#define FD_AGENT	WORKER_FD_AGENT
+#define FD_NET		WORKER_FD_PROXY
 #define SSHD		"/usr/sbin/sshd"
 #define SSH_KEYGEN	"/usr/bin/ssh-keygen"
 #define EXIT_SKIP	77
@@ -629,30 +632,19 @@ send_fd(int sock, int fd)
 		die("sendmsg: %s", strerror(errno));
 }
 
-/* Prints a MSG_SANDBOX_VIOLATION as sandbox_violation_encode lays it out. */
+/* Prints a MSG_SANDBOX_VIOLATION, read with the supervisor's decoder. */
 static void
 print_violation(const uint8_t *m, size_t len)
 {
-	size_t i = 6, w = 0, nl;
-	uint32_t nr = 0;
+	static struct msg msg;
 
-	/* [0x92, 72, 0x82, "nr", <uint>, "name", <fixstr>] */
-	if (len < 8 || m[0] != 0x92 || m[2] != 0x82) {
+	if (msg_decode(m, len, -1, MSG_TO_SUPERVISOR, &msg) != 0 ||
+	    msg.type != MSG_SANDBOX_VIOLATION) {
 		fprintf(stderr, "sandbox-ssh-probe: malformed violation\n");
 		return;
 	}
-	if (m[i] < 0x80)
-		nr = m[i];
-	else
-		w = m[i] == 0xcc ? 1 : m[i] == 0xcd ? 2 : 4;
-	for (i++; w > 0 && i < len; w--)
-		nr = nr << 8 | m[i++];
-	i += 5;				/* the "name" key */
-	nl = i < len ? (m[i] & 0x1f) : 0;
-	if (i + 1 + nl > len)
-		nl = 0;
-	fprintf(stderr, "sandbox-ssh-probe: VIOLATION nr=%u name=%.*s\n", nr,
-	    (int)nl, nl > 0 ? (const char *)m + i + 1 : "");
+	fprintf(stderr, "sandbox-ssh-probe: VIOLATION nr=%u name=%s\n",
+	    msg.u.sandbox_violation.nr, msg.u.sandbox_violation.name);
 }
 
 /* The remote user's side of one forwarded connection. */
@@ -828,7 +820,7 @@ reap_client(struct probe *p, bool ok)
 	}
 	if (WEXITSTATUS(st) != 0) {
 		fprintf(stderr, "sandbox-ssh-probe: client exited %d%s\n",
-		    WEXITSTATUS(st), WEXITSTATUS(st) == WORKER_EXIT_SANDBOX ?
+		    WEXITSTATUS(st), WEXITSTATUS(st) == WEXIT_SANDBOX_VIOLATION ?
 		    " (sandbox violation)" : "");
 		return false;
 	}

@@ -18,6 +18,7 @@
 #include "common/error.h"
 #include "proto/dispatch.h"
 #include "proto/msg.h"
+#include "proto/schema.h"
 #include "proto/wire.h"
 #include "testutil.h"
 
@@ -477,6 +478,51 @@ START_TEST(fd_passing)
 }
 END_TEST
 
+/*
+ * The fd rule comes from the message table alone: DIAL_RESULT carries an
+ * fd exactly when ok, nothing else ever does, and both ends apply it.
+ */
+START_TEST(fd_rule_from_table)
+{
+	uint8_t buf[PROTO_MAX_MSG];
+	int sv[2], pipefd[2], n;
+
+	for (int i = 0; i < NTYPES; i++) {
+		fill(ma, all_types[i]);
+		ck_assert_msg(msg_wants_fd(ma) == (all_types[i] ==
+		    MSG_DIAL_RESULT && ma->u.dial_result.ok), "%s",
+		    msg_name(all_types[i]));
+	}
+	ma->type = 9999;
+	ck_assert(!msg_wants_fd(ma));
+	ck_assert_int_eq(seqpair(sv), 0);
+	ck_assert_int_eq(pipe(pipefd), 0);
+	fill(ma, MSG_DIAL_RESULT);
+	ma->u.dial_result.ok = false;
+	ck_assert(!msg_wants_fd(ma));
+	/* A refusal with an fd: refused by the sender, and by the receiver. */
+	ma->fd = pipefd[0];
+	ck_assert_int_eq(proto_send(sv[0], ma), TP_EFD);
+	n = msg_encode(ma, buf, sizeof(buf));
+	ck_assert_int_gt(n, 0);
+	ck_assert_int_eq(msg_decode(buf, (size_t)n, dup(pipefd[0]),
+	    MSG_TO_WORKER, mb), TP_EFD);
+	ma->fd = -1;
+	ck_assert_int_eq(proto_send(sv[0], ma), 0);
+	ck_assert_int_eq(proto_recv_msg(sv[1], MSG_TO_WORKER, mb), 0);
+	ck_assert_int_eq(mb->fd, -1);
+	/* ok on the wire without an fd: the receiver refuses it. */
+	ma->u.dial_result.ok = true;
+	n = msg_encode(ma, buf, sizeof(buf));
+	ck_assert_int_eq(msg_decode(buf, (size_t)n, -1, MSG_TO_WORKER, mb),
+	    TP_EFD);
+	close(pipefd[0]);
+	close(pipefd[1]);
+	close(sv[0]);
+	close(sv[1]);
+}
+END_TEST
+
 /* An fd on a message that must not carry one is closed, not leaked. */
 START_TEST(fd_refused_and_closed)
 {
@@ -602,6 +648,79 @@ START_TEST(dispatch_rules)
 }
 END_TEST
 
+/*
+ * The signal handler's encoder: what the supervisor's decoder reads back,
+ * byte for byte what msg_encode makes of the same message, and a name
+ * that does not fit sent as "?".
+ */
+static void
+check_violation(uint32_t nr, const char *name, const char *sent)
+{
+	uint8_t sig[PROTO_VIOLATION_MAX], ref[PROTO_MAX_MSG];
+	size_t n = msg_encode_sandbox_violation(sig, sizeof(sig), nr, name);
+	int rn;
+
+	ck_assert_uint_gt(n, 0);
+	ck_assert_uint_le(n, PROTO_VIOLATION_MAX);
+	ck_assert_int_eq(msg_decode(sig, n, -1, MSG_TO_SUPERVISOR, mb), 0);
+	ck_assert_int_eq(mb->type, MSG_SANDBOX_VIOLATION);
+	ck_assert_uint_eq(mb->u.sandbox_violation.nr, nr);
+	ck_assert_str_eq(mb->u.sandbox_violation.name, sent);
+	msg_init(ma, MSG_SANDBOX_VIOLATION);
+	ma->u.sandbox_violation.nr = nr;
+	snprintf(ma->u.sandbox_violation.name,
+	    sizeof(ma->u.sandbox_violation.name), "%s", sent);
+	rn = msg_encode(ma, ref, sizeof(ref));
+	ck_assert_int_eq(rn, (int)n);
+	ck_assert_mem_eq(sig, ref, n);
+}
+
+START_TEST(violation_sigsafe_encoder)
+{
+	static const uint32_t nrs[] = { 0, 1, 41, 127, 128, 255, 256, 65535,
+	    65536, 0x40000000, UINT32_MAX };
+	static const char long31[] = "0123456789012345678901234567890";
+	static const char long32[] = "01234567890123456789012345678901";
+	uint8_t buf[PROTO_VIOLATION_MAX];
+
+	for (size_t i = 0; i < sizeof(nrs) / sizeof(nrs[0]); i++) {
+		check_violation(nrs[i], "socket", "socket");
+		check_violation(nrs[i], "", "");
+		check_violation(nrs[i], "?", "?");
+		check_violation(nrs[i], long31, long31);
+		check_violation(nrs[i], long32, "?");
+		check_violation(nrs[i], NULL, "?");
+	}
+	/* The worst case fits PROTO_VIOLATION_MAX exactly; less is refused. */
+	ck_assert_uint_eq(msg_encode_sandbox_violation(buf, sizeof(buf),
+	    UINT32_MAX, long31), PROTO_VIOLATION_MAX);
+	ck_assert_uint_eq(msg_encode_sandbox_violation(buf,
+	    PROTO_VIOLATION_MAX - 1, 1, "x"), 0);
+}
+END_TEST
+
+/* Its frames, mutated, go through the strict decoder without a crash. */
+START_TEST(violation_sigsafe_mutations)
+{
+	uint8_t buf[PROTO_VIOLATION_MAX], mut[PROTO_VIOLATION_MAX];
+	size_t n = msg_encode_sandbox_violation(buf, sizeof(buf), 65536,
+	    "process_vm_readv");
+	size_t errors = 0;
+
+	ck_assert_uint_gt(n, 0);
+	for (size_t i = 0; i < n * 8; i++) {
+		memcpy(mut, buf, n);
+		mut[i / 8] ^= (uint8_t)(1u << (i % 8));
+		if (msg_decode(mut, n, -1, MSG_TO_SUPERVISOR, mb) != 0)
+			errors++;
+	}
+	ck_assert_uint_gt(errors, n);
+	for (size_t len = 0; len < n; len++)
+		ck_assert_int_ne(msg_decode(buf, len, -1, MSG_TO_SUPERVISOR, mb),
+		    0);
+}
+END_TEST
+
 START_TEST(names)
 {
 	ck_assert_str_eq(msg_name(MSG_CONFIG), "CONFIG");
@@ -630,8 +749,11 @@ proto_suite(void)
 	tcase_add_test(tc, oversize_frames);
 	tcase_add_test(tc, fd_passing);
 	tcase_add_test(tc, fd_refused_and_closed);
+	tcase_add_test(tc, fd_rule_from_table);
 	tcase_add_test(tc, eof_is_closed);
 	tcase_add_test(tc, dispatch_rules);
+	tcase_add_test(tc, violation_sigsafe_encoder);
+	tcase_add_test(tc, violation_sigsafe_mutations);
 	tcase_add_test(tc, names);
 	suite_add_tcase(s, tc);
 	return s;

@@ -11,6 +11,8 @@ Modules:
   target     echo / HTTP / unix echo targets; data-checking clients
   sshclient  OpenSSH client: ssh -N -R, ssh -s SUBSYSTEM
   tunnelpool the daemon under test: config, tunnels, status --json
+  workerdrive one worker without the supervisor (tests/tools/worker-drive)
+  discovery  the proxy-side discovery helper: proxies files, its stream
   yamlw      tiny YAML writer
 """
 

@@ -23,6 +23,9 @@ BINARIES = {
     'tunnelpool-top': 'supervisor/tunnelpool-top',
     'tunnelpool-agent': 'worker/tunnelpool-agent',
     'tunnelpool-discovery': 'proxy/tunnelpool-discovery',
+    # test tools (tests/tools/)
+    'worker-drive': 'tests/worker-drive',
+    'agent-serve': 'tests/agent-serve',
 }
 
 STRAY_GRACE = 3.0      # seconds strays get at teardown before they count
@@ -273,6 +276,14 @@ class Env:
         from .etcd import Relay
         return self.add(Relay(self, name, target_port), 'relay %s' %
                         name).start()
+
+    def worker_drive(self, name, proxy, key, **kw):
+        """One tunnelpool-agent run by tests/tools/worker-drive against
+        proxy, without the supervisor (harness.workerdrive.WorkerDrive),
+        started."""
+        from .workerdrive import WorkerDrive
+        return self.add(WorkerDrive(self, name, proxy, key, **kw),
+                        'worker-drive %s' % name)
 
     def tunnelpool(self, identity, known_hosts, **kw):
         """The daemon under test (harness.tunnelpool.Tunnelpool), not yet

@@ -15,6 +15,7 @@ path between the supervisor and etcd, connections included.
 import json
 import os
 import signal
+import time
 
 from .errors import HarnessError
 from . import ports, procs
@@ -168,12 +169,34 @@ class Etcd:
         if isinstance(value, bytes):
             value = value.decode('utf-8', 'surrogateescape')
         # '--' ends options: a value may start with '-' ("---").
-        self.ctl('put', '--', key, value)
+        self._write('put', '--', key, value)
         return self.revision()
 
     def delete(self, key):
-        self.ctl('del', '--', key)
+        self._write('del', '--', key)
         return self.revision()
+
+    # etcd's answers to a proposal lost in an election (a member was just
+    # killed, or heartbeats were late on a loaded machine).  Measured: a
+    # put sent to a follower while its leader was dead was forwarded to
+    # the dead leader and dropped; etcd said "request timed out" 6 s later
+    # (5 s + 2 election timeouts), the new leader long elected.  The write
+    # may or may not have been applied; the same write again is harmless.
+    _LEADER_LOST = ('request timed out', 'leader changed', 'no leader')
+
+    def _write(self, *args, attempts=10):
+        """A put or delete, tried again while the cluster elects a
+        leader: the scenarios test the supervisor, not etcd's elections."""
+        for i in range(attempts):
+            cp = self.ctl(*args, check=False)
+            if cp.returncode == 0:
+                return cp
+            if not any(m in cp.stderr for m in self._LEADER_LOST) or \
+                    i == attempts - 1:
+                raise HarnessError('etcdctl %s failed (exit %d):\n%s%s' % (
+                    ' '.join(map(str, args)), cp.returncode, cp.stdout,
+                    cp.stderr))
+            time.sleep(0.5)
 
     def revision(self):
         cp = self.ctl('endpoint', 'status', '-w', 'json')

@@ -480,6 +480,21 @@ class Sshd:
         return re.findall(r'Accepted publickey for (\S+) from \S+ port \d+ '
                           r'ssh2: (.*)', self.log_text(since))
 
+    def open_channels(self, since=0):
+        """{channel id: type} of the channels sshd's log (LogLevel DEBUG1)
+        shows created and not freed, e.g. {'0': 'port-listener'} for a
+        remote forward with no connection.  Ids are per session: meaningful
+        with one client session."""
+        out = {}
+        for line in self.log_text(since).splitlines():
+            m = re.search(r'channel (\d+): new (\S+)', line)
+            if m:
+                out[m.group(1)] = m.group(2)
+            m = re.search(r'channel (\d+): free', line)
+            if m:
+                out.pop(m.group(1), None)
+        return out
+
     def forwards(self):
         """Set of (addr, port) remote-forward listeners owned by this sshd's
         processes, in its network namespace."""

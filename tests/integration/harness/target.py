@@ -336,15 +336,18 @@ def send_and_check(host, port, nbytes, timeout=30):
 
 def concurrent_checks(connect, n, nbytes, timeout=60):
     """Runs n echo_checks at once.  connect() returns a fresh connected
-    socket (e.g. lambda: proxy.connect_forward(22001)).  Raises
-    ScenarioFailure listing every failed channel; returns the durations."""
+    socket (e.g. lambda: proxy.connect_forward(22001)); nbytes is one size
+    for all or a list of n sizes.  Raises ScenarioFailure listing every
+    failed channel; returns the durations."""
     results = [None] * n
     errors = []
+    sizes = list(nbytes) if isinstance(nbytes, (list, tuple)) else \
+        [nbytes] * n
 
     def one(i):
         try:
             s = connect()
-            results[i] = echo_check(s, nbytes, timeout, 'channel %d' % i)
+            results[i] = echo_check(s, sizes[i], timeout, 'channel %d' % i)
         except (ScenarioFailure, OSError, HarnessError) as exc:
             errors.append('channel %d: %s' % (i, exc))
 

@@ -8,6 +8,7 @@ the daemon lands.  Pass extra=/spec_extra= for anything not covered.
 
 import json
 import os
+import re
 import signal
 import uuid
 
@@ -231,12 +232,26 @@ class Tunnelpool:
                                     timeout=timeout) as r:
             return r.read().decode()
 
-    def metric(self, name, timeout=5):
-        """Value of an unlabelled sample NAME in /metrics (float), or None."""
-        import re
-        m = re.search(r'^%s (\S+)$' % re.escape(name),
-                      self.metrics_text(timeout), re.M)
-        return float(m.group(1)) if m else None
+    _SAMPLE = re.compile(r'^([A-Za-z_:][A-Za-z0-9_:]*)(?:\{(.*)\})? (\S+)$')
+    _LABEL = re.compile(r'([A-Za-z_][A-Za-z0-9_]*)="((?:[^"\\]|\\.)*)"')
+
+    def metric(self, name, timeout=5, **labels):
+        """Value (float) of the sample NAME in /metrics whose labels are
+        exactly `labels` (none: the unlabelled sample), or None."""
+        for line in self.metrics_text(timeout).splitlines():
+            m = self._SAMPLE.match(line)
+            if m is None or m.group(1) != name:
+                continue
+            got = dict(self._LABEL.findall(m.group(2) or ''))
+            if got == {k: str(v) for k, v in labels.items()}:
+                return float(m.group(3))
+        return None
+
+    def count(self, name, **labels):
+        """A counter or gauge as an int: 0 while it has no sample (a
+        labelled counter appears on its first increment)."""
+        v = self.metric(name, **labels)
+        return 0 if v is None else int(v)
 
     def status_json(self, timeout=10):
         """Parsed output of `tunnelpool status --json -s SOCK`."""

@@ -37,11 +37,6 @@ def connected(st, cluster):
             a['state'] == 'connected']
 
 
-def metric(tp, name):
-    m = re.search(r'^%s (\S+)$' % re.escape(name), tp.metrics_text(), re.M)
-    return int(float(m.group(1))) if m else 0
-
-
 def hook(tp, pid, action):
     ans = tp.control({'cmd': 'test_hook', 'pid': pid, 'action': action})
     expect(ans.get('ok') is True, 'test_hook %d on %d: %r', action, pid, ans)
@@ -56,16 +51,16 @@ def intact(tp, pids, fwd):
 
 def dial_flood(ctx, tp, echo, victim):
     before = echo.connections
-    limited0 = metric(tp, 'tunnelpool_dials_rate_limited_total')
+    limited0 = tp.count('tunnelpool_dials_rate_limited_total')
     t0 = time.monotonic()
     hook(tp, victim, HOOK_DIAL_FLOOD)
-    procs.wait_for(lambda: metric(tp, 'tunnelpool_dials_rate_limited_total')
+    procs.wait_for(lambda: tp.count('tunnelpool_dials_rate_limited_total')
                    - limited0 + echo.connections - before >= DIALS, 20,
                    'all %d dials answered' % DIALS)
     took = time.monotonic() - t0
     time.sleep(0.5)
     made = echo.connections - before
-    limited = metric(tp, 'tunnelpool_dials_rate_limited_total') - limited0
+    limited = tp.count('tunnelpool_dials_rate_limited_total') - limited0
     bound = DIAL_BURST + DIAL_RATE * (took + 1.0)
     ctx.log('dial flood: %d dials reached the target, %d refused by the '
             'rate limit, in %.2f s (bound %.0f)', made, limited, took, bound)
@@ -76,14 +71,14 @@ def dial_flood(ctx, tp, echo, victim):
 
 def log_flood(ctx, tp, victim):
     mark = tp.log_mark()
-    supp0 = metric(tp, 'tunnelpool_worker_log_lines_suppressed_total')
+    supp0 = tp.count('tunnelpool_worker_log_lines_suppressed_total')
     t0 = time.monotonic()
     hook(tp, victim, HOOK_LOG_FLOOD)
     # The flood takes milliseconds; its own "survived" line is among the
     # suppressed.  Then one more line from the victim, once the bucket has
     # refilled a little: it is preceded by the count of what was dropped.
-    procs.wait_for(lambda: metric(
-        tp, 'tunnelpool_worker_log_lines_suppressed_total') > supp0, 10,
+    procs.wait_for(lambda: 
+        tp.count('tunnelpool_worker_log_lines_suppressed_total') > supp0, 10,
         'lines suppressed')
     time.sleep(1.5)
     hook(tp, victim, HOOK_OPEN_FILE)
@@ -92,7 +87,7 @@ def log_flood(ctx, tp, victim):
     took = time.monotonic() - t0
     text = tp.log_text(mark)
     relayed = text.count('test hook log flood line')
-    suppressed = metric(tp, 'tunnelpool_worker_log_lines_suppressed_total') \
+    suppressed = tp.count('tunnelpool_worker_log_lines_suppressed_total') \
         - supp0
     bound = LOG_BURST + LOG_RATE * (took + 1.0)
     ctx.log('log flood: %d of %d lines relayed in %.2f s (bound %.0f), %d '

@@ -33,7 +33,6 @@ command" check runs, and the scenario says so in its output."""
 
 import json
 import os
-import re
 import time
 
 from harness import expect, expect_eq, ports, procs
@@ -198,21 +197,13 @@ def pid_of(tp, cluster):
     return connected(st, cluster)[0]['pid']
 
 
-def metric(tp, name, **labels):
-    want = ','.join('%s="%s"' % kv for kv in sorted(labels.items()))
-    rx = r'^%s%s (\S+)$' % (re.escape(name),
-                            re.escape('{%s}' % want) if want else '')
-    m = re.search(rx, tp.metrics_text(), re.M)
-    return int(float(m.group(1))) if m else 0
-
-
 def counters(tp):
     return {
-        'protocol': metric(tp, 'tunnelpool_worker_exits_total',
-                           reason='protocol violation'),
-        'refusals': metric(tp, 'tunnelpool_signer_refusals_total'),
-        'signatures': metric(tp, 'tunnelpool_signatures_total'),
-        'sandbox': metric(tp, 'tunnelpool_sandbox_violations_total'),
+        'protocol': tp.count('tunnelpool_worker_exits_total',
+                             reason='protocol violation'),
+        'refusals': tp.count('tunnelpool_signer_refusals_total'),
+        'signatures': tp.count('tunnelpool_signatures_total'),
+        'sandbox': tp.count('tunnelpool_sandbox_violations_total'),
     }
 
 

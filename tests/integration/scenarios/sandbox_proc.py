@@ -2,14 +2,16 @@
 supervisor started: seccomp filter mode, no_new_privs, the configured
 unprivileged uid/gid, no capabilities, not dumpable, rlimits; only fds 0-5
 plus one socket per open channel (which go away when the channels close);
-and, started as root, a root directory that is the configured empty
-directory (worker.empty_root)."""
+no signal handler (SigCgt 0; SIGSYS only in trap builds); and, started as
+root, a root directory that is the configured empty directory
+(worker.empty_root)."""
 
 import os
 import pwd
 import re
 
 from harness import expect, expect_eq, ports, procs
+from harness.env import build_options
 from harness.target import echo_check
 from harness.tunnelpool import one_proxy
 
@@ -37,6 +39,10 @@ def limits(pid):
     return out
 
 
+def trap_build(ctx):
+    return build_options(ctx.build_dir).get('sandbox_trap') is True
+
+
 def check_identity(ctx, pid, uid, gid):
     st = procs.status(pid)
     ctx.log('worker %d: Seccomp %s NoNewPrivs %s Uid %s Gid %s Groups %r '
@@ -53,6 +59,12 @@ def check_identity(ctx, pid, uid, gid):
            pid, groups)
     expect_eq(st['CapEff'], '0000000000000000', 'worker %d CapEff' % pid)
     expect_eq(st['CapPrm'], '0000000000000000', 'worker %d CapPrm' % pid)
+    # No signal handler that could return: the filter does not allow
+    # rt_sigreturn (nor rt_sigaction, so none can be added).  Trap builds
+    # catch SIGSYS only, and that reporter exits.
+    sigcgt = int(st['SigCgt'], 16)
+    expect_eq(sigcgt, 1 << (31 - 1) if trap_build(ctx) else 0,
+              'worker %d SigCgt (caught signals) %s' % (pid, st['SigCgt']))
     # Not dumpable: /proc/PID entries then belong to root, not to the uid.
     expect_eq(os.stat('/proc/%d/status' % pid).st_uid, 0,
               'owner of /proc/%d/status (a dumpable worker would own it)'

@@ -32,15 +32,6 @@ TIMEOUT = 90
 HOOK_BIND_FORGED, HOOK_SIGN_UNBOUND = 22, 23
 
 
-def metric(tp, name, **labels):
-    want = ','.join('%s="%s"' % kv for kv in sorted(labels.items()))
-    key = name + ('{%s}' % want if want else '')
-    for line in tp.metrics_text().splitlines():
-        if line.startswith(key + ' '):
-            return int(float(line.rsplit(' ', 1)[1]))
-    return 0
-
-
 def up(st):
     return [a['pid'] for a in st['agents'] if a['state'] == 'connected']
 
@@ -72,8 +63,8 @@ def run(ctx):
     try:
         mark = tp.log_mark()
         tp.start()
-        ref0 = metric(tp, 'tunnelpool_signer_refusals_total')
-        sig0 = metric(tp, 'tunnelpool_signatures_total')
+        ref0 = tp.count('tunnelpool_signer_refusals_total')
+        sig0 = tp.count('tunnelpool_signatures_total')
         pid = held_worker(ctx, tp, proxy, mark, HOOK_SIGN_UNBOUND)
     finally:
         os.kill(sshd, signal.SIGCONT)
@@ -91,17 +82,17 @@ def run(ctx):
     pid = up(st)[0]
     proxy.wait_forward(fwd)
     send_and_check('127.0.0.1', fwd, 64 * 1024)
-    expect_eq(metric(tp, 'tunnelpool_signer_refusals_total') - ref0, 2,
+    expect_eq(tp.count('tunnelpool_signer_refusals_total') - ref0, 2,
               'refusals (the unbound sign request, the second listing)')
-    expect_eq(metric(tp, 'tunnelpool_signatures_total') - sig0, 1,
+    expect_eq(tp.count('tunnelpool_signatures_total') - sig0, 1,
               'signatures')
     ctx.log('sign request before the bind refused; worker %d connected with '
             'one signature', pid)
 
     # 2. A bind with an altered signature.
-    viol0 = metric(tp, 'tunnelpool_worker_exits_total',
-                   reason='protocol violation')
-    sig0 = metric(tp, 'tunnelpool_signatures_total')
+    viol0 = tp.count('tunnelpool_worker_exits_total',
+                     reason='protocol violation')
+    sig0 = tp.count('tunnelpool_signatures_total')
     os.kill(sshd, signal.SIGSTOP)
     try:
         mark = tp.log_mark()
@@ -115,10 +106,10 @@ def run(ctx):
                 r'handler failed\).* pid=%d\b' % bad, 10, since=mark)
     st = tp.wait_state(lambda s: len(up(s)) == 1 and bad not in up(s), 30,
                        'the next worker connected')
-    expect_eq(metric(tp, 'tunnelpool_worker_exits_total',
-                     reason='protocol violation') - viol0, 1,
+    expect_eq(tp.count('tunnelpool_worker_exits_total',
+                       reason='protocol violation') - viol0, 1,
               'protocol violations')
-    expect_eq(metric(tp, 'tunnelpool_signatures_total') - sig0, 1,
+    expect_eq(tp.count('tunnelpool_signatures_total') - sig0, 1,
               'signatures (the next worker only)')
     text = tp.log_text(mark)
     expect(not re.search(r'signed userauth request.* pid=%d\b' % bad, text),

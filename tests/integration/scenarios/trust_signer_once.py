@@ -29,11 +29,6 @@ REQUIRES = {'root': True, 'binaries': ['tunnelpool', 'tunnelpool-agent']}
 TIMEOUT = 90
 
 
-def metric(tp, name):
-    m = re.search(r'^%s (\S+)$' % re.escape(name), tp.metrics_text(), re.M)
-    return int(float(m.group(1))) if m else 0
-
-
 def up(st):
     return [a['pid'] for a in st['agents'] if a['state'] == 'connected']
 
@@ -50,8 +45,8 @@ def agent_socket_peerless(pid):
 
 def reconnects(ctx, tp, n):
     st = tp.wait_state(lambda s: len(up(s)) == 1, 30, 'connected')
-    sig0 = metric(tp, 'tunnelpool_signatures_total')
-    ref0 = metric(tp, 'tunnelpool_signer_refusals_total')
+    sig0 = tp.count('tunnelpool_signatures_total')
+    ref0 = tp.count('tunnelpool_signer_refusals_total')
     for i in range(n):
         pid = up(st)[0]
         procs.wait_for(lambda: agent_socket_peerless(pid), 5,
@@ -59,9 +54,9 @@ def reconnects(ctx, tp, n):
         os.kill(pid, signal.SIGKILL)
         st = tp.wait_state(lambda s: len(up(s)) == 1 and up(s)[0] != pid, 30,
                            'reconnect %d' % (i + 1))
-    expect_eq(metric(tp, 'tunnelpool_signatures_total') - sig0, n,
+    expect_eq(tp.count('tunnelpool_signatures_total') - sig0, n,
               'signatures for %d reconnects' % n)
-    expect_eq(metric(tp, 'tunnelpool_signer_refusals_total') - ref0, 0,
+    expect_eq(tp.count('tunnelpool_signer_refusals_total') - ref0, 0,
               'signer refusals')
     return st
 
