@@ -1,18 +1,14 @@
-#include <sys/stat.h>
-
-#include <errno.h>
-#include <fcntl.h>
 #include <limits.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <unistd.h>
 
 #include <openssl/evp.h>
 #include <yaml.h>
 
 #include "common/error.h"
+#include "common/readfile.h"
 #include "common/sshpub.h"
 #include "proxy/proxies_file.h"
 
@@ -49,65 +45,27 @@ pf_fail(struct pf_error *err, size_t line, size_t col, const char *fmt, ...)
 	return rc;
 }
 
-/*
- * Opens a regular file.  A FIFO or device here would block the helper's
- * loop forever, hence O_NONBLOCK for the open and the type check.
- */
-static int
-open_regular(const char *path, struct pf_error *err)
-{
-	struct stat st;
-	int fd;
-
-	if ((fd = open(path, O_RDONLY | O_CLOEXEC | O_NONBLOCK)) == -1 ||
-	    fstat(fd, &st) == -1) {
-		pf_fail(err, 0, 0, "%s", strerror(errno));
-		if (fd != -1)
-			close(fd);
-		return -1;
-	}
-	if (!S_ISREG(st.st_mode)) {
-		pf_fail(err, 0, 0, "not a regular file");
-		close(fd);
-		return -1;
-	}
-	return fd;
-}
-
 /* Reads a whole file of at most max bytes into a NUL-terminated buffer. */
 static int
 read_file(const char *path, size_t max, char **out, size_t *len,
     struct pf_error *err)
 {
-	char *buf;
-	ssize_t n = 0;
-	size_t got = 0;
-	int fd;
+	struct tp_rf_result r;
+	int rc;
 
-	if ((fd = open_regular(path, err)) == -1)
-		return TP_ESYS;
-	if ((buf = malloc(max + 1)) == NULL) {
-		close(fd);
-		return TP_ENOMEM;
-	}
-	while (got <= max && (n = read(fd, buf + got, max + 1 - got)) != 0) {
-		if (n == -1 && errno != EINTR)
-			break;
-		got += n > 0 ? (size_t)n : 0;
-	}
-	if (n == -1)
-		pf_fail(err, 0, 0, "%s", strerror(errno));
-	else if (got > max)
+	/* A FIFO or device would block the helper's loop: refused there. */
+	if ((rc = tp_read_file(path, max, 0, out, len, &r)) == 0)
+		return 0;
+	if (r.fail == TP_RF_OPEN || r.fail == TP_RF_STAT ||
+	    r.fail == TP_RF_READ)
+		pf_fail(err, 0, 0, "%s", strerror(r.err));
+	else if (r.fail == TP_RF_NOTREG)
+		pf_fail(err, 0, 0, "not a regular file");
+	else if (r.fail == TP_RF_SIZE || r.fail == TP_RF_GREW)
 		pf_fail(err, 0, 0, "larger than %zu bytes", max);
-	close(fd);
-	if (n == -1 || got > max) {
-		free(buf);
-		return n == -1 ? TP_ESYS : TP_ETOOBIG;
-	}
-	buf[got] = '\0';
-	*out = buf;
-	*len = got;
-	return 0;
+	else
+		pf_fail(err, 0, 0, "out of memory");
+	return rc;
 }
 
 /* Same rule as the worker's parser: [A-Za-z0-9][A-Za-z0-9._-]{0,126}. */

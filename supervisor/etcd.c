@@ -38,7 +38,8 @@
 #include "common/error.h"
 #include "common/log.h"
 #include "common/tptime.h"
-#include "supervisor/config.h"
+#include "supervisor/cfgerr.h"
+#include "supervisor/cfgread.h"
 #include "supervisor/etcd.h"
 
 #define CTL_BODY_MAX	(64 * 1024 * 1024)

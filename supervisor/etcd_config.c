@@ -15,7 +15,8 @@
 
 #include "common/addr.h"
 #include "common/error.h"
-#include "supervisor/config.h"
+#include "supervisor/cfgread.h"
+#include "supervisor/cfgwalk.h"
 #include "supervisor/etcd_config.h"
 
 #define QBUF	96

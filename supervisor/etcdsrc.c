@@ -12,6 +12,8 @@
 #include "common/error.h"
 #include "common/log.h"
 #include "common/tptime.h"
+#include "supervisor/cfgerr.h"
+#include "supervisor/cfgwalk.h"
 #include "supervisor/config.h"
 #include "supervisor/etcd.h"
 #include "supervisor/etcdsrc.h"

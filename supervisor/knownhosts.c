@@ -16,7 +16,8 @@
 
 #include "common/error.h"
 #include "common/sshpub.h"
-#include "supervisor/config.h"
+#include "supervisor/cfgerr.h"
+#include "supervisor/cfgread.h"
 #include "supervisor/knownhosts.h"
 
 #define SHA1_LEN	20

@@ -17,7 +17,7 @@
 #include <stddef.h>
 #include <stdint.h>
 
-#include "supervisor/config.h"
+#include "supervisor/cfgerr.h"
 
 #define KNOWNHOSTS_MAX_FILE	(16 * 1024 * 1024)
 #define KNOWNHOSTS_MAX_LINE	16384

@@ -1,22 +1,26 @@
 /*
  * tunnelpool: the supervisor (`run`) and the operator subcommands.
  */
+#include <errno.h>
 #include <getopt.h>
+#include <limits.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #include <jansson.h>
 
 #include "common/error.h"
 #include "common/log.h"
 #include "common/proctitle.h"
+#include "cfgread.h"
+#include "checkconfig.h"
 #include "config.h"
 #include "ctlclient.h"
 #include "firstrun.h"
 #include "supervisor.h"
-#include "top.h"
 #include "proto/msg.h"
 
 #define DEFAULT_CONFIG	"/etc/tunnelpool/tunnelpool.yaml"
@@ -180,6 +184,35 @@ cmd_check_config(struct args *a)
 	return rc == 0 ? 0 : 1;
 }
 
+/*
+ * `tunnelpool top`: the terminal view is a binary of its own (only it
+ * links ncurses; topmain.c), run with the socket found here.  The one
+ * beside this binary when there is one (a build tree), else the
+ * installed one.
+ */
+static int
+cmd_top(const char *argv0, const char *sock)
+{
+	char *const args[] = { (char *)argv0, "top", "-s", (char *)sock, NULL };
+	char self[PATH_MAX], path[PATH_MAX + 16], *slash;
+	ssize_t n;
+
+	n = readlink("/proc/self/exe", self, sizeof(self) - 1);
+	if (n > 0) {
+		self[n] = '\0';
+		if ((slash = strrchr(self, '/')) != NULL) {
+			*slash = '\0';
+			snprintf(path, sizeof(path), "%s/tunnelpool-top", self);
+			if (access(path, X_OK) == 0)
+				execv(path, args);
+		}
+	}
+	execv(TP_TOP_PATH, args);
+	fprintf(stderr, "tunnelpool: cannot run %s: %s\n", TP_TOP_PATH,
+	    strerror(errno));
+	return 1;
+}
+
 static int
 simple_call(const char *path, json_t *req)
 {
@@ -223,7 +256,7 @@ main(int argc, char **argv)
 	if (strcmp(cmd, "status") == 0)
 		return ctlclient_status(socket_path(&a), a.json);
 	if (strcmp(cmd, "top") == 0)
-		return top_main(socket_path(&a));
+		return cmd_top(argv[0], socket_path(&a));
 	if (strcmp(cmd, "reload") == 0)
 		return simple_call(socket_path(&a), json_pack("{s:s}", "cmd",
 		    "reload"));

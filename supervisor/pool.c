@@ -2,6 +2,7 @@
 #include <string.h>
 
 #include "common/error.h"
+#include "common/fnv.h"
 #include "common/log.h"
 #include "pool.h"
 
@@ -31,14 +32,10 @@ struct pool {
 static uint64_t
 key_hash(const char *cluster, const char *dial)
 {
-	uint64_t h = 1469598103934665603ULL;	/* FNV-1a */
+	uint64_t h = tp_fnv1a(TP_FNV1A_INIT, cluster, strlen(cluster));
 
-	for (const char *s = cluster; *s; s++)
-		h = (h ^ (uint8_t)*s) * 1099511628211ULL;
-	h = (h ^ 0xff) * 1099511628211ULL;
-	for (const char *s = dial; *s; s++)
-		h = (h ^ (uint8_t)*s) * 1099511628211ULL;
-	return h;
+	h = tp_fnv1a(h, "\xff", 1);
+	return tp_fnv1a(h, dial, strlen(dial));
 }
 
 static struct pool_key *

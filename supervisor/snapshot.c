@@ -14,7 +14,8 @@
 
 #include "common/error.h"
 #include "common/tptime.h"
-#include "supervisor/config.h"
+#include "supervisor/cfgerr.h"
+#include "supervisor/cfgread.h"
 #include "supervisor/snapshot.h"
 
 #define FORMAT	"tunnelpool-etcd-snapshot"

@@ -17,6 +17,7 @@
 #include <openssl/param_build.h>
 
 #include "common/error.h"
+#include "common/readfile.h"
 #include "common/sshbuf.h"
 #include "common/sshcert.h"
 #include "common/sshpub.h"
@@ -89,83 +90,47 @@ keytype_by_name(const uint8_t *p, size_t len)
 /* ---- reading files ---- */
 
 /*
- * Checks what fstat says before reading: a regular file of bounded size
- * and, for a private key, not accessible by group or others -- like
- * ssh(1), refuse a key that others may already have copied.
- */
-static int
-check_file(int fd, const char *path, int private, size_t max, char *err,
-    size_t errlen)
-{
-	struct stat st;
-
-	if (fstat(fd, &st) == -1)
-		return seterr(err, errlen, path, TP_ESYS, "fstat: %s",
-		    strerror(errno));
-	if (!S_ISREG(st.st_mode))
-		return seterr(err, errlen, path, TP_EINVAL, "not a regular "
-		    "file");
-	if (private && (st.st_mode & 077) != 0)
-		return seterr(err, errlen, path, TP_EDENIED, "permissions "
-		    "%04o are too open; a private key must not be accessible "
-		    "by others (chmod 600)", (unsigned)(st.st_mode & 07777));
-	if ((size_t)st.st_size >= max)
-		return seterr(err, errlen, path, TP_ETOOBIG, "larger than %zu "
-		    "bytes", max);
-	return 0;
-}
-
-/* Reads up to cap - 1 bytes and NUL-terminates; TP_ETOOBIG if more. */
-static int
-read_all(int fd, char *buf, size_t cap)
-{
-	size_t n = 0;
-	ssize_t r;
-
-	while (n < cap) {
-		if ((r = read(fd, buf + n, cap - n)) == -1 && errno == EINTR)
-			continue;
-		if (r == -1)
-			return TP_ESYS;
-		if (r == 0)
-			break;
-		n += (size_t)r;
-	}
-	if (n == cap)
-		return TP_ETOOBIG;
-	buf[n] = '\0';
-	return 0;
-}
-
-/*
  * Reads a whole small file into a NUL-terminated buffer of max bytes,
- * which the caller wipes (OPENSSL_clear_free(buf, max)).
+ * which the caller wipes (OPENSSL_clear_free(buf, max)).  A private key
+ * must not be accessible by group or others -- like ssh(1), refuse a key
+ * that others may already have copied.
  */
 static int
 read_file(const char *path, int private, size_t max, char **out, char *err,
     size_t errlen)
 {
-	char *buf = NULL;
-	int fd, rc;
+	struct tp_rf_result r;
+	size_t len;
+	int rc;
 
-	if ((fd = open(path, O_RDONLY | O_CLOEXEC)) == -1)
-		return seterr(err, errlen, path, TP_ESYS, "open: %s",
-		    strerror(errno));
-	if ((rc = check_file(fd, path, private, max, err, errlen)) == 0 &&
-	    (buf = malloc(max)) == NULL)
-		rc = seterr(err, errlen, path, TP_ENOMEM, "out of memory");
-	if (rc == 0 && (rc = read_all(fd, buf, max)) != 0)
-		rc = rc == TP_ESYS ? seterr(err, errlen, path, rc, "read: %s",
-		    strerror(errno)) : seterr(err, errlen, path, rc, "larger "
-		    "than %zu bytes", max);
-	close(fd);
-	if (rc != 0) {
-		if (buf != NULL)
-			OPENSSL_clear_free(buf, max);
-		return rc;
+	/* At most max - 1 bytes: the secret's buffer is then max bytes. */
+	rc = tp_read_file(path, max - 1, TP_RF_SECRET |
+	    (private ? TP_RF_PRIVATE : 0), out, &len, &r);
+	switch (r.fail) {
+	case TP_RF_OK:
+		return 0;
+	case TP_RF_OPEN:
+		return seterr(err, errlen, path, rc, "open: %s",
+		    strerror(r.err));
+	case TP_RF_STAT:
+		return seterr(err, errlen, path, rc, "fstat: %s",
+		    strerror(r.err));
+	case TP_RF_NOTREG:
+		return seterr(err, errlen, path, rc, "not a regular file");
+	case TP_RF_MODE:
+		return seterr(err, errlen, path, rc, "permissions %04o are too "
+		    "open; a private key must not be accessible by others "
+		    "(chmod 600)", r.mode);
+	case TP_RF_SIZE:
+	case TP_RF_GREW:
+		return seterr(err, errlen, path, rc, "larger than %zu bytes",
+		    max);
+	case TP_RF_READ:
+		return seterr(err, errlen, path, rc, "read: %s",
+		    strerror(r.err));
+	default:	/* TP_RF_NOMEM; no lease was asked for */
+		return seterr(err, errlen, path, rc, "out of memory");
 	}
-	*out = buf;
-	return 0;
 }
 
 /* ---- PEM armour ---- */

@@ -11,6 +11,7 @@
 #include <jansson.h>
 
 #include "common/error.h"
+#include "common/fnv.h"
 #include "common/log.h"
 #include "common/tptime.h"
 #include "config.h"
@@ -113,15 +114,11 @@ idle_key_write(struct evbuffer *b, const struct pool_key *k, uint32_t state,
 	    (unsigned long long)(due > now ? due - now : 0));
 }
 
-/* FNV-1a of a cluster name, for the sums' index. */
+/* A cluster name's hash, for the sums' index. */
 static uint64_t
 name_hash(const char *s)
 {
-	uint64_t h = 0xcbf29ce484222325ULL;
-
-	for (; *s != '\0'; s++)
-		h = (h ^ (unsigned char)*s) * 0x100000001b3ULL;
-	return h;
+	return tp_fnv1a(TP_FNV1A_INIT, s, strlen(s));
 }
 
 static int

@@ -40,6 +40,7 @@
 #include "supervisor.h"
 #include "trust.h"
 #include "tunnels.h"
+#include "tunnelwatch.h"
 
 #define LAG_PERIOD_MS		100
 #define STATS_LOG_MS		(5 * 60 * 1000)

@@ -1,34 +1,28 @@
 /*
- * Tunnel files, the in-memory tunnel cache and its directory watcher.
+ * The tunnel cache (tunnels.h): the desired set, built from the last good
+ * contents of every tunnel file and every key of the keyed source.
  *
  * Sync must stay linear in the number of tunnels (benchmarks run 100,000):
  * files are merge-joined by name against the previous reload, unchanged
  * files are not parsed again, and duplicate cluster names are found with an
  * open-addressing hash table rather than by comparing pairs.
  */
-#include <sys/inotify.h>
 #include <sys/stat.h>
 
 #include <dirent.h>
 #include <errno.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
-#include <unistd.h>
 
-#include <event2/event.h>
-
-#include "common/addr.h"
 #include "common/error.h"
+#include "common/fnv.h"
 #include "common/tptime.h"
-#include "supervisor/config.h"
+#include "supervisor/cfgerr.h"
+#include "supervisor/cfgread.h"
 #include "supervisor/firstrun.h"
 #include "supervisor/tunnels.h"
-
-#define FNV_OFFSET	0xcbf29ce484222325ULL
-#define FNV_PRIME	0x100000001b3ULL
-#define ADDR_BUF	(TP_HOST_MAX + 16)
-#define QBUF		96
 
 /*
  * A file whose mtime or ctime is this recent may still change within the
@@ -36,500 +30,6 @@
  * clean", as git calls it): the file is read and its content hash compared.
  */
 #define RACY_SECONDS	2
-
-/* ---- hashing ------------------------------------------------------- */
-
-static uint64_t
-fnv_bytes(uint64_t h, const void *p, size_t len)
-{
-	const unsigned char *c = p;
-	size_t i;
-
-	for (i = 0; i < len; i++) {
-		h ^= c[i];
-		h *= FNV_PRIME;
-	}
-	return h;
-}
-
-/* Length-prefixed, so ("ab","c") and ("a","bc") hash differently. */
-static uint64_t
-fnv_str(uint64_t h, const char *s)
-{
-	uint64_t len = strlen(s);
-
-	h = fnv_bytes(h, &len, sizeof(len));
-	return fnv_bytes(h, s, (size_t)len);
-}
-
-static uint64_t
-spec_hash(const struct tunnel *t)
-{
-	uint64_t h = FNV_OFFSET, n;
-	size_t i;
-
-	h = fnv_str(h, t->cluster_name);
-	n = t->n_dial_addrs;
-	h = fnv_bytes(h, &n, sizeof(n));
-	for (i = 0; i < t->n_dial_addrs; i++)
-		h = fnv_str(h, t->dial_addrs[i]);
-	n = t->n_forwards;
-	h = fnv_bytes(h, &n, sizeof(n));
-	for (i = 0; i < t->n_forwards; i++) {
-		h = fnv_str(h, t->forwards[i].listen);
-		h = fnv_str(h, t->forwards[i].target);
-	}
-	n = (uint64_t)t->discovery;
-	h = fnv_bytes(h, &n, sizeof(n));
-	/* Whom a certificate may name is trust: a change replaces the agents. */
-	n = t->n_proxy_principals;
-	h = fnv_bytes(h, &n, sizeof(n));
-	for (i = 0; i < t->n_proxy_principals; i++)
-		h = fnv_str(h, t->proxy_principals[i]);
-	return h;
-}
-
-/* ---- tunnels and lists ----------------------------------------------- */
-
-static void
-tunnel_clear(struct tunnel *t)
-{
-	size_t i;
-
-	free(t->name);
-	free(t->cluster_name);
-	for (i = 0; i < t->n_dial_addrs; i++)
-		free(t->dial_addrs[i]);
-	free(t->dial_addrs);
-	for (i = 0; i < t->n_forwards; i++) {
-		free(t->forwards[i].listen);
-		free(t->forwards[i].listen_host);
-		free(t->forwards[i].target);
-	}
-	free(t->forwards);
-	for (i = 0; i < t->n_proxy_principals; i++)
-		free(t->proxy_principals[i]);
-	free(t->proxy_principals);
-	memset(t, 0, sizeof(*t));
-}
-
-void
-tunnel_list_free(struct tunnel_list *l)
-{
-	size_t i;
-
-	for (i = 0; i < l->n; i++)
-		tunnel_clear(&l->v[i]);
-	free(l->v);
-	memset(l, 0, sizeof(*l));
-}
-
-/* Moves *t (zeroed afterwards) to the end of l. */
-static int
-tunnel_list_push(struct tunnel_list *l, struct tunnel *t)
-{
-	struct tunnel *nv;
-	size_t ncap;
-
-	if (l->n == l->cap) {
-		ncap = l->cap ? l->cap * 2 : 4;
-		if ((nv = reallocarray(l->v, ncap, sizeof(*nv))) == NULL)
-			return TP_ENOMEM;
-		l->v = nv;
-		l->cap = ncap;
-	}
-	l->v[l->n++] = *t;
-	memset(t, 0, sizeof(*t));
-	return 0;
-}
-
-/* ---- parsing one document ------------------------------------------ */
-
-/* The parse target of one document. */
-struct tdoc {
-	char		*kind;
-	char		*version;
-	struct tunnel	 t;
-};
-
-/* The parse target of one forward. */
-struct fwd_raw {
-	char	*listen;
-	char	*target;
-};
-
-static const char *
-check_kind(const char *s)
-{
-	return strcmp(s, "reverse_tunnel") == 0 ? NULL :
-	    "must be \"reverse_tunnel\"";
-}
-
-static const char *
-check_version(const char *s)
-{
-	return strcmp(s, "v2") == 0 ? NULL : "must be \"v2\"";
-}
-
-static const char *
-check_listen(const char *s)
-{
-	struct tp_addr a;
-
-	return tp_addr_parse(s, 0, &a) == 0 ? NULL :
-	    "expected host:port or [v6]:port with port 1..65535";
-}
-
-static const char *
-check_target(const char *s)
-{
-	struct tp_addr a;
-
-	return tp_addr_parse(s, 1, &a) == 0 ? NULL :
-	    "expected host:port, [v6]:port or an absolute unix socket path";
-}
-
-/* Canonical form of an address already accepted by a check function. */
-static char *
-canon_addr(const char *s, int allow_unix, struct tp_addr *a)
-{
-	char buf[ADDR_BUF];
-
-	if (tp_addr_parse(s, allow_unix, a) != 0 ||
-	    tp_addr_format(a, buf, sizeof(buf)) != 0)
-		return NULL;
-	return strdup(buf);
-}
-
-static int
-seq_check(struct cfg_doc *d, yaml_node_t *seq, const char *keypath,
-    size_t min, size_t max)
-{
-	size_t n;
-
-	if (seq->type != YAML_SEQUENCE_NODE) {
-		cfg_node_error(d, seq, "%s: expected a sequence", keypath);
-		return -1;
-	}
-	n = (size_t)(seq->data.sequence.items.top -
-	    seq->data.sequence.items.start);
-	if (n < min) {
-		cfg_node_error(d, seq, "%s: must not be empty", keypath);
-		return -1;
-	}
-	if (n > max) {
-		cfg_node_error(d, seq, "%s: too many entries (%zu, limit %zu)",
-		    keypath, n, max);
-		return -1;
-	}
-	return (int)n;
-}
-
-/* Adds one dial address; duplicates within a tunnel are an error. */
-static void
-dial_add(struct cfg_doc *d, yaml_node_t *n, struct tunnel *t,
-    const char *path)
-{
-	const char *s, *why;
-	char q[QBUF], *c;
-	struct tp_addr a;
-	size_t i;
-
-	if ((s = cfg_node_str(d, n, path)) == NULL)
-		return;
-	if ((why = check_listen(s)) != NULL) {
-		cfg_node_error(d, n, "%s: invalid address \"%s\": %s", path,
-		    cfg_quote(s, q, sizeof(q)), why);
-		return;
-	}
-	if ((c = canon_addr(s, 0, &a)) == NULL) {
-		cfg_node_error(d, n, "%s: out of memory", path);
-		return;
-	}
-	for (i = 0; i < t->n_dial_addrs; i++)
-		if (strcmp(t->dial_addrs[i], c) == 0) {
-			cfg_node_error(d, n, "%s: duplicate address \"%s\"",
-			    path, c);
-			free(c);
-			return;
-		}
-	t->dial_addrs[t->n_dial_addrs++] = c;
-}
-
-static int
-parse_dial_addrs(struct cfg_doc *d, yaml_node_t *seq, void *base,
-    const char *keypath)
-{
-	struct tunnel *t = &((struct tdoc *)base)->t;
-	char path[160];
-	int i, n;
-
-	if ((n = seq_check(d, seq, keypath, 1, TUNNEL_MAX_DIAL_ADDRS)) < 0)
-		return -1;
-	if ((t->dial_addrs = calloc((size_t)n, sizeof(char *))) == NULL) {
-		cfg_node_error(d, seq, "%s: out of memory", keypath);
-		return -1;
-	}
-	for (i = 0; i < n; i++) {
-		snprintf(path, sizeof(path), "%s[%d]", keypath, i);
-		dial_add(d, yaml_document_get_node(d->doc,
-		    seq->data.sequence.items.start[i]), t, path);
-	}
-	return 0;
-}
-
-static const struct cfg_key fwd_keys[] = {
-	{ "listen", CFG_STR, offsetof(struct fwd_raw, listen), 1, 0, 0, NULL,
-	    NULL, check_listen },
-	{ "target", CFG_STR, offsetof(struct fwd_raw, target), 1, 0, 0, NULL,
-	    NULL, check_target },
-	{ NULL, CFG_STR, 0, 0, 0, 0, NULL, NULL, NULL },
-};
-
-/* Fills f from a validated raw forward; returns 0 or TP_ENOMEM. */
-static int
-fwd_fill(struct tunnel_forward *f, const struct fwd_raw *r)
-{
-	struct tp_addr a;
-
-	if ((f->target = canon_addr(r->target, 1, &a)) == NULL)
-		return TP_ENOMEM;
-	f->target_is_unix = a.is_unix;
-	if ((f->listen = canon_addr(r->listen, 0, &a)) == NULL ||
-	    (f->listen_host = strdup(a.host)) == NULL)
-		return TP_ENOMEM;
-	f->listen_port = a.port;
-	return 0;
-}
-
-static void
-fwd_add(struct cfg_doc *d, yaml_node_t *n, struct tunnel *t,
-    const char *path)
-{
-	struct tunnel_forward *f = &t->forwards[t->n_forwards];
-	struct fwd_raw r = { NULL, NULL };
-	size_t i;
-
-	if (cfg_walk_map(d, n, fwd_keys, path, &r) != 0)
-		goto out;
-	t->n_forwards++;	/* so tunnel_clear frees a partial fill */
-	if (fwd_fill(f, &r) != 0) {
-		cfg_node_error(d, n, "%s: out of memory", path);
-		goto out;
-	}
-	for (i = 0; i + 1 < t->n_forwards; i++)
-		if (strcmp(t->forwards[i].listen, f->listen) == 0) {
-			cfg_node_error(d, n, "%s.listen: duplicate listen "
-			    "address \"%s\"", path, f->listen);
-			break;
-		}
-out:
-	free(r.listen);
-	free(r.target);
-}
-
-static int
-parse_forwards(struct cfg_doc *d, yaml_node_t *seq, void *base,
-    const char *keypath)
-{
-	struct tunnel *t = &((struct tdoc *)base)->t;
-	char path[160];
-	int i, n;
-
-	if ((n = seq_check(d, seq, keypath, 0, TUNNEL_MAX_FORWARDS)) <= 0)
-		return n;
-	t->forwards = calloc((size_t)n, sizeof(*t->forwards));
-	if (t->forwards == NULL) {
-		cfg_node_error(d, seq, "%s: out of memory", keypath);
-		return -1;
-	}
-	for (i = 0; i < n; i++) {
-		snprintf(path, sizeof(path), "%s[%d]", keypath, i);
-		fwd_add(d, yaml_document_get_node(d->doc,
-		    seq->data.sequence.items.start[i]), t, path);
-	}
-	return 0;
-}
-
-/*
- * A proxy_principals entry: a host name or a glob of one ('*' and '?'),
- * from the characters host names use.  A pattern of wildcards alone would
- * accept any certificate the CA ever signed: it is refused.
- */
-static const char *
-check_principal(const char *s)
-{
-	size_t n = strlen(s), literal = 0;
-
-	if (n == 0 || n >= TUNNEL_PRINCIPAL_MAX)
-		return "must be 1..127 characters";
-	for (const char *p = s; *p != '\0'; p++) {
-		unsigned char c = (unsigned char)*p;
-
-		if (c == '*' || c == '?')
-			continue;
-		if (!(c == '.' || c == '-' || c == '_' || c == ':' ||
-		    (c >= '0' && c <= '9') || ((c | 0x20) >= 'a' &&
-		    (c | 0x20) <= 'z')))
-			return "only letters, digits, '.', '-', '_', ':' and the "
-			    "wildcards '*' and '?'";
-		if (c != '.')
-			literal++;
-	}
-	return literal == 0 ? "matches every name: list the proxies' names or "
-	    "a pattern with a domain" : NULL;
-}
-
-static void
-principal_add(struct cfg_doc *d, yaml_node_t *n, struct tunnel *t,
-    const char *path)
-{
-	const char *s, *why;
-	char q[QBUF];
-	size_t i;
-
-	if ((s = cfg_node_str(d, n, path)) == NULL)
-		return;
-	if ((why = check_principal(s)) != NULL) {
-		cfg_node_error(d, n, "%s: invalid name \"%s\": %s", path,
-		    cfg_quote(s, q, sizeof(q)), why);
-		return;
-	}
-	for (i = 0; i < t->n_proxy_principals; i++)
-		if (strcmp(t->proxy_principals[i], s) == 0) {
-			cfg_node_error(d, n, "%s: duplicate name \"%s\"", path,
-			    cfg_quote(s, q, sizeof(q)));
-			return;
-		}
-	if ((t->proxy_principals[t->n_proxy_principals] = strdup(s)) == NULL) {
-		cfg_node_error(d, n, "%s: out of memory", path);
-		return;
-	}
-	t->n_proxy_principals++;
-}
-
-static int
-parse_principals(struct cfg_doc *d, yaml_node_t *seq, void *base,
-    const char *keypath)
-{
-	struct tunnel *t = &((struct tdoc *)base)->t;
-	char path[160];
-	int i, n;
-
-	if ((n = seq_check(d, seq, keypath, 0, TUNNEL_MAX_PRINCIPALS)) <= 0)
-		return n;
-	t->proxy_principals = calloc((size_t)n, sizeof(char *));
-	if (t->proxy_principals == NULL) {
-		cfg_node_error(d, seq, "%s: out of memory", keypath);
-		return -1;
-	}
-	for (i = 0; i < n; i++) {
-		snprintf(path, sizeof(path), "%s[%d]", keypath, i);
-		principal_add(d, yaml_document_get_node(d->doc,
-		    seq->data.sequence.items.start[i]), t, path);
-	}
-	return 0;
-}
-
-#define TOFF(f)		offsetof(struct tdoc, f)
-#define TSTR(n, f, chk)	{ n, CFG_STR, TOFF(f), 1, 0, 0, NULL, NULL, chk }
-#define TEND		{ NULL, CFG_STR, 0, 0, 0, 0, NULL, NULL, NULL }
-
-static const struct cfg_key meta_keys[] = {
-	TSTR("name", t.name, cfg_check_name),
-	TEND
-};
-static const struct cfg_key spec_keys[] = {
-	TSTR("cluster_name", t.cluster_name, cfg_check_name),
-	{ "dial_addrs", CFG_CUSTOM, 0, 1, 0, 0, NULL, parse_dial_addrs, NULL },
-	{ "forwards", CFG_CUSTOM, 0, 0, 0, 0, NULL, parse_forwards, NULL },
-	{ "discovery", CFG_BOOL, TOFF(t.discovery), 0, 0, 0, NULL, NULL, NULL },
-	{ "proxy_principals", CFG_CUSTOM, 0, 0, 0, 0, NULL, parse_principals,
-	    NULL },
-	TEND
-};
-static const struct cfg_key doc_keys[] = {
-	TSTR("kind", kind, check_kind),
-	TSTR("version", version, check_version),
-	{ "metadata", CFG_MAP, 0, 1, 0, 0, meta_keys, NULL, NULL },
-	{ "spec", CFG_MAP, 0, 1, 0, 0, spec_keys, NULL, NULL },
-	TEND
-};
-
-struct parse_state {
-	struct tunnel_list	*out;
-};
-
-/* One document: a good one is appended to the output, a bad one dropped. */
-static int
-tunnel_doc(struct cfg_doc *d, yaml_node_t *root, void *arg)
-{
-	struct parse_state *ps = arg;
-	struct tdoc td;
-	yaml_node_t *cn;
-
-	/* "---" with nothing after it (generated multi-document files). */
-	if (root->type == YAML_SCALAR_NODE && root->data.scalar.length == 0 &&
-	    root->data.scalar.style == YAML_PLAIN_SCALAR_STYLE)
-		return 0;
-	memset(&td, 0, sizeof(td));
-	td.t.discovery = 1;
-	if (cfg_walk_map(d, root, doc_keys, "", &td) == 0) {
-		if ((cn = cfg_find(d->doc, root, "spec.cluster_name")) == NULL)
-			cn = root;
-		td.t.file = d->file;
-		td.t.line = (unsigned)cn->start_mark.line + 1;
-		td.t.col = (unsigned)cn->start_mark.column + 1;
-		td.t.spec_hash = spec_hash(&td.t);
-		if (tunnel_list_push(ps->out, &td.t) != 0)
-			cfg_node_error(d, root, "out of memory");
-	}
-	tunnel_clear(&td.t);
-	free(td.kind);
-	free(td.version);
-	return 0;
-}
-
-size_t
-tunnel_parse_buffer(const char *file, const char *buf, size_t len,
-    struct tunnel_list *out, struct cfg_errors *errs)
-{
-	struct parse_state ps = { out };
-	size_t before = cfg_errors_count(errs);
-
-	if (len > TUNNEL_MAX_FILE) {
-		cfg_errors_add(errs, "%s: file too large (%zu bytes, limit %d)",
-		    file, len, TUNNEL_MAX_FILE);
-		return 1;
-	}
-	/*
-	 * A zero-length file is what a non-atomic writer leaves behind
-	 * between truncate and write; treating it as "no tunnels" would tear
-	 * every tunnel of the file down.  (A file of comments is fine.)
-	 */
-	if (len == 0) {
-		cfg_errors_add(errs, "%s: empty file (delete it to remove its "
-		    "tunnels)", file);
-		return 1;
-	}
-	cfg_each_doc(file, buf, len, errs, tunnel_doc, &ps);
-	return cfg_errors_count(errs) - before;
-}
-
-int
-tunnel_file_name_ok(const char *name)
-{
-	size_t i, n = strlen(name);
-
-	/* Dotfiles also cover editor temporaries such as .#x and .x.swp. */
-	if (name[0] == '.' || n <= 5 || strcmp(name + n - 5, ".yaml") != 0)
-		return 0;
-	/* A control character would forge lines in every error we report. */
-	for (i = 0; i < n; i++)
-		if ((unsigned char)name[i] < 0x20 || name[i] == 0x7f)
-			return 0;
-	return 1;
-}
 
 /* ---- the cache ----------------------------------------------------- */
 
@@ -710,7 +210,7 @@ tfile_refresh(struct tfile *f)
 		return;
 	if (cfg_read_file(f->path, TUNNEL_MAX_FILE, &buf, &len, &e) != 0)
 		goto replace_errs;
-	h = fnv_bytes(FNV_OFFSET, buf, len);
+	h = tp_fnv1a(TP_FNV1A_INIT, buf, len);
 	if (!f->parsed || h != f->content_hash)
 		tfile_parse(f, buf, len);
 	free(buf);
@@ -828,7 +328,7 @@ slot_of(const struct tunnel_cache *tc, const char *name)
 {
 	size_t mask = tc->nslots - 1, s;
 
-	s = (size_t)fnv_str(FNV_OFFSET, name) & mask;
+	s = (size_t)tp_fnv1a_str(TP_FNV1A_INIT, name) & mask;
 	while (tc->slots[s] != 0 &&
 	    strcmp(tc->set[tc->slots[s] - 1]->cluster_name, name) != 0)
 		s = (s + 1) & mask;
@@ -942,7 +442,7 @@ static int
 build_set(struct tunnel_cache *tc, struct cfg_errors *e)
 {
 	size_t i, j, total = 0;
-	uint64_t h = FNV_OFFSET;
+	uint64_t h = TP_FNV1A_INIT;
 
 	for (i = 0; i < tc->nfiles; i++)
 		total += tc->files[i]->good.n;
@@ -961,7 +461,7 @@ build_set(struct tunnel_cache *tc, struct cfg_errors *e)
 	owned_rebuild(tc, tc->files, tc->nfiles);
 	owned_rebuild(tc, tc->ext, tc->next);
 	for (i = 0; i < tc->nset; i++)
-		h = fnv_bytes(h, &tc->set[i]->spec_hash, sizeof(uint64_t));
+		h = tp_fnv1a(h, &tc->set[i]->spec_hash, sizeof(uint64_t));
 	if (h != tc->set_hash || tc->reloads == 0)
 		tc->generation++;
 	tc->set_hash = h;
@@ -1087,7 +587,7 @@ int
 tunnel_cache_ext_put(struct tunnel_cache *tc, const char *key,
     const char *label, const char *buf, size_t len, struct cfg_errors *errs)
 {
-	uint64_t h = fnv_bytes(FNV_OFFSET, buf, len);
+	uint64_t h = tp_fnv1a(TP_FNV1A_INIT, buf, len);
 	struct tfile *f;
 	size_t at;
 	int found;
@@ -1215,149 +715,4 @@ tunnel_cache_get_status(const struct tunnel_cache *tc,
 	st->n_files = tc->nfiles;
 	st->n_tunnels = tc->nset;
 	st->reloads = tc->reloads;
-}
-
-/* ---- the watcher --------------------------------------------------- */
-
-#define WATCH_MASK	(IN_CLOSE_WRITE | IN_MOVED_TO | IN_MOVED_FROM | \
-			 IN_DELETE | IN_CREATE | IN_DELETE_SELF | \
-			 IN_MOVE_SELF | IN_ONLYDIR)
-
-struct tunnel_watch {
-	char			*dir;
-	int			 fd;
-	int			 wd;		/* -1: not watching */
-	struct event		*ev_read;
-	struct event		*ev_timer;
-	unsigned		 debounce_ms;
-	int			 pending;
-	uint64_t		 burst_start_ms;
-	tunnel_watch_cb		*cb;
-	void			*arg;
-};
-
-/*
- * Trailing-edge debounce: every event pushes the callback back, so an
- * editor's write-temp-then-rename burst yields one reload.  A writer that
- * never pauses still gets a reload every 4 debounce periods.
- */
-static void
-watch_kick(struct tunnel_watch *w)
-{
-	uint64_t now = tp_now_ms();
-	struct timeval tv;
-
-	if (!w->pending) {
-		w->pending = 1;
-		w->burst_start_ms = now;
-	} else if (now - w->burst_start_ms >= 4ULL * w->debounce_ms)
-		return;
-	tv.tv_sec = w->debounce_ms / 1000;
-	tv.tv_usec = (w->debounce_ms % 1000) * 1000;
-	evtimer_add(w->ev_timer, &tv);
-}
-
-static void
-watch_timer(evutil_socket_t fd, short what, void *arg)
-{
-	struct tunnel_watch *w = arg;
-
-	w->pending = 0;
-	w->cb(w->arg);
-}
-
-/* Returns 1 if ev concerns the tunnel source; drops a vanished watch. */
-static int
-watch_event(struct tunnel_watch *w, const struct inotify_event *ev)
-{
-	if (ev->mask & IN_Q_OVERFLOW)
-		return 1;
-	if (ev->wd != w->wd)
-		return 0;
-	if (ev->mask & (IN_IGNORED | IN_DELETE_SELF | IN_MOVE_SELF)) {
-		if (!(ev->mask & IN_IGNORED))
-			inotify_rm_watch(w->fd, w->wd);
-		w->wd = -1;
-		return 1;
-	}
-	return ev->len > 0 && tunnel_file_name_ok(ev->name);
-}
-
-static void
-watch_read(evutil_socket_t fd, short what, void *arg)
-{
-	char buf[4096] __attribute__((aligned(__alignof__(struct inotify_event))));
-	struct tunnel_watch *w = arg;
-	const struct inotify_event *ev;
-	int relevant = 0;
-	ssize_t n;
-	char *p;
-
-	while ((n = read(w->fd, buf, sizeof(buf))) > 0) {
-		for (p = buf; p < buf + n;
-		    p += sizeof(struct inotify_event) + ev->len) {
-			ev = (const struct inotify_event *)(void *)p;
-			relevant |= watch_event(w, ev);
-		}
-	}
-	if (relevant)
-		watch_kick(w);
-}
-
-int
-tunnel_watch_retry(struct tunnel_watch *w)
-{
-	if (w->wd >= 0)
-		return 0;
-	w->wd = inotify_add_watch(w->fd, w->dir, WATCH_MASK);
-	if (w->wd >= 0)
-		return 0;
-	return (errno == ENOENT || errno == ENOTDIR) ? TP_ENOENT : TP_ESYS;
-}
-
-int
-tunnel_watch_active(const struct tunnel_watch *w)
-{
-	return w->wd >= 0;
-}
-
-struct tunnel_watch *
-tunnel_watch_new(struct event_base *base, const char *dir,
-    unsigned debounce_ms, tunnel_watch_cb *cb, void *arg)
-{
-	struct tunnel_watch *w;
-
-	if ((w = calloc(1, sizeof(*w))) == NULL)
-		return NULL;
-	w->fd = -1;
-	w->wd = -1;
-	w->debounce_ms = debounce_ms;
-	w->cb = cb;
-	w->arg = arg;
-	if ((w->dir = strdup(dir)) == NULL ||
-	    (w->fd = inotify_init1(IN_NONBLOCK | IN_CLOEXEC)) == -1 ||
-	    (w->ev_read = event_new(base, w->fd, EV_READ | EV_PERSIST,
-	    watch_read, w)) == NULL ||
-	    (w->ev_timer = evtimer_new(base, watch_timer, w)) == NULL ||
-	    event_add(w->ev_read, NULL) == -1) {
-		tunnel_watch_free(w);
-		return NULL;
-	}
-	tunnel_watch_retry(w);
-	return w;
-}
-
-void
-tunnel_watch_free(struct tunnel_watch *w)
-{
-	if (w == NULL)
-		return;
-	if (w->ev_read != NULL)
-		event_free(w->ev_read);
-	if (w->ev_timer != NULL)
-		event_free(w->ev_timer);
-	if (w->fd != -1)
-		close(w->fd);
-	free(w->dir);
-	free(w);
 }

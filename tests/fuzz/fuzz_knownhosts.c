@@ -3,7 +3,7 @@
 #include <stdint.h>
 #include <stdlib.h>
 
-#include "supervisor/config.h"
+#include "supervisor/cfgerr.h"
 #include "supervisor/knownhosts.h"
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);

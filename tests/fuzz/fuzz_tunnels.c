@@ -3,8 +3,8 @@
 #include <stdint.h>
 #include <stdlib.h>
 
-#include "supervisor/config.h"
-#include "supervisor/tunnels.h"
+#include "supervisor/cfgerr.h"
+#include "supervisor/tunneldoc.h"
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
 

@@ -48,7 +48,7 @@ check() {	# check DESCRIPTION COMMAND...
 die() { echo "test-deb: $*" >&2; exit 1; }
 
 [ "$(id -u)" -eq 0 ] || die "must run as root (it installs packages)"
-for t in dpkg dpkg-deb lintian ssh-keygen systemd-analyze setpriv; do
+for t in dpkg dpkg-deb lintian ssh-keygen systemd-analyze setpriv readelf; do
 	command -v "$t" >/dev/null || die "missing tool: $t"
 done
 for p in tunnelpool tunnelpool-proxy; do
@@ -137,6 +137,7 @@ fi
 
 # --- files -------------------------------------------------------------
 for f in /usr/sbin/tunnelpool /usr/libexec/tunnelpool/tunnelpool-agent \
+    /usr/libexec/tunnelpool/tunnelpool-top \
     /usr/libexec/tunnelpool/tunnelpool-discovery; do
 	check "executable $f" test -x "$f"
 done
@@ -191,6 +192,21 @@ check "  /var/empty/tunnelpool is root:root 0755 again" sh -c \
 version=$(dpkg-query -W -f='${Version}' tunnelpool)
 check "tunnelpool version" sh -c "/usr/sbin/tunnelpool version | grep -q '^tunnelpool ${version%%-*},'"
 check "tunnelpool-discovery -V" sh -c "/usr/libexec/tunnelpool/tunnelpool-discovery -V | grep -q '${version%%-*}'"
+# Each binary links what it uses: the supervisor neither ncurses (only
+# tunnelpool-top, the view `tunnelpool top` runs, does) nor libssh (the
+# worker has its own, statically).
+needed() { readelf -d "$1" | sed -n 's/.*(NEEDED).*\[\(.*\)\]/\1/p'; }
+links_none_of() {	# links_none_of BINARY ERE: it has NEEDED entries, none matching
+	local n
+	n=$(needed "$1") && grep -q '^libc\.' <<<"$n" && ! grep -E "$2" <<<"$n"
+}
+check "tunnelpool links neither ncurses nor libssh" \
+	links_none_of /usr/sbin/tunnelpool 'ncurses|tinfo|libssh'
+check "tunnelpool-top links ncurses" sh -c \
+	"readelf -d /usr/libexec/tunnelpool/tunnelpool-top | grep -q 'NEEDED.*libncursesw'"
+check "tunnelpool top runs the installed tunnelpool-top" sh -c \
+	"! /usr/sbin/tunnelpool top -s $work/nothing.sock 2>$work/top.err &&
+	 grep -q 'is it running' $work/top.err"
 check "discovery helper reads the shipped example" sh -c \
 	'/usr/libexec/tunnelpool/tunnelpool-discovery -f /usr/share/doc/tunnelpool-proxy/examples/proxies.yaml.example </dev/null |
 	 grep -q "\"type\":\"proxies\""'
@@ -277,7 +293,9 @@ fi
 # The integration scenario pool_basic (a real sshd, a tunnel, data across
 # it, a demoted and seccomp-confined worker, reload, kill -9 and respawn),
 # run against the installed binaries, the supervisor again under the
-# unit's bounding set and no_new_privs.  TP_DEB_E2E=0 skips it.
+# unit's bounding set and no_new_privs; and ops_top_tmux, `tunnelpool top`
+# in a real terminal running the installed tunnelpool-top.  TP_DEB_E2E=0
+# skips them.
 if [ "${TP_DEB_E2E:-1}" != 0 ] && [ -x "$src/tests/integration/run.py" ]; then
 	fake=$work/installed-build
 	mkdir -p "$fake/supervisor" "$fake/worker" "$fake/proxy"
@@ -291,10 +309,11 @@ if [ "${TP_DEB_E2E:-1}" != 0 ] && [ -x "$src/tests/integration/run.py" ]; then
 	EOF
 	chmod 0755 "$fake/supervisor/tunnelpool"
 	ln -s /usr/libexec/tunnelpool/tunnelpool-agent "$fake/worker/"
+	ln -s /usr/libexec/tunnelpool/tunnelpool-top "$fake/supervisor/"
 	ln -s /usr/libexec/tunnelpool/tunnelpool-discovery "$fake/proxy/"
-	check "pool_basic with the installed binaries" \
+	check "pool_basic, ops_top_tmux with the installed binaries" \
 		"$src/tests/integration/run.py" --build-dir "$fake" \
-		--filter pool_basic --require-all
+		--filter pool_basic,ops_top_tmux --require-all
 fi
 
 # --- remove ------------------------------------------------------------

@@ -7,6 +7,7 @@
 #include "common/addr.h"
 #include "common/backoff.h"
 #include "common/error.h"
+#include "common/fnv.h"
 #include "common/log.h"
 #include "common/ratelimit.h"
 #include "common/tptime.h"
@@ -174,6 +175,29 @@ START_TEST(errors)
 }
 END_TEST
 
+/* The published FNV-1a 64-bit test vectors, and how the pieces compose. */
+START_TEST(fnv1a)
+{
+	uint64_t len = 3, h;
+
+	ck_assert_uint_eq(tp_fnv1a(TP_FNV1A_INIT, "", 0), 0xcbf29ce484222325ULL);
+	ck_assert_uint_eq(tp_fnv1a(TP_FNV1A_INIT, "a", 1), 0xaf63dc4c8601ec8cULL);
+	ck_assert_uint_eq(tp_fnv1a(TP_FNV1A_INIT, "foobar", 6),
+	    0x85944171f73967e8ULL);
+	/* Incremental: hashing in pieces is hashing the whole. */
+	ck_assert_uint_eq(tp_fnv1a(tp_fnv1a(TP_FNV1A_INIT, "foo", 3), "bar", 3),
+	    0x85944171f73967e8ULL);
+	/* A string is its length (8 bytes, host order), then its bytes. */
+	h = tp_fnv1a(TP_FNV1A_INIT, &len, sizeof(len));
+	ck_assert_uint_eq(tp_fnv1a_str(TP_FNV1A_INIT, "foo"),
+	    tp_fnv1a(h, "foo", 3));
+	/* ... so that moving a byte between two strings changes the hash. */
+	ck_assert_uint_ne(tp_fnv1a_str(tp_fnv1a_str(TP_FNV1A_INIT, "ab"), "c"),
+	    tp_fnv1a_str(tp_fnv1a_str(TP_FNV1A_INIT, "a"), "bc"));
+	ck_assert_uint_ne(tp_fnv1a_str(TP_FNV1A_INIT, ""), TP_FNV1A_INIT);
+}
+END_TEST
+
 int
 main(void)
 {
@@ -188,6 +212,7 @@ main(void)
 	tcase_add_test(tc, durations);
 	tcase_add_test(tc, log_lines);
 	tcase_add_test(tc, errors);
+	tcase_add_test(tc, fnv1a);
 	suite_add_tcase(s, tc);
 	return tu_run(s);
 }

@@ -20,6 +20,8 @@
 #include <check.h>
 
 #include "common/error.h"
+#include "supervisor/cfgerr.h"
+#include "supervisor/checkconfig.h"
 #include "supervisor/config.h"
 #include "testutil.h"
 

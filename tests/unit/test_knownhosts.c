@@ -14,7 +14,7 @@
 
 #include "common/error.h"
 #include "common/sshpub.h"
-#include "supervisor/config.h"
+#include "supervisor/cfgerr.h"
 #include "supervisor/knownhosts.h"
 #include "testutil.h"
 

@@ -21,8 +21,11 @@
 #include <event2/event.h>
 
 #include "common/error.h"
-#include "supervisor/config.h"
+#include "supervisor/cfgerr.h"
+#include "supervisor/cfgread.h"
+#include "supervisor/tunneldoc.h"
 #include "supervisor/tunnels.h"
+#include "supervisor/tunnelwatch.h"
 #include "testutil.h"
 
 static const char base_doc[] =

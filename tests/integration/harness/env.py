@@ -20,6 +20,7 @@ from .procs import Process
 
 BINARIES = {
     'tunnelpool': 'supervisor/tunnelpool',
+    'tunnelpool-top': 'supervisor/tunnelpool-top',
     'tunnelpool-agent': 'worker/tunnelpool-agent',
     'tunnelpool-discovery': 'proxy/tunnelpool-discovery',
     # test tools (tests/tools/)

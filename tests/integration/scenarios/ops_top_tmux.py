@@ -2,7 +2,10 @@
 supervisor, the agent table shows each agent's cluster, pid and state and
 follows changes live (a closed agent's replacement appears), q quits with
 status 0; without a supervisor it exits 1 saying so, and when the
-supervisor goes away under it, it restores the terminal and exits 1."""
+supervisor goes away under it, it restores the terminal and exits 1.
+The view is the tunnelpool-top binary, exec'd by `tunnelpool top` with
+the command line the operator typed; the supervisor maps neither ncurses
+nor libssh."""
 
 import os
 import re
@@ -11,7 +14,8 @@ from harness import expect, ports, procs
 from harness.tunnelpool import one_proxy
 
 NAME = 'ops_top_tmux'
-REQUIRES = {'root': True, 'binaries': ['tunnelpool', 'tunnelpool-agent'],
+REQUIRES = {'root': True, 'binaries': ['tunnelpool', 'tunnelpool-agent',
+                                       'tunnelpool-top'],
             'tools': ['sshd', 'ssh', 'ssh-keygen', 'socat', 'ip', 'ss',
                       'tmux']}
 TIMEOUT = 120
@@ -96,6 +100,19 @@ def run(ctx):
         agent_row(s, c, p, 'connected') for c, p in pids.items()) and s,
         'both agent rows')
     ctx.log('top screen:\n%s', screen.rstrip())
+    # The process on the terminal is tunnelpool-top, shown as typed.
+    exes = {}
+    for pid in ctx.find_processes(' top -s '):
+        try:
+            exes[pid] = os.path.basename(os.readlink('/proc/%d/exe' % pid))
+        except OSError:
+            pass
+    expect('tunnelpool-top' in exes.values(),
+           'no tunnelpool-top process titled "... top -s ...": %r', exes)
+    with open('/proc/%d/maps' % tp.pid) as f:
+        maps = f.read()
+    for lib in ('libncurses', 'libtinfo', 'libssh'):
+        expect(lib not in maps, 'the supervisor maps %s', lib)
     expect('supervisor pid %d' % tp.pid in screen, 'header lacks the pid')
     for what in ('CLUSTER', 'DIAL ADDR', 'PROXY', 'STATE', 'PID', 'UPTIME',
                  'RECONNECTS', 'CHANNELS', 'RX', 'TX', 'LAST ERROR',
