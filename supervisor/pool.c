@@ -995,7 +995,16 @@ pool_agent_lost(struct pool *p, struct pool_agent *a, const char *reason,
 	 */
 	if (a->claimed && failed && !let_go)
 		k->reconnects++;
-	if (a->missed || let_go) {
+	if (let_go) {
+		/*
+		 * A proxy the cluster announced away is gone: the fleet the
+		 * balancer kept sending our misses to is going.  What those
+		 * misses taught is moot, and the key may hold nothing now:
+		 * the next dial goes at once, not at the end of a miss
+		 * streak grown while the balancer lagged the announcement.
+		 */
+		miss_reset(k);
+	} else if (a->missed) {
 		/* A miss is paced by pool_agent_missed, not the backoff. */
 	} else if (failed) {
 		until = fail_step(k, a, now_ms);

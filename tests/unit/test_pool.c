@@ -365,6 +365,55 @@ START_TEST(replacement_make_before_break)
 END_TEST
 
 /*
+ * The announcement runs far ahead of the balancer: every dial lands on
+ * the old fleet the key still holds, the same proxies again and again,
+ * and the miss delay grows.  Then the operator kills the old fleet: the
+ * balancer has moved on, so the key, holding nothing now, dials at once
+ * instead of waiting out a miss streak that no longer means anything.
+ */
+START_TEST(old_fleet_gone_ends_the_miss_streak)
+{
+	const char *fps[] = { "SHA256:P0", "SHA256:P1", "SHA256:P2" };
+	struct pool *p = held(3, fps, 0);
+	struct pool_key *k = pool_keys(p);
+	uint64_t t = 100, last = 0;
+	int from, old[3];
+
+	for (int i = 0; i < 3; i++) {
+		old[i] = i;
+		announce(p, spawned[i], t, "SHA256:N0", "SHA256:N1",
+		    "SHA256:N2", NULL);
+	}
+	for (int n = 0; n < 12; n++) {
+		from = nspawned;
+		pool_tick(p, t);
+		ck_assert_int_ge(nspawned - from, 1);
+		for (int j = from; j < nspawned; j++) {
+			land(p, spawned[j], fps[n % 3], t);
+			pool_agent_lost(p, spawned[j], "claim refused", false,
+			    t);
+		}
+		last = t;
+		t = k->miss_until_ms > t ? k->miss_until_ms : t + 1;
+	}
+	ck_assert_uint_ge(k->miss.attempt, 3);
+	ck_assert_int_eq(nclosed, 0);		/* make before break */
+	/* The old sshds are killed, the balancer points at the new fleet. */
+	t = last + 10;
+	ck_assert_uint_gt(k->miss_until_ms, t);	/* a wait is pending */
+	for (int i = 0; i < 3; i++)
+		pool_agent_lost(p, spawned[old[i]], "proxy closed", true, t);
+	ck_assert_uint_eq(k->miss_streak, 0);
+	ck_assert_uint_eq(k->reconnects, 0);	/* no failure either */
+	from = nspawned;
+	pool_tick(p, t);
+	ck_assert_int_eq(nspawned - from, 1);
+	ck_assert_int_eq(spawned[from]->role, AGENT_ROLE_TUNNEL);
+	pool_free(p);
+}
+END_TEST
+
+/*
  * The old fleet dies before any old agent relays the new lists: they are
  * remembered (TTL), but cannot veto the new proxy the next agent lands
  * on; its list becomes current and replaces them at once.
@@ -898,6 +947,7 @@ main(void)
 	tcase_add_test(tc, claims_and_discovery_fanout);
 	tcase_add_test(tc, dropped_proxy_closed_at_once);
 	tcase_add_test(tc, replacement_make_before_break);
+	tcase_add_test(tc, old_fleet_gone_ends_the_miss_streak);
 	tcase_add_test(tc, remembered_lists_do_not_veto);
 	tcase_add_test(tc, ttl_only_without_agents);
 	tcase_add_test(tc, ttl_remembered_expiry_edge);
