@@ -299,6 +299,14 @@ request(struct etcd_client *c, struct evhttp_connection *conn,
 	    "[%s]:%u" : "%s:%u", e->host, e->port);
 	evhttp_add_header(h, "Host", hostport);
 	evhttp_add_header(h, "Content-Type", "application/json");
+	/*
+	 * clientv3's WithRequireLeader, through the gateway (it passes
+	 * Grpc-Metadata-* headers on as gRPC metadata): a member cut off from
+	 * its quorum refuses the call at once ("etcdserver: no leader") and
+	 * cancels a watch it serves when it loses its leader, instead of
+	 * creating or keeping a watch that can never deliver a change.
+	 */
+	evhttp_add_header(h, "Grpc-Metadata-hasleader", "true");
 	if (with_token && c->token != NULL)
 		evhttp_add_header(h, "Authorization", c->token);
 	evbuffer_add(evhttp_request_get_output_buffer(req), s, strlen(s));
