@@ -64,7 +64,7 @@ if [ $QUICK -eq 0 ]; then
 		ASAN_OPTIONS=detect_leaks=1:abort_on_error=1:log_path=/tmp/tunnelpool-asan \
 		UBSAN_OPTIONS=halt_on_error=1:print_stacktrace=1 \
 		python3 tests/integration/run.py --build-dir build-asan --require-all \
-		--filter 'pool_basic,disc_lb_pinned,disc_lb_ca_random,worker_slow_target,sup_dial_sync_fail,rel_hostile_limits,etcd_compaction,etcd_tls_auth,etcd_bad_input'
+		--filter 'pool_basic,disc_lb_pinned,disc_lb_ca_random,worker_*,sup_dial_sync_fail,rel_hostile_limits,rel_close_race,etcd_compaction,etcd_tls_auth,etcd_bad_input'
 	stage "no ASan/UBSan reports" bash -c \
 		'! ls /tmp/tunnelpool-asan.* 2>/dev/null || { cat /tmp/tunnelpool-asan.*; false; }'
 	stage "fuzz smoke (${FUZZ_SECONDS}s per harness)" tests/fuzz/run-smoke "$FUZZ_SECONDS"

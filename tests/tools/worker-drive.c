@@ -619,7 +619,7 @@ read_commands(int ctl, int *open)
 }
 
 static struct signer *
-load_signer(void)
+load_signer(struct sshkey **keyp)
 {
 	char err[SSHKEY_ERR_LEN];
 	struct sshkey *key;
@@ -636,6 +636,7 @@ load_signer(void)
 	}
 	if ((sg = signer_new(key, o.config.u.config.user)) == NULL)
 		err_exit("signer_new");
+	*keyp = key;		/* the signer borrows it */
 	return sg;
 }
 
@@ -662,11 +663,12 @@ main(int argc, char **argv)
 	static struct agentbuf ab;
 	int ctlp[2], agp[2], proxy, in_open = 1, ag_open = 1;
 	struct signer *sg;
+	struct sshkey *key;
 
 	signal(SIGPIPE, SIG_IGN);
 	log_init("worker-drive", LOG_LVL_WARN, LOG_FMT_LOGFMT, 2);
 	parse_opts(argc, argv);
-	sg = load_signer();
+	sg = load_signer(&key);
 	proxy = proxy_connect();
 	if (socketpair(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC, 0, ctlp) < 0 ||
 	    socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, agp) < 0)
@@ -693,6 +695,8 @@ main(int argc, char **argv)
 			read_commands(ctlp[0], &in_open);
 		if (reap()) {
 			control(ctlp[0]);	/* what it sent before dying */
+			signer_free(sg);
+			sshkey_free(key);
 			return 0;
 		}
 	}
