@@ -107,6 +107,19 @@ class Fleet:
         return self.tp.wait_state(lambda s: pred(s['tunnel_source']),
                                   timeout, what)['tunnel_source']
 
+    def start_in_sync(self, names):
+        """Puts each tunnel of names, starts the supervisor and waits until
+        all are connected and the source is healthy at the last put's
+        revision; returns ({cluster: pid}, the tunnel_source object)."""
+        for n in names:
+            rev = self.put(n)
+        self.start()
+        pids = self.wait_connected(names)
+        src = self.wait_source(lambda s: s['healthy'] and
+                               s['revision'] == rev, 10,
+                               'source healthy at revision %d' % rev)
+        return pids, src
+
     def same_pids(self, before, names=None):
         now = running(self.tp.status_json())
         for n in (names or before):

@@ -20,12 +20,7 @@ TIMEOUT = 180
 
 def run(ctx):
     f = _etcdfleet.Fleet(ctx, members=3)
-    for n in ('a', 'b'):
-        rev = f.put(n)
-    f.start()
-    before = f.wait_connected(['a', 'b'])
-    src = f.wait_source(lambda s: s['healthy'] and s['revision'] == rev, 10,
-                        'in sync')
+    before, src = f.start_in_sync(['a', 'b'])
     used = src['endpoint']
     victim = [m for m in f.etcd.members if m.url() == used]
     expect(len(victim) == 1, 'endpoint in use %r is not a member', used)

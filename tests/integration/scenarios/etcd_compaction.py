@@ -25,12 +25,7 @@ def run(ctx):
     etcd = ctx.etcd('etcd')
     relay = ctx.relay('relay', etcd.members[0].client_port)
     f = _etcdfleet.Fleet(ctx, etcd=etcd, endpoints=[relay.url()])
-    for n in ('keep', 'change', 'gone'):
-        rev = f.put(n)
-    f.start()
-    before = f.wait_connected(['keep', 'change', 'gone'])
-    f.wait_source(lambda s: s['healthy'] and s['revision'] == rev, 10,
-                  'in sync')
+    before, _ = f.start_in_sync(['keep', 'change', 'gone'])
 
     relay.stop()
     f.wait_source(lambda s: not s['healthy'], 15, 'source unhealthy with '

@@ -21,12 +21,7 @@ TIMEOUT = 180
 
 def run(ctx):
     f = _etcdfleet.Fleet(ctx)
-    for n in ('a', 'b', 'c'):
-        rev = f.put(n)
-    f.start()
-    before = f.wait_connected(['a', 'b', 'c'])
-    f.wait_source(lambda s: s['healthy'] and s['revision'] == rev, 10,
-                  'in sync')
+    before, _ = f.start_in_sync(['a', 'b', 'c'])
     spawns = f.tp.status_json()['supervisor']['spawns']
 
     f.etcd.members[0].kill()

@@ -22,12 +22,7 @@ TIMEOUT = 150
 
 def run(ctx):
     f = _etcdfleet.Fleet(ctx)
-    f.put('a')
-    rev = f.put('b')
-    f.start()
-    before = f.wait_connected(['a', 'b'])
-    src = f.wait_source(lambda s: s['healthy'] and s['revision'] == rev, 10,
-                        'source healthy at revision %d' % rev)
+    before, src = f.start_in_sync(['a', 'b'])
     ctx.log('source: %r', src)
     expect_eq(src['type'], 'etcd', 'source type')
     expect_eq(src['endpoint'], f.etcd.endpoints()[0], 'endpoint in use')

@@ -8,7 +8,6 @@ endpoint, same tunnels).  Fixing the files and reloading clears it all."""
 
 import os
 import re
-import urllib.request
 
 from harness import expect, expect_eq
 from harness.target import send_and_check
@@ -33,14 +32,10 @@ def reload_failed(tp, pattern):
     return cp.stderr.strip()
 
 
-def reload_metric(port):
-    with urllib.request.urlopen('http://127.0.0.1:%d/metrics' % port,
-                                timeout=5) as r:
-        text = r.read().decode()
-    m = re.search(r'^tunnelpool_config_last_reload_successful (\d+)$', text,
-                  re.M)
-    expect(m, 'no tunnelpool_config_last_reload_successful')
-    return int(m.group(1))
+def reload_metric(tp):
+    v = tp.metric('tunnelpool_config_last_reload_successful')
+    expect(v is not None, 'no tunnelpool_config_last_reload_successful')
+    return int(v)
 
 
 def still_up(ctx, tp, want, fwd):
@@ -54,7 +49,7 @@ def still_up(ctx, tp, want, fwd):
 
 def run(ctx):
     pool = one_proxy_pool(ctx)
-    tp, fwd, mport = pool.tp, pool.fwd, pool.mport
+    tp, fwd = pool.tp, pool.fwd
     want = pids(pool.status)
 
     # 1. A broken tunnel file next to the good ones.
@@ -67,13 +62,13 @@ def run(ctx):
     expect(sup['config_ok'] is False, 'config_ok is %r', sup['config_ok'])
     expect(re.search(r'broken\.yaml:\d+', sup['config_error'] or ''),
            'config_error lacks file:line: %r', sup['config_error'])
-    expect_eq(reload_metric(mport), 0, 'last_reload_successful')
+    expect_eq(reload_metric(tp), 0, 'last_reload_successful')
     tp.remove_tunnel('broken')
     expect(tp.ctl('reload', check=False).returncode == 0,
            'reload after removing the broken file failed')
     st = still_up(ctx, tp, want, fwd)
     expect(st['supervisor']['config_ok'] is True, 'config_ok stays false')
-    expect_eq(reload_metric(mport), 1, 'last_reload_successful')
+    expect_eq(reload_metric(tp), 1, 'last_reload_successful')
 
     # 2. A broken main file: the whole running configuration stays.
     good = open(tp.config_path).read()
@@ -90,7 +85,7 @@ def run(ctx):
            'tunnelpool.yaml:' in (st['supervisor']['config_error'] or ''),
            'status after a broken main file: %r', st['supervisor'])
     expect(os.path.exists(tp.control_socket), 'control socket gone')
-    expect_eq(reload_metric(mport), 0, 'last_reload_successful')
+    expect_eq(reload_metric(tp), 0, 'last_reload_successful')
 
     # An unknown key is as fatal as a syntax error, and changes nothing.
     with open(tp.config_path, 'w') as f:

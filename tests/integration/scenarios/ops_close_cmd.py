@@ -4,8 +4,6 @@ up for the same tunnel and carries data; the other tunnel is not touched;
 `close CLUSTER DIALADDR` does the same by key; an unknown pid or key is an
 error (exit 1)."""
 
-import re
-import urllib.request
 
 from harness import expect, expect_eq, procs
 from harness.target import send_and_check
@@ -21,14 +19,10 @@ def connected(st):
             if a['state'] == 'connected'}
 
 
-def closed_exits(port):
-    with urllib.request.urlopen('http://127.0.0.1:%d/metrics' % port,
-                                timeout=5) as r:
-        text = r.read().decode()
-    m = re.search(r'^tunnelpool_worker_exits_total\{reason="closed"\} (\d+)$',
-                  text, re.M)
-    expect(m, 'no closed exits series')
-    return int(m.group(1))
+def closed_exits(tp):
+    v = tp.metric('tunnelpool_worker_exits_total', reason='closed')
+    expect(v is not None, 'no closed exits series')
+    return int(v)
 
 
 def close_and_wait(ctx, tp, args, cluster, old, fwd):
@@ -52,20 +46,20 @@ def close_and_wait(ctx, tp, args, cluster, old, fwd):
 
 def run(ctx):
     pool = one_proxy_pool(ctx, backoff=('200ms', '1s'))
-    tp, proxy, fwd, mport = pool.tp, pool.proxy, pool.fwd, pool.mport
+    tp, proxy, fwd = pool.tp, pool.proxy, pool.fwd
     pids = connected(pool.status)
-    exits0 = closed_exits(mport)
+    exits0 = closed_exits(tp)
 
     new, st = close_and_wait(ctx, tp, ['--pid', str(pids['c1'])], 'c1',
                              pids['c1'], fwd[0])
     expect_eq(connected(st)['c2'], pids['c2'], 'pid of the untouched c2')
-    expect_eq(closed_exits(mport), exits0 + 1, 'closed exits')
+    expect_eq(closed_exits(tp), exits0 + 1, 'closed exits')
     expect(not procs.zombies(tp.pid), 'zombies: %r', procs.zombies(tp.pid))
 
     new2, st = close_and_wait(ctx, tp, ['c1', proxy.address()], 'c1', new,
                               fwd[0])
     expect_eq(connected(st)['c2'], pids['c2'], 'pid of the untouched c2')
-    expect_eq(closed_exits(mport), exits0 + 2, 'closed exits')
+    expect_eq(closed_exits(tp), exits0 + 2, 'closed exits')
 
     for args, want in ((['--pid', '1'], 'no agent with that pid'),
                        (['c9', proxy.address()], 'no such tunnel key')):

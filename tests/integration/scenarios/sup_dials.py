@@ -88,10 +88,10 @@ def channel_closed(port, what):
 
 
 def failures(tp, cluster):
-    m = re.search(r'^tunnelpool_dial_failures_total\{cluster="%s"\} (\S+)$'
-                  % re.escape(cluster), tp.metrics_text(), re.M)
-    expect(m, 'no tunnelpool_dial_failures_total for %s', cluster)
-    return int(float(m.group(1)))
+    v = tp.metric('tunnelpool_dial_failures_total', cluster=cluster)
+    expect(v is not None, 'no tunnelpool_dial_failures_total for %s',
+           cluster)
+    return int(v)
 
 
 def agent(st, cluster):
@@ -201,9 +201,9 @@ def run(ctx):
     tp.wait_state(lambda s: any(
         x['name'] == 'refusing' and x['states']['disconnected'] == 1
         for x in s['clusters']), 10, 'refusing counted disconnected')
-    procs.wait_for(lambda: re.search(
-        r'^tunnelpool_agents\{cluster="refusing",state="disconnected"\} 1$',
-        tp.metrics_text(), re.M), 10, 'tunnelpool_agents disconnected 1')
+    procs.wait_for(lambda: tp.metric('tunnelpool_agents', cluster='refusing',
+                                     state='disconnected') == 1,
+                   10, 'tunnelpool_agents disconnected 1')
     table = tp.ctl('status').stdout
     row = [l for l in table.splitlines() if l.startswith('refusing ')]
     ctx.log('status row: %s', row)
