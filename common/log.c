@@ -45,12 +45,6 @@ log_set_format(enum log_format fmt)
 	log_fmt = fmt;
 }
 
-enum log_format
-log_get_format(void)
-{
-	return log_fmt;
-}
-
 int
 log_parse_level(const char *s, enum log_level *level)
 {

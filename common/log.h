@@ -47,7 +47,6 @@ void log_init(const char *prog, enum log_level level, enum log_format fmt,
 void log_set_level(enum log_level level);
 enum log_level log_get_level(void);
 void log_set_format(enum log_format fmt);
-enum log_format log_get_format(void);
 /* Parses "debug|info|warn|error" / "logfmt|json"; returns 0 or TP_EINVAL. */
 int log_parse_level(const char *s, enum log_level *level);
 int log_parse_format(const char *s, enum log_format *fmt);

@@ -101,29 +101,6 @@ sshbuf_expect_cstring(struct sshbuf_reader *r, const char *s)
 	return 0;
 }
 
-int
-sshbuf_get_cstring(struct sshbuf_reader *r, char *buf, size_t cap)
-{
-	struct sshbuf_reader save = *r;
-	const uint8_t *p;
-	size_t n;
-	int rc;
-
-	if ((rc = sshbuf_get_string(r, &p, &n)) != 0)
-		return rc;
-	if (memchr(p, '\0', n) != NULL)
-		rc = TP_EPROTO;
-	else if (n >= cap)
-		rc = TP_ETOOBIG;
-	if (rc != 0) {
-		*r = save;
-		return rc;
-	}
-	memcpy(buf, p, n);
-	buf[n] = '\0';
-	return 0;
-}
-
 void
 sshbuf_writer_init(struct sshbuf_writer *w, size_t max)
 {

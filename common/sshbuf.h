@@ -25,8 +25,6 @@ int sshbuf_get_u64(struct sshbuf_reader *r, uint64_t *v);
 int sshbuf_get_string(struct sshbuf_reader *r, const uint8_t **p, size_t *len);
 /* As get_string, but the string must equal the NUL-terminated s; TP_EPROTO if not. */
 int sshbuf_expect_cstring(struct sshbuf_reader *r, const char *s);
-/* Copies a string holding no NUL into buf (size cap); TP_EPROTO / TP_ETOOBIG. */
-int sshbuf_get_cstring(struct sshbuf_reader *r, char *buf, size_t cap);
 int sshbuf_get_bytes(struct sshbuf_reader *r, const uint8_t **p, size_t n);
 
 struct sshbuf_writer {

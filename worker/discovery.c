@@ -239,12 +239,6 @@ discovery_own_name(const struct discovery *d)
 	return d->own_name;
 }
 
-bool
-discovery_have_set(const struct discovery *d)
-{
-	return d->have_set;
-}
-
 const uint8_t *
 discovery_cert(const struct discovery *d, size_t *len)
 {

@@ -49,9 +49,6 @@ const char *discovery_error(const struct discovery *d);
 /* The announced name of our proxy, or "" while unknown. */
 const char *discovery_own_name(const struct discovery *d);
 
-/* True once a full proxy set arrived. */
-bool discovery_have_set(const struct discovery *d);
-
 /* The last host certificate announced, or NULL. */
 const uint8_t *discovery_cert(const struct discovery *d, size_t *len);
 
