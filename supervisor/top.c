@@ -41,7 +41,11 @@
 #define AGENT_FMT	"%-16.16s %-22.22s %-20.20s %-12.12s %7s %8s %10s " \
 			"%8s %10s %10s %s"
 #define STATE_COL	(16 + 1 + 22 + 1 + 20 + 1)
-#define CLUSTER_FMT	"%-16.16s %9s %7s %10s %11s %9s %10s %12s"
+#define CLUSTER_FMT	"%-16.16s %9s %7s %10s %11s %9s %10s %12s %7s %7s " \
+			"%8s"
+/* Columns of the wanted-set table ('w'). */
+#define WANTED_FMT	"%-16.16s %-22.22s %-20.20s %-24.24s %7s %7s %-20.20s " \
+			"%6s %8s"
 
 enum { PAIR_UP = 1, PAIR_BUSY, PAIR_DOWN };
 
@@ -63,8 +67,9 @@ struct top {
 	double		 spawn_rate, msg_rate;	/* < 0: not known yet */
 	struct lag_hist	 ring[LAG_WINDOW];	/* [0] oldest */
 	size_t		 nring;
-	int		 scroll;	/* first agent row shown */
-	int		 rows;		/* agent rows that fit, last draw */
+	int		 scroll;	/* first row of the lower table shown */
+	int		 rows;		/* rows of it that fit, last draw */
+	bool		 wanted;	/* the lower table: wanted set, not agents */
 	bool		 color;
 };
 
@@ -441,10 +446,10 @@ draw_clusters(const struct top *t, int y)
 
 	put(y++, A_REVERSE, CLUSTER_FMT, "CLUSTER", "ANNOUNCED", "CLAIMED",
 	    "CONNECTING", "DISCOVERING", "CONNECTED", "DISCOVERED",
-	    "DISCONNECTED");
+	    "DISCONNECTED", "MISSES", "REFUSED", "RETRY IN");
 	json_array_foreach(json_object_get(t->st, "clusters"), i, c) {
 		json_t *s = json_object_get(c, "states");
-		char v[7][24];
+		char v[10][24];
 
 		snprintf(v[0], sizeof(v[0]), "%lld", jint(c, "proxies_announced"));
 		snprintf(v[1], sizeof(v[1]), "%lld", jint(c, "proxies_claimed"));
@@ -453,8 +458,19 @@ draw_clusters(const struct top *t, int y)
 		snprintf(v[4], sizeof(v[4]), "%lld", jint(s, "connected"));
 		snprintf(v[5], sizeof(v[5]), "%lld", jint(s, "discovered"));
 		snprintf(v[6], sizeof(v[6]), "%lld", jint(s, "disconnected"));
+		snprintf(v[7], sizeof(v[7]), "%lld", jint(c, "discovery_misses"));
+		snprintf(v[8], sizeof(v[8]), "%lld", jint(c, "claims_refused"));
+		/* In a miss streak: when the next discovery dial may go. */
+		if (jint(c, "discovery_miss_streak") > 0 &&
+		    jint(c, "discovery_retry_in_ms") == 0)
+			snprintf(v[9], sizeof(v[9]), "now");
+		else if (jint(c, "discovery_miss_streak") > 0)
+			fmt_us(v[9], sizeof(v[9]),
+			    1000.0 * (double)jint(c, "discovery_retry_in_ms"));
+		else
+			snprintf(v[9], sizeof(v[9]), "-");
 		put(y++, 0, CLUSTER_FMT, jstr(c, "name"), v[0], v[1], v[2],
-		    v[3], v[4], v[5], v[6]);
+		    v[3], v[4], v[5], v[6], v[7], v[8], v[9]);
 	}
 	return y;
 }
@@ -498,6 +514,17 @@ draw_agent(const struct top *t, json_t *a, int y)
 		    state_pair(jstr(a, "state")), NULL);
 }
 
+/* Fits the scroll position and t->rows to n rows drawn from line y. */
+static void
+fit_scroll(struct top *t, int y, int n)
+{
+	t->rows = LINES - 1 - y > 1 ? LINES - 1 - y : 1;
+	if (t->scroll > n - t->rows)
+		t->scroll = n - t->rows;
+	if (t->scroll < 0)
+		t->scroll = 0;
+}
+
 static void
 draw_agents(struct top *t, int y)
 {
@@ -506,20 +533,66 @@ draw_agents(struct top *t, int y)
 
 	put(y++, A_REVERSE, AGENT_FMT, "CLUSTER", "DIAL ADDR", "PROXY", "STATE",
 	    "PID", "UPTIME", "RECONNECTS", "CHANNELS", "RX", "TX", "LAST ERROR");
-	t->rows = LINES - 1 - y > 1 ? LINES - 1 - y : 1;
-	if (t->scroll > n - t->rows)
-		t->scroll = n - t->rows;
-	if (t->scroll < 0)
-		t->scroll = 0;
+	fit_scroll(t, y, n);
 	for (int i = t->scroll; i < n && i < t->scroll + t->rows; i++)
 		draw_agent(t, json_array_get(agents, (size_t)i), y++);
+}
+
+/* Rows of the wanted-set table: every cluster's entries, in order. */
+static int
+wanted_rows(const struct top *t)
+{
+	json_t *c;
+	size_t i;
+	int n = 0;
+
+	json_array_foreach(json_object_get(t->st, "clusters"), i, c)
+		n += (int)json_array_size(json_object_get(c, "wanted"));
+	return n;
+}
+
+static void
+draw_wanted_row(json_t *c, json_t *w, int y)
+{
+	char age[24], since[24];
+	const char *fp = jstr(w, "host_key");
+
+	if (strncmp(fp, "SHA256:", 7) == 0)
+		fp += 7;
+	fmt_dur(age, sizeof(age), jint(w, "age_s"));
+	fmt_dur(since, sizeof(since), jint(w, "since_s"));
+	put(y, 0, WANTED_FMT, jstr(c, "name"), jstr(w, "dial_addr"),
+	    jstr(w, "name"), fp,
+	    json_is_true(json_object_get(w, "claimed")) ? "yes" : "no",
+	    json_is_true(json_object_get(w, "current")) ? "yes" : "no",
+	    jstr(w, "source"), age, since);
+}
+
+/* The wanted set, as status --json has it: what the pool dials for. */
+static void
+draw_wanted(struct top *t, int y)
+{
+	json_t *c, *w;
+	size_t i, j;
+	int row = 0;
+
+	put(y++, A_REVERSE, WANTED_FMT, "CLUSTER", "DIAL ADDR", "PROXY",
+	    "HOST KEY", "CLAIMED", "CURRENT", "SOURCE", "AGE", "SINCE");
+	fit_scroll(t, y, wanted_rows(t));
+	json_array_foreach(json_object_get(t->st, "clusters"), i, c)
+		json_array_foreach(json_object_get(c, "wanted"), j, w) {
+			if (row >= t->scroll && row < t->scroll + t->rows)
+				draw_wanted_row(c, w, y++);
+			row++;
+		}
 }
 
 /* The footer says when the shown document is older than two refreshes. */
 static void
 draw_footer(const struct top *t)
 {
-	int n = (int)json_array_size(json_object_get(t->st, "agents"));
+	int n = t->wanted ? wanted_rows(t) :
+	    (int)json_array_size(json_object_get(t->st, "agents"));
 	uint64_t age = (tp_now_ms() - t->last_ms) / 1000;
 	char stale[48] = "";
 
@@ -528,8 +601,9 @@ draw_footer(const struct top *t)
 		    (unsigned long long)age);
 	attron(A_REVERSE);
 	mvhline(LINES - 1, 0, ' ', COLS);
-	mvprintw(LINES - 1, 0, " q quit  j/k/arrows/PgUp/PgDn scroll   "
-	    "agents %d-%d of %d%s", n > 0 ? t->scroll + 1 : 0,
+	mvprintw(LINES - 1, 0, " q quit  w %s  j/k/arrows/PgUp/PgDn scroll   "
+	    "%s %d-%d of %d%s", t->wanted ? "agents" : "wanted set",
+	    t->wanted ? "wanted" : "agents", n > 0 ? t->scroll + 1 : 0,
 	    t->scroll + t->rows < n ? t->scroll + t->rows : n, n, stale);
 	attroff(A_REVERSE);
 }
@@ -538,7 +612,12 @@ static void
 draw(struct top *t)
 {
 	erase();
-	draw_agents(t, draw_clusters(t, draw_header(t, 0) + 1) + 1);
+	int y = draw_clusters(t, draw_header(t, 0) + 1) + 1;
+
+	if (t->wanted)
+		draw_wanted(t, y);
+	else
+		draw_agents(t, y);
 	draw_footer(t);
 	refresh();
 }
@@ -575,6 +654,10 @@ keys(struct top *t)
 		switch (ch) {
 		case 'q': case 'Q':
 			return 1;
+		case 'w': case 'W':
+			t->wanted = !t->wanted;
+			t->scroll = 0;
+			break;
 		case 'k': case KEY_UP:		t->scroll--; break;
 		case 'j': case KEY_DOWN:	t->scroll++; break;
 		case KEY_PPAGE:			t->scroll -= t->rows; break;
