@@ -611,9 +611,10 @@ draw_footer(const struct top *t)
 static void
 draw(struct top *t)
 {
-	erase();
-	int y = draw_clusters(t, draw_header(t, 0) + 1) + 1;
+	int y;
 
+	erase();
+	y = draw_clusters(t, draw_header(t, 0) + 1) + 1;
 	if (t->wanted)
 		draw_wanted(t, y);
 	else
