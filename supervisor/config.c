@@ -177,6 +177,7 @@ static const struct cfg_key timeout_keys[] = {
 };
 static const struct cfg_key discovery_keys[] = {
 	DUR("ttl", c.discovery.ttl_ms, MS_S, MS_D),
+	DUR("lag_probe_max", c.discovery.lag_probe_max_ms, 10, MS_H),
 	END
 };
 static const struct cfg_key top_keys[] = {
@@ -280,6 +281,7 @@ raw_defaults(struct cfg_raw *r, const char *file,
 	c->timeouts.dial_ms = 5000;
 	c->timeouts.ping_interval_ms = 10000;
 	c->discovery.ttl_ms = 180000;
+	c->discovery.lag_probe_max_ms = 4000;
 	return rc ? TP_ENOMEM : 0;
 }
 
@@ -623,6 +625,7 @@ print_rest(const struct config *c, FILE *f)
 	print_dur(f, "  ", "ping_interval", c->timeouts.ping_interval_ms);
 	fputs("discovery:\n", f);
 	print_dur(f, "  ", "ttl", c->discovery.ttl_ms);
+	print_dur(f, "  ", "lag_probe_max", c->discovery.lag_probe_max_ms);
 }
 
 void

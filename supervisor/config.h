@@ -88,6 +88,7 @@ struct config {
 	} timeouts;
 	struct {
 		uint64_t ttl_ms;
+		uint64_t lag_probe_max_ms;
 	} discovery;
 };
 

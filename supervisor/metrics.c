@@ -155,6 +155,12 @@ render_clusters(struct evbuffer *b, struct cluster_sum *v, size_t n)
 		evbuffer_add_printf(b, "\"} %.3f\n",
 		    (double)v[i].disc_retry_ms / 1000.0);
 	}
+	header(b, "tunnelpool_discovery_lagging", "gauge",
+	    "1 while a tunnel of the cluster holds a proxy on its way out "
+	    "and probes the balancer one dial at a time (lag pacing).");
+	for (size_t i = 0; i < n; i++)
+		sample1(b, "tunnelpool_discovery_lagging", "cluster", v[i].name,
+		    v[i].lagging ? 1 : 0);
 	render_wanted(b, v, n);
 	header(b, "tunnelpool_forward_channels", "gauge",
 	    "Forwarded channels open now.");

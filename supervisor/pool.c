@@ -116,6 +116,16 @@ miss_init(struct backoff *b, const struct pool_config *cfg)
 	return backoff_init(b, cfg->miss_retry_ms, max, 0);
 }
 
+/* Lag probes step from backoff.min up to discovery.lag_probe_max. */
+static int
+lag_init(struct backoff *b, const struct pool_config *cfg)
+{
+	uint64_t max = cfg->lag_probe_max_ms > cfg->backoff_min_ms ?
+	    cfg->lag_probe_max_ms : cfg->backoff_min_ms;
+
+	return backoff_init(b, cfg->backoff_min_ms, max, 0);
+}
+
 static struct pool_key *
 key_add(struct pool *p, const struct pool_want *w)
 {
@@ -131,7 +141,8 @@ key_add(struct pool *p, const struct pool_want *w)
 	if (k->cluster == NULL || k->dial_addr == NULL ||
 	    backoff_init(&k->backoff, p->cfg.backoff_min_ms,
 	    p->cfg.backoff_max_ms, p->cfg.backoff_reset_ms) != 0 ||
-	    miss_init(&k->miss, &p->cfg) != 0) {
+	    miss_init(&k->miss, &p->cfg) != 0 ||
+	    lag_init(&k->lag, &p->cfg) != 0) {
 		free(k->cluster);
 		free(k->dial_addr);
 		free(k);
@@ -233,6 +244,7 @@ pool_reconfigure(struct pool *p, const struct pool_config *cfg,
 		k->backoff.max_ms = cfg->backoff_max_ms;
 		k->backoff.reset_after_ms = cfg->backoff_reset_ms;
 		miss_init(&k->miss, cfg);
+		lag_init(&k->lag, cfg);
 	}
 	return 0;
 }
@@ -538,6 +550,7 @@ static void
 miss_reset(struct pool_key *k)
 {
 	k->miss.attempt = 0;
+	k->lag.attempt = 0;
 	k->miss_streak = 0;
 	k->miss_round_ms = 0;
 	k->miss_until_ms = 0;
@@ -571,6 +584,49 @@ sweep_unwanted(struct pool *p, struct pool_key *k)
 		    !is_wanted(k, a->fp))
 			agent_close(p, a, "proxy no longer announced");
 	}
+}
+
+/*
+ * Whether the proxy is on its way out: no current list names it, or its
+ * own current list leaves it out (its file was rewritten first: during a
+ * rewrite the union still names it from the lists not yet rewritten).
+ */
+static bool
+leaving(const struct pool_key *k, const char *fp)
+{
+	const struct wanted_list *l;
+
+	if (!is_wanted(k, fp))
+		return true;
+	if ((l = wanted_list_of(&k->set, fp)) == NULL || !l->current)
+		return false;
+	for (uint32_t i = 0; i < l->n; i++)
+		if (strcmp(l->v[i].px.fp, fp) == 0)
+			return false;
+	return true;
+}
+
+/*
+ * Whether an agent other than except holds a proxy that is leaving and
+ * still up: a fleet being replaced, kept until a wanted proxy is up
+ * (sweep_unwanted), and a balancer that may not have moved yet.
+ */
+static bool
+holds_leaving(const struct pool_key *k, const struct pool_agent *except)
+{
+	if (!k->discovery || !k->set.have_current)
+		return false;
+	for (const struct pool_agent *a = k->agents; a != NULL; a = a->next)
+		if (a != except && a->claimed && a->phase == PHASE_RUNNING &&
+		    leaving(k, a->fp))
+			return true;
+	return false;
+}
+
+bool
+pool_key_lagging(const struct pool_key *k)
+{
+	return holds_leaving(k, NULL);
 }
 
 /*
@@ -719,8 +775,14 @@ tick_key(struct pool *p, struct pool_key *k, uint64_t now_ms)
 	want = unclaimed_wanted(k, NULL);
 	room = want < p->cfg.max_inflight_dials ? want :
 	    p->cfg.max_inflight_dials;
-	/* In a miss streak, one dial at a time: what is left is hard to hit. */
-	if (k->miss_streak > 0 && room > 1)
+	/*
+	 * In a miss streak, one dial at a time: what is left is hard to hit.
+	 * So too while the key holds a proxy on its way out (the sweep leaves
+	 * such agents only while no wanted one is up): the fleet is being
+	 * replaced, and the balancer may not have moved yet.  One probe finds
+	 * out; once it lands on a wanted proxy the rest go together.
+	 */
+	if ((k->miss_streak > 0 || holds_leaving(k, NULL)) && room > 1)
 		room = 1;
 	if (room <= discovering)
 		return wait;
@@ -832,10 +894,26 @@ miss_seen(struct pool_key *k, const char *fp)
 	return false;
 }
 
+/*
+ * The lag pacing's next gap: the step's full delay plus up to a quarter of
+ * it.  Not full jitter as for failures: a probe earlier than the step
+ * would probe a lagging balancer at the rate the doubling is there to
+ * avoid; the upward quarter keeps nodes that heard one announcement at
+ * the same moment from probing in step.
+ */
+static uint64_t
+lag_delay(const struct backoff *b, uint32_t rnd)
+{
+	uint64_t cap = backoff_cap(b);
+
+	return cap + (uint64_t)(((unsigned __int128)rnd * (cap / 4 + 1)) >> 32);
+}
+
 void
 pool_agent_missed(struct pool *p, struct pool_agent *a, uint64_t now_ms)
 {
 	struct pool_key *k = a->key;
+	uint64_t delay;
 
 	if (a->missed)
 		return;
@@ -852,15 +930,29 @@ pool_agent_missed(struct pool *p, struct pool_agent *a, uint64_t now_ms)
 	if (k->miss_streak > 0 && a->started_ms <= k->miss_round_ms &&
 	    now_ms < k->miss_until_ms)
 		return;
-	if (miss_seen(k, a->fp)) {
-		if (k->miss.attempt < 63)
-			k->miss.attempt++;
-		k->n_miss_seen = 0;
-		(void)miss_seen(k, a->fp);	/* the first of the new step */
+	if (is_claimed(k, a->fp, a) && holds_leaving(k, a)) {
+		/*
+		 * It landed on a proxy we already hold while a fleet we hold
+		 * is on its way out: the balancer still points at the old
+		 * fleet, and the next dial is as likely to land there again.
+		 * Every such miss doubles the gap (lag pacing); a claim, a set
+		 * that gains a proxy or the old fleet's death ends it.
+		 */
+		delay = lag_delay(&k->lag, arc4random());
+		if (k->lag.attempt < 63)
+			k->lag.attempt++;
+	} else {
+		if (miss_seen(k, a->fp)) {
+			if (k->miss.attempt < 63)
+				k->miss.attempt++;
+			k->n_miss_seen = 0;
+			(void)miss_seen(k, a->fp); /* the first of the step */
+		}
+		delay = backoff_delay(&k->miss, arc4random());
 	}
 	k->miss_streak++;
 	k->miss_round_ms = now_ms;
-	k->miss_until_ms = now_ms + backoff_delay(&k->miss, arc4random());
+	k->miss_until_ms = now_ms + delay;
 }
 
 void

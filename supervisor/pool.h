@@ -96,6 +96,14 @@ struct pool_key {
 	uint64_t		 miss_until_ms;	/* no dial before */
 	uint8_t			 n_miss_seen;
 	uint64_t		 miss_seen[16];	/* fp hashes missed since the step */
+	/*
+	 * Lag pacing: a miss on a proxy this key already holds, while it
+	 * holds one on its way out (no current list names it, or its own
+	 * list leaves it out), says the balancer still points at the fleet
+	 * being replaced.  Such misses double the gap every time (from
+	 * backoff.min up to discovery.lag_probe_max), one probe at a time.
+	 */
+	struct backoff		 lag;
 	bool			 down;		/* lost its last agent */
 	uint64_t		 down_ms;	/* when */
 	uint64_t		 connects;
@@ -139,6 +147,7 @@ struct pool_config {
 	double		spawn_burst;
 	uint64_t	proxy_ttl_ms;		/* remembered lists, see wanted.h */
 	uint64_t	miss_retry_ms;		/* first retry after a miss round */
+	uint64_t	lag_probe_max_ms;	/* cap of the lag pacing */
 };
 
 struct pool_stats {
@@ -184,6 +193,12 @@ void pool_agent_state(struct pool *p, struct pool_agent *a,
  * goes out until a claim is granted or the wanted set gains a proxy.
  */
 void pool_agent_missed(struct pool *p, struct pool_agent *a, uint64_t now_ms);
+/*
+ * Whether the key holds a proxy on its way out (a fleet being replaced,
+ * the balancer possibly behind): its discovery dials go one at a time and
+ * misses on proxies it holds follow the lag pacing (struct pool_key).
+ */
+bool pool_key_lagging(const struct pool_key *k);
 /* Decides a CLAIM and answers it through ops->claim_result. */
 void pool_agent_claim(struct pool *p, struct pool_agent *a,
     const struct msg_claim *c, uint64_t now_ms);

@@ -146,6 +146,8 @@ sum_key(struct cluster_sum *c, struct pool_key *k, uint64_t now)
 		c->miss_streak = k->miss_streak;
 	if (k->discovery && retry > c->disc_retry_ms)
 		c->disc_retry_ms = retry;
+	if (pool_key_lagging(k))
+		c->lagging = true;
 	c->rx += k->rx_done;
 	c->tx += k->tx_done;
 	c->ch_total += k->channels_done;
@@ -380,14 +382,16 @@ clusters_write(struct evbuffer *b, struct sup *sup, uint64_t now)
 		    "\"proxies_claimed\":%llu,\"discovery_misses\":%llu,"
 		    "\"claims_refused\":%llu,\"dials\":%llu,"
 		    "\"discovery_miss_streak\":%llu,"
-		    "\"discovery_retry_in_ms\":%llu",
+		    "\"discovery_retry_in_ms\":%llu,"
+		    "\"discovery_lagging\":%s",
 		    (unsigned long long)v[i].announced,
 		    (unsigned long long)v[i].claimed,
 		    (unsigned long long)v[i].misses,
 		    (unsigned long long)v[i].refused,
 		    (unsigned long long)v[i].dials,
 		    (unsigned long long)v[i].miss_streak,
-		    (unsigned long long)v[i].disc_retry_ms);
+		    (unsigned long long)v[i].disc_retry_ms,
+		    v[i].lagging ? "true" : "false");
 		wanted_write(b, &v[i], now);
 		evbuffer_add_printf(b, ",\"states\":{");
 		for (uint32_t st = 1; st <= AGENT_STATE_MAX; st++)

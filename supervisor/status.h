@@ -44,6 +44,7 @@ struct cluster_sum {
 	uint64_t	 refused, dials;
 	uint64_t	 miss_streak;		/* the longest of its keys */
 	uint64_t	 disc_retry_ms;		/* the latest of its keys */
+	bool		 lagging;		/* a key probes a lagging balancer */
 	uint64_t	 ch_open, ch_total, rx, tx, dial_fail;
 	struct pool_key	**dkeys;	/* its discovery keys with a wanted set */
 	size_t		 n_dkeys;

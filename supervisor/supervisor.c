@@ -238,6 +238,7 @@ pool_config_of(const struct config *cfg)
 		.spawn_burst = cfg->spawn_burst,
 		.proxy_ttl_ms = cfg->discovery.ttl_ms,
 		.miss_retry_ms = 250,
+		.lag_probe_max_ms = cfg->discovery.lag_probe_max_ms,
 	};
 	return pc;
 }

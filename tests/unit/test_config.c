@@ -181,6 +181,7 @@ START_TEST(test_defaults)
 	ck_assert_int_eq(cfg->log.format, LOG_FMT_LOGFMT);
 	ck_assert_uint_eq(cfg->timeouts.handshake_ms, 15000);
 	ck_assert_uint_eq(cfg->discovery.ttl_ms, 180000);
+	ck_assert_uint_eq(cfg->discovery.lag_probe_max_ms, 4000);
 	config_free(cfg);
 	cfg_errors_free(&e);
 }

@@ -75,6 +75,7 @@ cfg(void)
 		.backoff_reset_ms = 30000, .max_inflight_dials = 3,
 		.spawn_rate = 1000, .spawn_burst = 1000,
 		.proxy_ttl_ms = 180000, .miss_retry_ms = 500,
+		.lag_probe_max_ms = 4000,
 	};
 	return c;
 }
@@ -340,7 +341,8 @@ START_TEST(replacement_make_before_break)
 	ck_assert_int_eq(nclosed, 0);		/* no wanted proxy up yet */
 	before = nspawned;
 	pool_tick(p, 100);
-	ck_assert_int_eq(nspawned, before + 3);
+	/* Holding only proxies announced away: one probe, not three. */
+	ck_assert_int_eq(nspawned, before + 1);
 	ck_assert_uint_eq(spawned[before]->n_wanted, 3);
 	/* Claimed is not enough: the new agent must be up. */
 	pool_agent_spawned(p, spawned[before], next_pid++, 200);
@@ -355,6 +357,8 @@ START_TEST(replacement_make_before_break)
 	ck_assert_int_eq(nclosed, 3);
 	for (int i = 0; i < 3; i++)
 		ck_assert_int_eq(spawned[i]->phase, PHASE_CLOSING);
+	/* A wanted proxy is up, the old ones close: the other two together. */
+	ck_assert_int_eq(nspawned, before + 3);
 	/* The old sshds die: no failure, nothing re-dialled for them. */
 	for (int i = 0; i < 3; i++)
 		pool_agent_lost(p, spawned[i], "proxy closed", true, 400);
@@ -396,7 +400,7 @@ START_TEST(old_fleet_gone_ends_the_miss_streak)
 		last = t;
 		t = k->miss_until_ms > t ? k->miss_until_ms : t + 1;
 	}
-	ck_assert_uint_ge(k->miss.attempt, 3);
+	ck_assert_uint_ge(k->lag.attempt, 3);
 	ck_assert_int_eq(nclosed, 0);		/* make before break */
 	/* The old sshds are killed, the balancer points at the new fleet. */
 	t = last + 10;
@@ -409,6 +413,111 @@ START_TEST(old_fleet_gone_ends_the_miss_streak)
 	pool_tick(p, t);
 	ck_assert_int_eq(nspawned - from, 1);
 	ck_assert_int_eq(spawned[from]->role, AGENT_ROLE_TUNNEL);
+	pool_free(p);
+}
+END_TEST
+
+/*
+ * The balancer lags a rolling replacement: every probe lands on an old
+ * proxy the key holds.  One probe at a time, each such miss doubling the
+ * gap from backoff.min (1 s) up to discovery.lag_probe_max (4 s), plus at
+ * most a quarter; when one lands on the new fleet, the old agents close
+ * and the other two new proxies are dialled together.
+ */
+START_TEST(lagging_balancer_probes_double)
+{
+	const char *fps[] = { "SHA256:P0", "SHA256:P1", "SHA256:P2" };
+	const uint64_t step[] = { 1000, 2000, 4000, 4000, 4000 };
+	struct pool *p = held(3, fps, 0);
+	struct pool_key *k = pool_keys(p);
+	uint64_t t = 100, prev = 0;
+	int from, n = 0;
+	struct msg_state st = { 0 };
+	struct msg_claim cl = { 0 };
+
+	for (int i = 0; i < 3; i++)
+		announce(p, spawned[i], t, "SHA256:N0", "SHA256:N1",
+		    "SHA256:N2", NULL);
+	while (n < 6) {
+		from = nspawned;
+		pool_tick(p, t);
+		if (nspawned == from) {
+			t += 10;
+			continue;
+		}
+		ck_assert_int_eq(nspawned - from, 1);	/* one probe */
+		if (n > 0) {
+			ck_assert_uint_ge(t - prev, step[n - 1]);
+			ck_assert_uint_le(t - prev, step[n - 1] * 5 / 4 + 10);
+		}
+		prev = t;
+		land(p, spawned[from], fps[n % 3], t);	/* an old proxy */
+		pool_agent_lost(p, spawned[from], "claim refused", false, t);
+		n++;
+	}
+	ck_assert_uint_eq(k->misses, 6);
+	ck_assert_uint_eq(k->miss.attempt, 0);	/* not the spread pacing */
+	ck_assert_int_eq(nclosed, 0);		/* make before break */
+	/* The balancer moved: the next probe lands on N0. */
+	t = k->miss_until_ms;
+	from = nspawned;
+	pool_tick(p, t);
+	ck_assert_int_eq(nspawned - from, 1);
+	pool_agent_spawned(p, spawned[from], next_pid++, t);
+	strcpy(cl.fp, "SHA256:N0");
+	pool_agent_claim(p, spawned[from], &cl, t);
+	ck_assert_uint_eq(k->lag.attempt, 0);
+	st.state = AGENT_DISCOVERED;
+	strcpy(st.fp, "SHA256:N0");
+	pool_agent_state(p, spawned[from], &st, t);
+	pool_tick(p, t);
+	ck_assert_int_eq(nclosed, 3);
+	ck_assert_int_eq(nspawned - from, 3);	/* N1 and N2 together */
+	pool_free(p);
+}
+END_TEST
+
+/*
+ * The rewrite of the proxies files is in progress: P0 already announces
+ * the new fleet, P1 and P2 still the old one, so the union still wants
+ * all six.  P0 leaves itself out: it is on its way out, so one probe, and
+ * a probe that lands on a proxy already held is paced as a lag.  Then
+ * the other lists follow, and the old three are announced away.
+ */
+START_TEST(rewrite_in_progress_probes_once)
+{
+	const char *fps[] = { "SHA256:P0", "SHA256:P1", "SHA256:P2" };
+	struct pool *p = held(3, fps, 0);
+	struct pool_key *k = pool_keys(p);
+	uint64_t t = 100;
+	int from;
+
+	announce(p, spawned[1], t, fps[0], fps[1], fps[2], NULL);
+	announce(p, spawned[2], t, fps[0], fps[1], fps[2], NULL);
+	ck_assert(announce(p, spawned[0], t, "SHA256:N0", "SHA256:N1",
+	    "SHA256:N2", NULL));
+	ck_assert(wanted(k, fps[0]) && wanted(k, "SHA256:N0"));
+	from = nspawned;
+	pool_tick(p, t);
+	ck_assert_int_eq(nspawned - from, 1);
+	land(p, spawned[from], fps[1], t);
+	pool_agent_lost(p, spawned[from], "claim refused", false, t);
+	ck_assert_uint_eq(k->lag.attempt, 1);
+	ck_assert_uint_ge(k->miss_until_ms, t + 1000);
+	ck_assert_uint_le(k->miss_until_ms, t + 1250);
+	/* The rewrite completes: still one probe at a time, still lagging. */
+	announce(p, spawned[1], t + 10, "SHA256:N0", "SHA256:N1", "SHA256:N2",
+	    NULL);
+	announce(p, spawned[2], t + 10, "SHA256:N0", "SHA256:N1", "SHA256:N2",
+	    NULL);
+	ck_assert(!wanted(k, fps[0]) && !wanted(k, fps[1]));
+	t = k->miss_until_ms;
+	from = nspawned;
+	pool_tick(p, t);
+	ck_assert_int_eq(nspawned - from, 1);
+	land(p, spawned[from], fps[2], t);
+	ck_assert_uint_eq(k->lag.attempt, 2);
+	ck_assert_int_eq(nclosed, 0);
 	pool_free(p);
 }
 END_TEST
@@ -948,6 +1057,8 @@ main(void)
 	tcase_add_test(tc, dropped_proxy_closed_at_once);
 	tcase_add_test(tc, replacement_make_before_break);
 	tcase_add_test(tc, old_fleet_gone_ends_the_miss_streak);
+	tcase_add_test(tc, lagging_balancer_probes_double);
+	tcase_add_test(tc, rewrite_in_progress_probes_once);
 	tcase_add_test(tc, remembered_lists_do_not_veto);
 	tcase_add_test(tc, ttl_only_without_agents);
 	tcase_add_test(tc, ttl_remembered_expiry_edge);

@@ -2,7 +2,8 @@
 for a long time.  Every proxies file announces the new fleet, but haproxy
 keeps the old one: every discovery dial lands on an old proxy the pool
 still holds (make before break), the misses repeat, and their delay grows
-towards backoff.max.  Then the operator reloads haproxy with the new fleet
+(the lag pacing, here with discovery.lag_probe_max raised to 30 s so that
+it can grow past the bound).  Then the operator reloads haproxy with the new fleet
 and kills the old one at once.  The loss of the proxies the cluster had
 announced away ends the miss streak: the pool, holding nothing, dials at
 once and claims the new fleet within seconds -- not at the end of a miss
@@ -28,9 +29,10 @@ RETRY_MS = 7000         # the grown miss delay the swap waits for
 
 
 def run(ctx):
-    # The daemon's default pacing (backoff 1 s..30 s): the miss delay
-    # can grow past the bound.
-    d = _lbdisc.setup(ctx, spares=3, backoff=('1s', '30s'))
+    # The daemon's default backoff (1 s..30 s) and a lag cap of 30 s: the
+    # miss delay can grow past the bound.
+    d = _lbdisc.setup(ctx, spares=3, backoff=('1s', '30s'),
+                      extra={'discovery': {'lag_probe_max': '30s'}})
     tp, old = d.tp, list(d.proxies)
 
     new = [d.add_proxy() for _ in range(3)]     # started, not announced
