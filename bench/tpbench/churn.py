@@ -99,6 +99,7 @@ def replace(bench, ctx, gap):
     d.write_sets(new, on=old)
     time.sleep(gap)
     d.lb.set_backends(new)
+    t_lb = time.time()              # the reload is done: dials go to new
     time.sleep(gap)
     for p in old:
         p.kill()
@@ -118,6 +119,9 @@ def replace(bench, ctx, gap):
         last = max(held[n] for n in names)
         r['after_dead_s'] = max(0.0, last - t_dead)
         r['after_ann_s'] = last - t_ann
+        # What the lag pacing costs: clients the balancer now sends to the
+        # new fleet find the node only once it is held there.
+        r['after_lb_s'] = max(0.0, last - t_lb)
     r['dials_per_proxy'] = r['dials'] / 3.0
     bench.log('churn replace gap %gs: %s', gap, r)
     return r
@@ -250,9 +254,13 @@ def run(bench):
     for rep in range(reps):
         for gap in (0.0, 5.0):
             cases.append(('replace', lambda c, g=gap: replace(bench, c, g)))
-        for balance in ('roundrobin', 'random'):
+        cases.append(('scale_out',
+                      lambda c: scale_out(bench, c, 'roundrobin')))
+        # haproxy's random replays one draw sequence per process (see
+        # bench/README.md): more reps, so its slow path shows in the worst.
+        for _ in range(bench.pick(3, 4)):
             cases.append(('scale_out',
-                          lambda c, b=balance: scale_out(bench, c, b)))
+                          lambda c: scale_out(bench, c, 'random')))
         cases.append(('scale_in', lambda c: scale_in(bench, c)))
     cases.append(('killed', lambda c: killed(bench, c, bench.pick(30, 60))))
     cases.append(('sticky', lambda c: sticky(bench, c, bench.pick(60, 180))))
@@ -269,6 +277,10 @@ def run(bench):
 
 def _ok(rs, key):
     return [r[key] for r in rs if r.get(key) is not None]
+
+
+def _worst(rs, key):
+    return max(_ok(rs, key), default=None)
 
 
 def rows_for(res):
@@ -290,12 +302,14 @@ def rows_for(res):
                         dpp <= AIM_DIALS_PER_PROXY,
                         note='median of %d (%d not converged); seconds from '
                         'the last old proxy dying to the last new one held; '
-                        'claimed %s s after the announcement; misses %s, '
+                        'claimed %s s after the announcement and %s s '
+                        'after haproxy\'s reload; misses %s, '
                         'claims refused '
                         '%s; fewest agents up during the swap %s; issue 18 '
                         'before the fix: 181 s, 465 misses' % (
                             len(rs), len(bad),
                             fmt_num(median(_ok(rs, 'after_ann_s'))),
+                            fmt_num(median(_ok(rs, 'after_lb_s'))),
                             fmt_num(median(_ok(rs, 'misses'))),
                             fmt_num(median(_ok(rs, 'refused'))),
                             fmt_num(min(_ok(rs, 'min_up') or [None])
@@ -303,16 +317,20 @@ def rows_for(res):
     for balance in ('roundrobin', 'random'):
         rs = [r for r in res['scale_out'] if r.get('balance') == balance]
         t = median(_ok(rs, 'after_ann_s'))
+        worst = _worst(rs, 'after_ann_s')
         rows.append(Row('discovery-churn scale-out', '3 -> 5 %s: both '
                         'claimed s / dials' % balance,
                         '%s s / %s' % (fmt_num(t),
                                        fmt_num(median(_ok(rs, 'dials')))),
                         aim='<= %.0f s' % AIM_SCALE_OUT_S,
-                        met=t is not None and t <= AIM_SCALE_OUT_S and
-                        all(r.get('converged') for r in rs),
+                        met=worst is not None and worst <= AIM_SCALE_OUT_S
+                        and all(r.get('converged') for r in rs),
                         note='median of %d; seconds from the announcement to '
-                        'both new proxies held; misses %s' % (
-                            len(rs), fmt_num(median(_ok(rs, 'misses'))))))
+                        'both new proxies held; worst %s s / %s dials; '
+                        'misses %s (met only if the worst is)' % (
+                            len(rs), fmt_num(worst),
+                            fmt_num(_worst(rs, 'dials')),
+                            fmt_num(median(_ok(rs, 'misses'))))))
     rs = res['scale_in']
     t = median(_ok(rs, 'gone_after_ann_s'))
     intact = [r.get('intact') for r in rs]
