@@ -555,6 +555,7 @@ miss_reset(struct pool_key *k)
 	k->miss_round_ms = 0;
 	k->miss_until_ms = 0;
 	k->n_miss_seen = 0;
+	k->n_spread = 0;
 }
 
 /*
@@ -895,6 +896,38 @@ miss_seen(struct pool_key *k, const char *fp)
 }
 
 /*
+ * The spread allowance: a balancer that spreads over the n wanted proxies,
+ * u of them unclaimed, sends a dial to a proxy the key holds with chance
+ * 1 - u/n; 3n/u such misses in a row happen by chance about once in 20
+ * (e^-3) and cost a handful of quick dials (at most MISS_SPREAD_MAX).
+ * Within it, a miss on a wanted proxy another agent of the key holds
+ * keeps the delay, repeats too, unless every miss since the last step
+ * was on that one proxy (the balancer sticks to it: the spread rule, so
+ * a sticky balancer doubles from its second miss as before).  Past it,
+ * the balancer is not spreading over the set (the new proxies are not
+ * behind it yet, or are down there): the spread rule doubles on repeats,
+ * up to backoff.max, as for any miss.
+ */
+#define MISS_SPREAD_MAX	16
+
+static bool
+miss_spreads(const struct pool_key *k, const struct pool_agent *a)
+{
+	uint32_t u = unclaimed_wanted(k, NULL), allow;
+	uint64_t h = key_hash(a->fp, "");
+
+	if (u == 0 || !is_wanted(k, a->fp) || !is_claimed(k, a->fp, a))
+		return false;
+	/* Every miss since the last step on this one proxy: it sticks. */
+	if (k->n_miss_seen == 1 && k->miss_seen[0] == h)
+		return false;
+	allow = 3 * k->set.n / u;
+	if (allow > MISS_SPREAD_MAX)
+		allow = MISS_SPREAD_MAX;
+	return k->n_spread < allow;
+}
+
+/*
  * The lag pacing's next gap: the step's full delay plus up to a quarter of
  * it.  Not full jitter as for failures: a probe earlier than the step
  * would probe a lagging balancer at the rate the doubling is there to
@@ -925,7 +958,8 @@ pool_agent_missed(struct pool *p, struct pool_agent *a, uint64_t now_ms)
 	 * one round.  A balancer that sends the next dial to a proxy it
 	 * already sent one to since the last step is repeating itself (sticky,
 	 * or nothing else left): the delay doubles, up to backoff.max.  One
-	 * that lands somewhere new is still spreading: same delay again.
+	 * that lands somewhere new is still spreading: same delay again; so
+	 * too, within the spread allowance, one on a held proxy (miss_spreads).
 	 */
 	if (k->miss_streak > 0 && a->started_ms <= k->miss_round_ms &&
 	    now_ms < k->miss_until_ms)
@@ -941,6 +975,10 @@ pool_agent_missed(struct pool *p, struct pool_agent *a, uint64_t now_ms)
 		delay = lag_delay(&k->lag, arc4random());
 		if (k->lag.attempt < 63)
 			k->lag.attempt++;
+	} else if (miss_spreads(k, a)) {
+		k->n_spread++;
+		(void)miss_seen(k, a->fp);	/* so a repeat of it steps */
+		delay = backoff_delay(&k->miss, arc4random());
 	} else {
 		if (miss_seen(k, a->fp)) {
 			if (k->miss.attempt < 63)

@@ -87,14 +87,18 @@ struct pool_key {
 	 * Miss pacing (pool_agent_missed): the dials in flight together are
 	 * one round; a round that lands on a proxy already missed since the
 	 * last step doubles the delay (miss.attempt), one on a proxy not seen
-	 * yet keeps it (the balancer is still spreading).  A granted claim or
-	 * a set that gains a proxy ends the streak.
+	 * yet keeps it (the balancer is still spreading).  Misses on wanted
+	 * proxies the key holds keep it up to the spread allowance (n_spread),
+	 * repeats too, unless all since the step were on one proxy: what a
+	 * balancer spreading over the wanted set makes by chance.  A granted
+	 * claim or a set that gains a proxy ends the streak.
 	 */
 	struct backoff		 miss;
 	uint32_t		 miss_streak;	/* rounds missed in a row */
 	uint64_t		 miss_round_ms;	/* time of the last round */
 	uint64_t		 miss_until_ms;	/* no dial before */
 	uint8_t			 n_miss_seen;
+	uint8_t			 n_spread;	/* misses the allowance took */
 	uint64_t		 miss_seen[16];	/* fp hashes missed since the step */
 	/*
 	 * Lag pacing: a miss on a proxy this key already holds, while it
