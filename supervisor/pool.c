@@ -106,24 +106,23 @@ map_grow(struct pool *p)
 	return 0;
 }
 
-/* Misses back off from miss_retry_ms up to the failure backoff's cap. */
+/* A pacing that steps from min_ms up to max_ms, never below min_ms. */
 static int
-miss_init(struct backoff *b, const struct pool_config *cfg)
+steps_init(struct backoff *b, uint64_t min_ms, uint64_t max_ms)
 {
-	uint64_t max = cfg->backoff_max_ms > cfg->miss_retry_ms ?
-	    cfg->backoff_max_ms : cfg->miss_retry_ms;
-
-	return backoff_init(b, cfg->miss_retry_ms, max, 0);
+	return backoff_init(b, min_ms, max_ms > min_ms ? max_ms : min_ms, 0);
 }
 
-/* Lag probes step from backoff.min up to discovery.lag_probe_max. */
+/*
+ * Misses back off from miss_retry_ms up to the failure backoff's cap; lag
+ * probes step from backoff.min up to discovery.lag_probe_max.
+ */
 static int
-lag_init(struct backoff *b, const struct pool_config *cfg)
+pacing_init(struct pool_key *k, const struct pool_config *cfg)
 {
-	uint64_t max = cfg->lag_probe_max_ms > cfg->backoff_min_ms ?
-	    cfg->lag_probe_max_ms : cfg->backoff_min_ms;
-
-	return backoff_init(b, cfg->backoff_min_ms, max, 0);
+	if (steps_init(&k->miss, cfg->miss_retry_ms, cfg->backoff_max_ms) != 0)
+		return TP_EINVAL;
+	return steps_init(&k->lag, cfg->backoff_min_ms, cfg->lag_probe_max_ms);
 }
 
 static struct pool_key *
@@ -141,8 +140,7 @@ key_add(struct pool *p, const struct pool_want *w)
 	if (k->cluster == NULL || k->dial_addr == NULL ||
 	    backoff_init(&k->backoff, p->cfg.backoff_min_ms,
 	    p->cfg.backoff_max_ms, p->cfg.backoff_reset_ms) != 0 ||
-	    miss_init(&k->miss, &p->cfg) != 0 ||
-	    lag_init(&k->lag, &p->cfg) != 0) {
+	    pacing_init(k, &p->cfg) != 0) {
 		free(k->cluster);
 		free(k->dial_addr);
 		free(k);
@@ -243,8 +241,7 @@ pool_reconfigure(struct pool *p, const struct pool_config *cfg,
 		k->backoff.min_ms = cfg->backoff_min_ms;
 		k->backoff.max_ms = cfg->backoff_max_ms;
 		k->backoff.reset_after_ms = cfg->backoff_reset_ms;
-		miss_init(&k->miss, cfg);
-		lag_init(&k->lag, cfg);
+		(void)pacing_init(k, cfg);
 	}
 	return 0;
 }
@@ -783,7 +780,7 @@ tick_key(struct pool *p, struct pool_key *k, uint64_t now_ms)
 	 * replaced, and the balancer may not have moved yet.  One probe finds
 	 * out; once it lands on a wanted proxy the rest go together.
 	 */
-	if ((k->miss_streak > 0 || holds_leaving(k, NULL)) && room > 1)
+	if (room > 1 && (k->miss_streak > 0 || holds_leaving(k, NULL)))
 		room = 1;
 	if (room <= discovering)
 		return wait;
@@ -947,6 +944,7 @@ pool_agent_missed(struct pool *p, struct pool_agent *a, uint64_t now_ms)
 {
 	struct pool_key *k = a->key;
 	uint64_t delay;
+	bool spread;
 
 	if (a->missed)
 		return;
@@ -975,12 +973,12 @@ pool_agent_missed(struct pool *p, struct pool_agent *a, uint64_t now_ms)
 		delay = lag_delay(&k->lag, arc4random());
 		if (k->lag.attempt < 63)
 			k->lag.attempt++;
-	} else if (miss_spreads(k, a)) {
-		k->n_spread++;
-		(void)miss_seen(k, a->fp);	/* so a repeat of it steps */
-		delay = backoff_delay(&k->miss, arc4random());
 	} else {
-		if (miss_seen(k, a->fp)) {
+		/* Within the allowance it is recorded, so a repeat may step. */
+		spread = miss_spreads(k, a);
+		if (spread)
+			k->n_spread++;
+		if (miss_seen(k, a->fp) && !spread) {
 			if (k->miss.attempt < 63)
 				k->miss.attempt++;
 			k->n_miss_seen = 0;

@@ -110,6 +110,23 @@ land(struct pool *p, struct pool_agent *a, const char *fp, uint64_t now)
 	pool_agent_state(p, a, &st, now);
 }
 
+/*
+ * A tick at t; every dial it starts lands on fp and is refused (a miss).
+ * Returns how many it started.
+ */
+static int
+miss_on(struct pool *p, const char *fp, uint64_t t)
+{
+	int from = nspawned;
+
+	pool_tick(p, t);
+	for (int j = from; j < nspawned; j++) {
+		land(p, spawned[j], fp, t);
+		pool_agent_lost(p, spawned[j], "claim refused", false, t);
+	}
+	return nspawned - from;
+}
+
 START_TEST(diff_add_remove_unchanged_changed)
 {
 	struct pool_config c = cfg();
@@ -497,11 +514,7 @@ START_TEST(rewrite_in_progress_probes_once)
 	ck_assert(announce(p, spawned[0], t, "SHA256:N0", "SHA256:N1",
 	    "SHA256:N2", NULL));
 	ck_assert(wanted(k, fps[0]) && wanted(k, "SHA256:N0"));
-	from = nspawned;
-	pool_tick(p, t);
-	ck_assert_int_eq(nspawned - from, 1);
-	land(p, spawned[from], fps[1], t);
-	pool_agent_lost(p, spawned[from], "claim refused", false, t);
+	ck_assert_int_eq(miss_on(p, fps[1], t), 1);	/* one probe */
 	ck_assert_uint_eq(k->lag.attempt, 1);
 	ck_assert_uint_ge(k->miss_until_ms, t + 1000);
 	ck_assert_uint_le(k->miss_until_ms, t + 1250);
@@ -773,20 +786,6 @@ START_TEST(sticky_misses_paced)
 }
 END_TEST
 
-/* One discovery dial at t, landing on fp, refused: a miss. */
-static void
-miss_on(struct pool *p, const char *fp, uint64_t t)
-{
-	int from = nspawned;
-
-	pool_tick(p, t);
-	ck_assert_int_ge(nspawned - from, 1);
-	for (int j = from; j < nspawned; j++) {
-		land(p, spawned[j], fp, t);
-		pool_agent_lost(p, spawned[j], "claim refused", false, t);
-	}
-}
-
 /*
  * A balancer that spreads (random over five, three of them claimed): the
  * misses land on the held proxies by chance, repeats too, even twice in
@@ -808,7 +807,7 @@ START_TEST(spread_misses_do_not_escalate)
 	    "SHA256:N4", NULL);
 	for (int i = 0; i < 7; i++) {
 		t += 600;
-		miss_on(p, fps[order[i]], t);
+		ck_assert_int_ge(miss_on(p, fps[order[i]], t), 1);
 		/* The first step's delay: exactly miss_retry_ms (500). */
 		ck_assert_uint_eq(k->miss.attempt, 0);
 		ck_assert_uint_eq(k->miss_until_ms, t + 500);
@@ -816,7 +815,7 @@ START_TEST(spread_misses_do_not_escalate)
 	ck_assert_uint_eq(k->miss_streak, 7);
 	/* Past the allowance: P1 again is a balancer repeating itself. */
 	t += 600;
-	miss_on(p, fps[1], t);
+	ck_assert_int_ge(miss_on(p, fps[1], t), 1);
 	ck_assert_uint_eq(k->miss.attempt, 1);
 	/* New information (the set gains a proxy): the streak starts over. */
 	t += 5000;
@@ -825,10 +824,10 @@ START_TEST(spread_misses_do_not_escalate)
 	ck_assert_uint_eq(k->miss_streak, 0);
 	ck_assert_uint_eq(k->n_spread, 0);
 	/* The same held proxy twice in a row sticks: the delay grows. */
-	miss_on(p, fps[2], t);
+	ck_assert_int_ge(miss_on(p, fps[2], t), 1);
 	ck_assert_uint_eq(k->miss.attempt, 0);
 	t += 600;
-	miss_on(p, fps[2], t);
+	ck_assert_int_ge(miss_on(p, fps[2], t), 1);
 	ck_assert_uint_eq(k->miss.attempt, 1);
 	pool_free(p);
 }
