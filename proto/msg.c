@@ -5,6 +5,7 @@
 #include <stddef.h>
 #include <string.h>
 
+#include "common/error.h"
 #include "msg.h"
 #include "schema.h"
 
@@ -261,6 +262,59 @@ msg_payload_size(uint32_t type)
 	const struct msg_desc *d = msg_desc_lookup(type);
 
 	return d != NULL ? d->payload_size : 0;
+}
+
+/* One map of a payload; lengths are clamped to the field's capacity. */
+static void
+copy_map(const struct schema *s, uint8_t *dst, const uint8_t *src)
+{
+	for (size_t i = 0; i < s->nfields; i++) {
+		const struct field *f = &s->fields[i];
+		uint32_t n;
+
+		switch (f->kind) {
+		case FK_U32:
+			memcpy(dst + f->off, src + f->off, sizeof(uint32_t));
+			break;
+		case FK_U64:
+			memcpy(dst + f->off, src + f->off, sizeof(uint64_t));
+			break;
+		case FK_BOOL:
+			memcpy(dst + f->off, src + f->off, sizeof(bool));
+			break;
+		case FK_STR:
+			n = (uint32_t)strnlen((const char *)src + f->off,
+			    f->cap - 1);
+			memcpy(dst + f->off, src + f->off, n);
+			dst[f->off + n] = '\0';
+			break;
+		case FK_BIN:
+		case FK_ARRAY:
+			memcpy(&n, src + f->len_off, sizeof(n));
+			if (n > f->cap)
+				n = (uint32_t)f->cap;
+			memcpy(dst + f->len_off, &n, sizeof(n));
+			if (f->kind == FK_BIN)
+				memcpy(dst + f->off, src + f->off, n);
+			else
+				for (uint32_t j = 0; j < n; j++)
+					copy_map(f->elem,
+					    dst + f->off + j * f->elem_size,
+					    src + f->off + j * f->elem_size);
+			break;
+		}
+	}
+}
+
+int
+msg_payload_copy(uint32_t type, void *dst, const void *src)
+{
+	const struct msg_desc *d = msg_desc_lookup(type);
+
+	if (d == NULL || dst == NULL || src == NULL)
+		return TP_EINVAL;
+	copy_map(d->schema, dst, src);
+	return 0;
 }
 
 enum msg_dir

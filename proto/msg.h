@@ -148,33 +148,41 @@ struct msg_forward_spec {		/* one remote forward of the tunnel */
  * "ciphers", "kex", "hostkeys" str (comma lists, "" = libssh default).
  */
 struct msg_config {
+	/*
+	 * Scalars, counts and strings first, the arrays after them, the
+	 * small ones first: a receiver that keeps its CONFIG with
+	 * msg_payload_copy() into zeroed memory writes only the pages its
+	 * configuration fills (a pinned tunnel with a few forwards: 2 or 3
+	 * of the struct's 12).
+	 * The order here is not the wire's: that is msg.c's table.
+	 */
 	uint32_t		version;
-	char			cluster[PROTO_NAME_MAX];
-	char			dial_addr[PROTO_ADDR_MAX];
-	char			dial_host[PROTO_ADDR_MAX];
-	char			user[PROTO_NAME_MAX];
 	uint32_t		role;
-	uint32_t		n_pinned;
-	struct msg_fp		pinned[PROTO_MAX_PINNED];
-	uint32_t		n_ca;
-	struct msg_keyblob	ca[PROTO_MAX_CA];
-	uint32_t		n_revoked;
-	struct msg_fp		revoked[PROTO_MAX_REVOKED];
-	uint32_t		n_forwards;
-	struct msg_forward_spec	forwards[PROTO_MAX_FORWARDS];
-	uint32_t		n_wanted;
-	struct msg_fp		wanted[PROTO_MAX_WANTED];
-	uint32_t		n_principals;
-	struct msg_name		principals[PROTO_MAX_PRINCIPALS];
 	bool			discovery;
 	uint32_t		keepalive_ms;
 	uint32_t		keepalive_count;
 	uint32_t		handshake_ms;
 	uint32_t		max_channels;
 	uint32_t		stats_ms;
+	uint32_t		n_pinned;
+	uint32_t		n_forwards;
+	uint32_t		n_wanted;
+	uint32_t		n_principals;
+	uint32_t		n_ca;
+	uint32_t		n_revoked;
+	char			cluster[PROTO_NAME_MAX];
+	char			dial_addr[PROTO_ADDR_MAX];
+	char			dial_host[PROTO_ADDR_MAX];
+	char			user[PROTO_NAME_MAX];
 	char			ciphers[PROTO_ALGOS_MAX];
 	char			kex[PROTO_ALGOS_MAX];
 	char			hostkeys[PROTO_ALGOS_MAX];
+	struct msg_fp		pinned[PROTO_MAX_PINNED];
+	struct msg_forward_spec	forwards[PROTO_MAX_FORWARDS];
+	struct msg_fp		wanted[PROTO_MAX_WANTED];
+	struct msg_name		principals[PROTO_MAX_PRINCIPALS];
+	struct msg_keyblob	ca[PROTO_MAX_CA];
+	struct msg_fp		revoked[PROTO_MAX_REVOKED];
 };
 
 /* MSG_CLOSE: "deadline_ms" u32, "reason" str. */
@@ -340,6 +348,16 @@ enum msg_dir {
 
 /* Initialises m as an empty message of the given type (fd = -1). */
 void msg_init(struct msg *m, enum msg_type type);
+/*
+ * Copies the payload of a decoded message of this type from src to dst,
+ * field by field as msg.c's table names them: strings up to their NUL,
+ * binaries and arrays up to their length; the bytes past those are left
+ * as dst had them.  Copied into zeroed memory, the result is the decoded
+ * payload, and only the pages it fills are written (the worker keeps its
+ * CONFIG this way: a whole-struct copy made all 47 KiB of it resident).
+ * Returns 0, or TP_EINVAL for an unknown type.
+ */
+int msg_payload_copy(uint32_t type, void *dst, const void *src);
 /* Returns the size of a type's payload struct, or 0 if the type does not exist. */
 size_t msg_payload_size(uint32_t type);
 /* Returns the message's name ("CONFIG", ...) or "?" */

@@ -2,7 +2,8 @@
  * libFuzzer harness for the proto decoder, both directions, through the
  * whole receive path (pre-scan, peek, strict decode) and through
  * proto_dispatch with an accept-all table, as a hostile worker would hit it.
- * Anything decoded must re-encode to something that decodes equal.
+ * Anything decoded must re-encode to something that decodes equal, and
+ * msg_payload_copy() of it into zeroed memory must be it, byte for byte.
  */
 #include <stdint.h>
 #include <stdlib.h>
@@ -37,13 +38,19 @@ static void
 roundtrip(const struct msg *m)
 {
 	static uint8_t buf[PROTO_MAX_MSG];
+	static uint8_t copy[sizeof(m->u)];
 	enum msg_dir dir = msg_direction(m->type);
+	size_t size = msg_payload_size(m->type);
 	int n = msg_encode(m, buf, sizeof(buf));
 
 	if (n < 0)
 		abort();	/* decoded means within bounds: must re-encode */
 	if (msg_decode(buf, (size_t)n, -1, dir, m2) != 0 ||
-	    memcmp(&m->u, &m2->u, msg_payload_size(m->type)) != 0)
+	    memcmp(&m->u, &m2->u, size) != 0)
+		abort();
+	memset(copy, 0, size);
+	if (msg_payload_copy(m->type, copy, &m->u) != 0 ||
+	    memcmp(copy, &m->u, size) != 0)
 		abort();
 }
 

@@ -721,6 +721,69 @@ START_TEST(violation_sigsafe_mutations)
 }
 END_TEST
 
+/*
+ * msg_payload_copy: into zeroed memory the copy is the decoded payload,
+ * byte for byte; into memory full of 0xEE it encodes the same and leaves
+ * every byte past a string's NUL, a blob's length and an array's count
+ * as it was (what keeps the worker's CONFIG from making its whole struct
+ * resident).
+ */
+START_TEST(payload_copy_every_type)
+{
+	enum msg_type t = all_types[_i];
+	static uint8_t a[PROTO_MAX_MSG], b[PROTO_MAX_MSG];
+	size_t size = msg_payload_size(t);
+	struct msg *mc = malloc(sizeof(*mc));
+	uint8_t *zero = calloc(1, size);
+	int na, nb;
+
+	ck_assert_ptr_nonnull(mc);
+	ck_assert_ptr_nonnull(zero);
+	fill(ma, t);
+	if (t == MSG_CONFIG) {
+		ma->u.config.n_principals = 1;
+		strcpy(ma->u.config.principals[0].name, "proxy-*.example");
+		ma->u.config.n_revoked = 1;
+		strcpy(ma->u.config.revoked[0].fp, "SHA256:ffff");
+	}
+	na = msg_encode(ma, a, sizeof(a));
+	ck_assert_int_gt(na, 0);
+	ck_assert_int_eq(msg_decode(a, (size_t)na, -1, msg_direction(t), mb), 0);
+
+	ck_assert_int_eq(msg_payload_copy(t, zero, &mb->u), 0);
+	ck_assert_int_eq(memcmp(zero, &mb->u, size), 0);
+
+	memset(mc, 0xEE, sizeof(*mc));
+	mc->type = t;
+	mc->fd = -1;
+	ck_assert_int_eq(msg_payload_copy(t, &mc->u, &mb->u), 0);
+	nb = msg_encode(mc, b, sizeof(b));
+	ck_assert_int_eq(nb, na);
+	ck_assert_int_eq(memcmp(a, b, (size_t)na), 0);
+	if (t == MSG_CONFIG) {
+		const struct msg_config *c = &mc->u.config;
+		const uint8_t *tail[] = {
+			(const uint8_t *)&c->cluster[strlen("cluster-a") + 1],
+			(const uint8_t *)&c->kex[1],
+			(const uint8_t *)c->pinned[2].fp,
+			(const uint8_t *)&c->forwards[2].id,
+			(const uint8_t *)c->wanted[1].fp,
+			(const uint8_t *)c->principals[1].name,
+			&c->ca[0].blob[3],
+			(const uint8_t *)&c->ca[1].len,
+			(const uint8_t *)c->revoked[1].fp,
+			(const uint8_t *)c->revoked[PROTO_MAX_REVOKED - 1].fp,
+		};
+
+		for (size_t i = 0; i < sizeof(tail) / sizeof(tail[0]); i++)
+			ck_assert_msg(*tail[i] == 0xEE, "byte %zu written", i);
+	}
+	ck_assert_int_eq(msg_payload_copy(9999, zero, &mb->u), TP_EINVAL);
+	free(zero);
+	free(mc);
+}
+END_TEST
+
 START_TEST(names)
 {
 	ck_assert_str_eq(msg_name(MSG_CONFIG), "CONFIG");
@@ -754,6 +817,7 @@ proto_suite(void)
 	tcase_add_test(tc, dispatch_rules);
 	tcase_add_test(tc, violation_sigsafe_encoder);
 	tcase_add_test(tc, violation_sigsafe_mutations);
+	tcase_add_loop_test(tc, payload_copy_every_type, 0, NTYPES);
 	tcase_add_test(tc, names);
 	suite_add_tcase(s, tc);
 	return s;
