@@ -613,7 +613,7 @@ poll_timeout(struct worker *w, uint64_t now)
 /*
  * The stack pages below the idle loop's frames hold nothing live, but the
  * deepest call so far (the key exchange, host-key and certificate checks)
- * left them resident: ~28 KiB per worker, measured.  Drops them with the
+ * left them resident: ~24 KiB per worker, measured.  Drops them with the
  * one madvise advice the allowlist has, a page at a time from two pages
  * below this frame (room for the wrapper's frame, the red zone and a
  * signal arriving meanwhile: a handler's frame is dead once it returns)

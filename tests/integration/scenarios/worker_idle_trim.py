@@ -10,6 +10,7 @@ trims again once it is idle again (activity re-arms the trim)."""
 import re
 
 from harness import expect, procs, ports
+from harness.env import build_options
 from harness.target import send_and_check
 
 NAME = 'worker_idle_trim'
@@ -49,6 +50,11 @@ def run(ctx):
     # The first trim comes 2 s after authentication: let it pass, so that
     # the one this test looks at follows the traffic below.
     tp.wait_log(TRIMMED, 15)
+    # ASan's allocator keeps its heap in mappings of its own (no [heap],
+    # and malloc_trim has nothing to give back there): the heap check is
+    # for glibc's malloc, the stack check holds in every build.
+    glibc_heap = build_options(ctx.build_dir).get('b_sanitize',
+                                                   'none') == 'none'
 
     for round_ in (1, 2):
         kex0 = len(re.findall(KEX, proxy.log_text()))
@@ -64,7 +70,7 @@ def run(ctx):
         ctx.log('round %d: %d re-exchanges; heap %d -> %d KiB, stack '
                 '%d -> %d KiB', round_, kex, busy['[heap]'], idle['[heap]'],
                 busy['[stack]'], idle['[stack]'])
-        expect(idle['[heap]'] < busy['[heap]'],
+        expect(not glibc_heap or idle['[heap]'] < busy['[heap]'],
                'round %d: heap not trimmed: %r -> %r', round_, busy, idle)
         expect(idle['[stack]'] < busy['[stack]'],
                'round %d: stack not trimmed: %r -> %r', round_, busy, idle)
