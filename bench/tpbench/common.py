@@ -214,27 +214,7 @@ def smaps_breakdown(pid, top=8):
     memory is.  Dirty private pages are what a process costs whatever
     else runs; clean private pages of a library are only private while no
     other process maps it."""
-    agg = {}
-    name = None
-    with open('/proc/%d/smaps' % pid) as f:
-        for line in f:
-            parts = line.split()
-            if not parts:
-                continue
-            if not parts[0].endswith(':'):          # a mapping header
-                name = parts[5] if len(parts) >= 6 else '[anon]'
-                name = os.path.basename(name) if name.startswith('/') \
-                    else name
-                agg.setdefault(name, {'private_kib': 0, 'dirty_kib': 0,
-                                      'pss_kib': 0, 'rss_kib': 0})
-            elif parts[0] in ('Private_Clean:', 'Private_Dirty:'):
-                agg[name]['private_kib'] += int(parts[1])
-                if parts[0] == 'Private_Dirty:':
-                    agg[name]['dirty_kib'] += int(parts[1])
-            elif parts[0] == 'Pss:':
-                agg[name]['pss_kib'] += int(parts[1])
-            elif parts[0] == 'Rss:':
-                agg[name]['rss_kib'] += int(parts[1])
+    agg = procs.smaps_by_mapping(pid)
     items = sorted(agg.items(), key=lambda kv: (-kv[1]['dirty_kib'],
                                                 -kv[1]['private_kib']))
     return [dict(name=k, **v) for k, v in items[:top]]

@@ -187,6 +187,35 @@ def private_kib(pid):
     return total
 
 
+def smaps_by_mapping(pid):
+    """KiB per mapping name from /proc/PID/smaps: {name: {'private_kib',
+    'dirty_kib', 'pss_kib', 'rss_kib'}}, summed over the mappings of one
+    name ([heap], [stack], [anon] for unnamed ones, each file by its base
+    name)."""
+    agg = {}
+    name = None
+    with open('/proc/%d/smaps' % pid) as f:
+        for line in f:
+            parts = line.split()
+            if not parts:
+                continue
+            if not parts[0].endswith(':'):          # a mapping header
+                name = parts[5] if len(parts) >= 6 else '[anon]'
+                name = os.path.basename(name) if name.startswith('/') \
+                    else name
+                agg.setdefault(name, {'private_kib': 0, 'dirty_kib': 0,
+                                      'pss_kib': 0, 'rss_kib': 0})
+            elif parts[0] in ('Private_Clean:', 'Private_Dirty:'):
+                agg[name]['private_kib'] += int(parts[1])
+                if parts[0] == 'Private_Dirty:':
+                    agg[name]['dirty_kib'] += int(parts[1])
+            elif parts[0] == 'Pss:':
+                agg[name]['pss_kib'] += int(parts[1])
+            elif parts[0] == 'Rss:':
+                agg[name]['rss_kib'] += int(parts[1])
+    return agg
+
+
 def fds(pid):
     """Dict fd -> link target (e.g. 'socket:[123]', '/dev/null')."""
     out = {}

@@ -23,16 +23,10 @@ MIB = 1 << 20
 
 
 def resident(pid):
-    """Private dirty KiB of [heap] and [stack] from /proc/PID/smaps."""
-    out, name = {'[heap]': 0, '[stack]': 0}, None
-    with open('/proc/%d/smaps' % pid) as f:
-        for line in f:
-            parts = line.split()
-            if parts and not parts[0].endswith(':'):
-                name = parts[5] if len(parts) >= 6 else None
-            elif parts and parts[0] == 'Private_Dirty:' and name in out:
-                out[name] += int(parts[1])
-    return out
+    """Private dirty KiB of [heap] and [stack]."""
+    m = procs.smaps_by_mapping(pid)
+    return {k: m.get(k, {}).get('dirty_kib', 0)
+            for k in ('[heap]', '[stack]')}
 
 
 def run(ctx):
