@@ -42,7 +42,7 @@
 			"%8s %10s %10s %s"
 #define STATE_COL	(16 + 1 + 22 + 1 + 20 + 1)
 #define CLUSTER_FMT	"%-16.16s %9s %7s %10s %11s %9s %10s %12s %7s %7s " \
-			"%8s"
+			"%8s %-8s"
 /* Columns of the wanted-set table ('w'). */
 #define WANTED_FMT	"%-16.16s %-22.22s %-20.20s %-24.24s %7s %7s %-20.20s " \
 			"%6s %8s"
@@ -446,7 +446,7 @@ draw_clusters(const struct top *t, int y)
 
 	put(y++, A_REVERSE, CLUSTER_FMT, "CLUSTER", "ANNOUNCED", "CLAIMED",
 	    "CONNECTING", "DISCOVERING", "CONNECTED", "DISCOVERED",
-	    "DISCONNECTED", "MISSES", "REFUSED", "RETRY IN");
+	    "DISCONNECTED", "MISSES", "REFUSED", "RETRY IN", "BALANCER");
 	json_array_foreach(json_object_get(t->st, "clusters"), i, c) {
 		json_t *s = json_object_get(c, "states");
 		char v[10][24];
@@ -469,8 +469,11 @@ draw_clusters(const struct top *t, int y)
 			    1000.0 * (double)jint(c, "discovery_retry_in_ms"));
 		else
 			snprintf(v[9], sizeof(v[9]), "-");
+		/* An agent holds a proxy the lists no longer name. */
 		put(y++, 0, CLUSTER_FMT, jstr(c, "name"), v[0], v[1], v[2],
-		    v[3], v[4], v[5], v[6], v[7], v[8], v[9]);
+		    v[3], v[4], v[5], v[6], v[7], v[8], v[9],
+		    json_is_true(json_object_get(c, "discovery_lagging")) ?
+		    "lagging" : "-");
 	}
 	return y;
 }

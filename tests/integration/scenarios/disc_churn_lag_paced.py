@@ -7,30 +7,47 @@ the pool holds: the lag pacing sends one probe at a time, the gap
 doubling from backoff.min (1 s) to discovery.lag_probe_max (4 s, plus at
 most a quarter).  So the misses stay a handful, the old agents stay up
 (make before break), and the new fleet is held within one capped gap of
-the reload -- before the old one dies.
+the reload -- before the old one dies.  `tunnelpool top`, in a real
+terminal, says so in the cluster's BALANCER column: "lagging" while the
+balancer lags, "-" once the new fleet is held.
 
 Fails on the previous pacing: three parallel dials at the announcement
 and 250 ms between misses made ~11 misses in the 5 s."""
 
 import os
+import re
 import sys
 import time
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import _lbdisc  # noqa: E402
 from harness import expect  # noqa: E402
+from harness.tmux import Tmux, wait_screen  # noqa: E402
 
 NAME = 'disc_churn_lag_paced'
-REQUIRES = _lbdisc.REQUIRES
+REQUIRES = dict(_lbdisc.REQUIRES,
+                binaries=_lbdisc.REQUIRES['binaries'] + ['tunnelpool-top'],
+                tools=['tmux'])
 TIMEOUT = 180
 LAG = 5.0               # announcement -> reload -> kill, each step
 MISSES_MAX = 4          # probes at ~0, 1, 3 s (and one more if slow)
 CATCH_UP = 4.0 * 1.25 + 2.0     # capped gap + a loaded machine's margin
 
 
+def balancer(screen, d):
+    """The BALANCER column of the cluster's row in top, or None."""
+    m = re.search(r'^%s\s+(?:\d+\s+){9}\S+\s+(\S+)\s*$' % d.cluster,
+                  screen, re.M)
+    return m.group(1) if m else None
+
+
 def run(ctx):
     d = _lbdisc.setup(ctx, spares=3, backoff=('1s', '30s'))
     tp, old = d.tp, list(d.proxies)
+    tm = Tmux(ctx, '%s top -s %s' % (ctx.binary('tunnelpool'),
+                                     tp.control_socket))
+    wait_screen(ctx, tm, lambda s: balancer(s, d) == '-',
+                'the cluster row, balancer "-"')
     new = [d.add_proxy() for _ in range(3)]     # started, not announced
     d.write_sets(new, on=new)
     st = tp.status_json()
@@ -38,14 +55,17 @@ def run(ctx):
     mark = tp.log_mark()
     t_ann = time.time()
     d.write_sets(new, on=old)                   # every file: only the new
-    low, lagging = 3, False
+    low, lagging, shown = 3, False, set()
     while time.time() < t_ann + LAG:
         st = tp.status_json()
         low = min(low, len(_lbdisc.up_agents(st)))
         lagging |= _lbdisc.cluster(st)['discovery_lagging']
+        shown.add(balancer(tm.screen(), d))
         time.sleep(0.1)
     expect(lagging, 'status never showed discovery_lagging while the '
            'balancer lagged')
+    expect('lagging' in shown, 'top never showed BALANCER lagging while the '
+           'balancer lagged (it showed %r)', sorted(map(str, shown)))
     expect(tp.metric('tunnelpool_discovery_lagging', cluster='c1') == 1,
            'tunnelpool_discovery_lagging is not 1 while the balancer lags')
     st = tp.status_json()
@@ -78,6 +98,8 @@ def run(ctx):
                        10, 'discovery_lagging false once the new fleet is up')
     expect(tp.metric('tunnelpool_discovery_lagging', cluster='c1') == 0,
            'tunnelpool_discovery_lagging still 1 after the swap')
+    wait_screen(ctx, tm, lambda s: balancer(s, d) == '-',
+                'BALANCER "-" once the new fleet is held')
     expect(took <= CATCH_UP, 'new fleet held %.1fs after the balancer moved, '
            'bound %.1fs', took, CATCH_UP)
     for p in old:

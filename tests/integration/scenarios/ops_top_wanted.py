@@ -34,10 +34,12 @@ def wanted_row(screen, d, proxy, claimed):
 
 
 def cluster_row(screen, d):
-    """(misses, refused, retry) from the cluster table's row, or None."""
-    m = re.search(r'^%s\s+(?:\d+\s+){7}(\d+)\s+(\d+)\s+(\S+)\s*$'
+    """(misses, refused, retry, balancer) from the cluster table's row, or
+    None."""
+    m = re.search(r'^%s\s+(?:\d+\s+){7}(\d+)\s+(\d+)\s+(\S+)\s+(\S+)\s*$'
                   % d.cluster, screen, re.M)
-    return (int(m.group(1)), int(m.group(2)), m.group(3)) if m else None
+    return (int(m.group(1)), int(m.group(2)), m.group(3),
+            m.group(4)) if m else None
 
 
 def run(ctx):
@@ -53,7 +55,7 @@ def run(ctx):
         'p1..p3 wanted and claimed')
     ctx.log('wanted view:\n%s', screen.rstrip())
     for what in ('HOST KEY', 'CLAIMED', 'CURRENT', 'SOURCE', 'AGE', 'SINCE',
-                 'MISSES', 'REFUSED', 'RETRY IN', 'w agents',
+                 'MISSES', 'REFUSED', 'RETRY IN', 'BALANCER', 'w agents',
                  'wanted 1-3 of 3'):
         expect(what in screen, 'wanted view lacks %r', what)
     expect('RECONNECTS' not in screen, 'the agent table is still shown')
@@ -67,7 +69,7 @@ def run(ctx):
                          (cluster_row(s, d) or (0,))[0] >= 2 and s,
                          'p4 wanted, not claimed, and the misses counted')
     ctx.log('p4 announced, not routed:\n%s', screen.rstrip())
-    misses, refused, _retry = cluster_row(screen, d)
+    misses, refused, _retry, _lb = cluster_row(screen, d)
     st = tp.status_json()
     c = _lbdisc.cluster(st)
     expect(misses <= c['discovery_misses'] and
@@ -77,8 +79,13 @@ def run(ctx):
     # While the streak lasts, RETRY IN shows the delay ("now" while a dial
     # is due or in flight, "-" outside a streak).
     wait_screen(ctx, tm, lambda s: re.match(
-        r'^\d+(\.\d+)?(us|ms|s)$', (cluster_row(s, d) or (0, 0, '-'))[2]),
+        r'^\d+(\.\d+)?(us|ms|s)$',
+        (cluster_row(s, d) or (0, 0, '-', '-'))[2]),
         'a retry delay in the miss streak')
+    # Misses alone are not a lagging balancer: every held proxy is listed.
+    expect(_lb == '-' and not c['discovery_lagging'],
+           'BALANCER %r, discovery_lagging %r while p1..p3 stay listed',
+           _lb, c['discovery_lagging'])
 
     d.lb.add_backend(p4)
     d.wait_all_up(d.proxies, 60)
