@@ -6,7 +6,16 @@ under each client, syscalls per MiB (perf) of the worker and of ssh, and
 the sshd-bound ceiling: 1 / sshd's CPU share (of one core) under ssh -R,
 the most any client can gain over ssh while sshd, single-threaded per
 connection, is what runs out.  Also the crypto ceiling (openssl speed, one
-core) and a CPU profile (perf) of the worker and of ssh."""
+core) and a CPU profile (perf) of the worker and of ssh.
+
+Placement: a client's CPU per GiB depends on where the scheduler puts the
+local reader (the sink).  On the client's core the skb pages its write(2)
+fills are hot there; on the other core every copy pulls lines back from
+it, +30-50% for either client.  The scheduler picks per process and keeps
+its pick, so an unpinned comparison mixes the two.  One more pass pins
+sshd to the last CPU, the client to the first, and the sink to the
+client's core and then to sshd's, interleaved: CPU s/GiB and MB/s of each
+client in each placement."""
 
 import os
 import re
@@ -90,14 +99,14 @@ def run(bench):
 
     with bench.env(NAME) as ctx:
         node_key = ctx.keygen('node_key')
-        _sink, sink_port = tpb_server(ctx, bench, 'sink')
+        sink, sink_port = tpb_server(ctx, bench, 'sink')
         proxy = ctx.sshd('p1', authorized_keys=[node_key])
         kh = ctx.known_hosts('known_hosts', proxy.known_hosts_pins())
         for cipher, short, evp in CIPHERS:
             bench.log('throughput %s: setting up', short)
             # quick mode samples CPU for one cipher only (perf -a is slow)
             cpu_too = not bench.quick or short == 'aes128-gcm'
-            r = one_cipher(ctx, bench, proxy, node_key, kh, sink_port,
+            r = one_cipher(ctx, bench, proxy, node_key, kh, sink, sink_port,
                            cipher, short, size, reps, prof_bytes, cpu_too)
             res['ciphers'][short] = r
             rows += cipher_rows(short, r, res['ceiling'].get(short))
@@ -105,8 +114,60 @@ def run(bench):
     return res, rows
 
 
-def one_cipher(ctx, bench, proxy, node_key, kh, sink_port, cipher, short,
-               size, reps, prof_bytes, cpu_too):
+def pin(pid, cpus):
+    """Every thread of pid onto cpus (a set); a thread gone is skipped."""
+    try:
+        tids = [int(t) for t in os.listdir('/proc/%d/task' % pid)]
+    except OSError:
+        return
+    for tid in tids:
+        try:
+            os.sched_setaffinity(tid, cpus)
+        except OSError:
+            pass
+
+
+def placement(bench, sides, groups, sink, proxy, size, reps):
+    """One channel, sshd on the last CPU, the client on the first, the sink
+    on the client's core ('same') or on sshd's ('other'); A B A B.  Every
+    affinity is given back afterwards."""
+    allc = os.sched_getaffinity(0)
+    first, last = {min(allc)}, {max(allc)}
+    clients = {'tunnelpool': groups['worker'](), 'ssh': groups['ssh']()}
+    runs = {(n, w): [] for n in sides for w in ('same', 'other')}
+    try:
+        for pid in proxy.all_pids():
+            pin(pid, last)
+        for name in sides:
+            for pid in clients[name]:
+                pin(pid, first)
+        for _rep in range(reps):
+            for where in ('same', 'other'):
+                pin(sink.pid, first if where == 'same' else last)
+                for name, side in sides.items():
+                    meter = CpuMeter(groups)
+                    meter.start()
+                    secs = blast(bench, side['port'], size, 1)
+                    cpu = meter.stop()
+                    g = 'worker' if name == 'tunnelpool' else 'ssh'
+                    runs[(name, where)].append(
+                        {'mb_s': size / secs / 1e6,
+                         'cpu_s_per_gib': cpu[g] / (size / GIB)})
+    finally:
+        for pid in [sink.pid] + proxy.all_pids() + [
+                p for ps in clients.values() for p in ps]:
+            pin(pid, allc)
+    out = {}
+    for (name, where), rs in runs.items():
+        out.setdefault(where, {})[name] = {
+            'mb_s_median': median([x['mb_s'] for x in rs]),
+            'cpu_s_per_gib_median': median([x['cpu_s_per_gib'] for x in rs]),
+            'runs': rs}
+    return out
+
+
+def one_cipher(ctx, bench, proxy, node_key, kh, sink, sink_port, cipher,
+               short, size, reps, prof_bytes, cpu_too):
     f_tp, f_ssh = ports.free_ports(2)
     target = '127.0.0.1:%d' % sink_port
     tp = ctx.tunnelpool(node_key, kh, name='tp-%s' % short, log_level='info',
@@ -179,6 +240,11 @@ def one_cipher(ctx, bench, proxy, node_key, kh, sink_port, cipher, short,
         summary['ratio'] = ratio(summary['tunnelpool']['mb_s_median'],
                                  summary['ssh']['mb_s_median'])
         out['x%d' % nconn] = summary
+
+    if (os.cpu_count() or 1) >= 2:
+        bench.log('throughput %s: placement pass', short)
+        out['placement'] = placement(bench, sides, groups, sink, proxy,
+                                     size, reps)
 
     if prof_bytes and perfprof.have_perf():
         bench.log('throughput %s: perf profile (syscalls, CPU)', short)
@@ -261,6 +327,28 @@ def cipher_rows(short, r, ceiling):
                         fmt_ratio(1 / share if share else None),
                         note='sshd used %s of a core under ssh -R, %s under '
                         'tunnelpool' % (fmt_num(share), fmt_num(tshare))))
+    for where, what in (('same', "on the client's core"),
+                        ('other', "on sshd's core")):
+        pl = (r.get('placement') or {}).get(where)
+        if not pl:
+            continue
+        t, o = pl['tunnelpool'], pl['ssh']
+        cr = ratio(t['cpu_s_per_gib_median'], o['cpu_s_per_gib_median'])
+        rows.append(Row(sec, '1ch pinned, sink %s: client CPU s/GiB' % what,
+                        fmt_num(t['cpu_s_per_gib_median']),
+                        '%s (ssh)' % fmt_num(o['cpu_s_per_gib_median']),
+                        fmt_ratio(cr), '<= %.1fx' % AIM_CPU_RATIO,
+                        cr is not None and cr <= AIM_CPU_RATIO,
+                        note='MB/s tunnelpool %s, ssh %s (%s); CPU all runs '
+                        'worker %s, ssh %s' % (
+                            fmt_num(t['mb_s_median']),
+                            fmt_num(o['mb_s_median']),
+                            fmt_ratio(ratio(t['mb_s_median'],
+                                            o['mb_s_median'])),
+                            ' '.join(fmt_num(x['cpu_s_per_gib'])
+                                     for x in t['runs']),
+                            ' '.join(fmt_num(x['cpu_s_per_gib'])
+                                     for x in o['runs']))))
     if ceiling:
         rows.append(Row(sec, 'openssl speed (1 core, 16 KiB), MB/s',
                         fmt_num(ceiling / 1e6), note='crypto ceiling'))
