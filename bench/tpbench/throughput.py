@@ -9,9 +9,9 @@ connection, is what runs out.  Also the crypto ceiling (openssl speed, one
 core) and a CPU profile (perf) of the worker and of ssh.
 
 Placement: a client's CPU per GiB depends on where the scheduler puts the
-local reader (the sink).  On the client's core the skb pages its write(2)
-fills are hot there; on the other core every copy pulls lines back from
-it, +30-50% for either client.  The scheduler picks per process and keeps
+local reader (the sink): +30-50% for either client when the sink reads on
+another core (measured; the likely cause, not proven, is that the pages
+its write(2) fills were last touched on the reader's core).  The scheduler picks per process and keeps
 its pick, so an unpinned comparison mixes the two.  One more pass pins
 sshd to the last CPU, the client to the first, and the sink to the
 client's core and then to sshd's, interleaved: CPU s/GiB and MB/s of each
