@@ -11,11 +11,12 @@ core) and a CPU profile (perf) of the worker and of ssh.
 Placement: a client's CPU per GiB depends on where the scheduler puts the
 local reader (the sink): +30-50% for either client when the sink reads on
 another core (measured; the likely cause, not proven, is that the pages
-its write(2) fills were last touched on the reader's core).  The scheduler picks per process and keeps
-its pick, so an unpinned comparison mixes the two.  One more pass pins
-sshd to the last CPU, the client to the first, and the sink to the
-client's core and then to sshd's, interleaved: CPU s/GiB and MB/s of each
-client in each placement."""
+its write(2) fills were last touched on the reader's core).  The
+scheduler picks per process and keeps its pick, so an unpinned comparison
+mixes the two.  One more pass pins
+sshd and the source to the last CPU, the client to the first, and the
+sink to the client's core and then to sshd's, interleaved: CPU s/GiB and
+MB/s of each client in each placement."""
 
 import os
 import re
@@ -47,9 +48,11 @@ def openssl_speed(evp):
     return float(m.group(1))
 
 
-def blast(bench, port, nbytes, nconn):
-    out = run_tool([bench.tools['tpb'], 'blast', '127.0.0.1', port, nbytes,
-                    nconn], timeout=600)
+def blast(bench, port, nbytes, nconn, cpu=None):
+    """nbytes over nconn connections; with cpu, the source runs on it."""
+    pin_src = ['taskset', '-c', str(cpu)] if cpu is not None else []
+    out = run_tool(pin_src + [bench.tools['tpb'], 'blast', '127.0.0.1', port,
+                              nbytes, nconn], timeout=600)
     import json
     r = json.loads(out.strip().splitlines()[-1])
     if not r.get('ok'):
@@ -128,9 +131,10 @@ def pin(pid, cpus):
 
 
 def placement(bench, sides, groups, sink, proxy, size, reps):
-    """One channel, sshd on the last CPU, the client on the first, the sink
-    on the client's core ('same') or on sshd's ('other'); A B A B.  Every
-    affinity is given back afterwards."""
+    """One channel, sshd and the source on the last CPU (a remote proxy's
+    side), the client on the first, the sink on the client's core ('same')
+    or on sshd's ('other'); A B A B.  Every affinity is given back
+    afterwards."""
     allc = os.sched_getaffinity(0)
     first, last = {min(allc)}, {max(allc)}
     clients = {'tunnelpool': groups['worker'](), 'ssh': groups['ssh']()}
@@ -147,7 +151,8 @@ def placement(bench, sides, groups, sink, proxy, size, reps):
                 for name, side in sides.items():
                     meter = CpuMeter(groups)
                     meter.start()
-                    secs = blast(bench, side['port'], size, 1)
+                    secs = blast(bench, side['port'], size, 1,
+                                 cpu=max(last))
                     cpu = meter.stop()
                     g = 'worker' if name == 'tunnelpool' else 'ssh'
                     runs[(name, where)].append(
