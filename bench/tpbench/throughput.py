@@ -13,10 +13,10 @@ local reader (the sink): +30-50% for either client when the sink reads on
 another core (measured; the likely cause, not proven, is that the pages
 its write(2) fills were last touched on the reader's core).  The
 scheduler picks per process and keeps its pick, so an unpinned comparison
-mixes the two.  One more pass pins
-sshd and the source to the last CPU, the client to the first, and the
-sink to the client's core and then to sshd's, interleaved: CPU s/GiB and
-MB/s of each client in each placement."""
+mixes the two.  One more pass pins sshd and the source to the last CPU,
+the client to the first, and the sink to the client's core and then to
+sshd's, interleaved: CPU s/GiB and MB/s of each client in each
+placement."""
 
 import os
 import re
@@ -136,31 +136,28 @@ def placement(bench, sides, groups, sink, proxy, size, reps):
     or on sshd's ('other'); A B A B.  Every affinity is given back
     afterwards."""
     allc = os.sched_getaffinity(0)
-    first, last = {min(allc)}, {max(allc)}
-    clients = {'tunnelpool': groups['worker'](), 'ssh': groups['ssh']()}
+    lo, hi = min(allc), max(allc)
+    group = {'tunnelpool': 'worker', 'ssh': 'ssh'}     # side -> its client
+    clients = [pid for g in group.values() for pid in groups[g]()]
     runs = {(n, w): [] for n in sides for w in ('same', 'other')}
     try:
         for pid in proxy.all_pids():
-            pin(pid, last)
-        for name in sides:
-            for pid in clients[name]:
-                pin(pid, first)
+            pin(pid, {hi})
+        for pid in clients:
+            pin(pid, {lo})
         for _rep in range(reps):
             for where in ('same', 'other'):
-                pin(sink.pid, first if where == 'same' else last)
+                pin(sink.pid, {lo if where == 'same' else hi})
                 for name, side in sides.items():
                     meter = CpuMeter(groups)
                     meter.start()
-                    secs = blast(bench, side['port'], size, 1,
-                                 cpu=max(last))
+                    secs = blast(bench, side['port'], size, 1, cpu=hi)
                     cpu = meter.stop()
-                    g = 'worker' if name == 'tunnelpool' else 'ssh'
                     runs[(name, where)].append(
                         {'mb_s': size / secs / 1e6,
-                         'cpu_s_per_gib': cpu[g] / (size / GIB)})
+                         'cpu_s_per_gib': cpu[group[name]] / (size / GIB)})
     finally:
-        for pid in [sink.pid] + proxy.all_pids() + [
-                p for ps in clients.values() for p in ps]:
+        for pid in [sink.pid] + proxy.all_pids() + clients:
             pin(pid, allc)
     out = {}
     for (name, where), rs in runs.items():

@@ -50,6 +50,15 @@ def cluster(st, name='c1'):
     return None
 
 
+def top_cluster_row(screen, name):
+    """(misses, refused, retry in, balancer) from the cluster table's row
+    of `tunnelpool top` (supervisor/top.c CLUSTER_FMT), or None."""
+    m = re.search(r'^%s\s+(?:\d+\s+){7}(\d+)\s+(\d+)\s+(\S+)\s+(\S+)\s*$'
+                  % re.escape(name), screen, re.M)
+    return (int(m.group(1)), int(m.group(2)), m.group(3),
+            m.group(4)) if m else None
+
+
 _TS = re.compile(r'^ts=(\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d)(\.\d+)?Z .*'
                  r'func=child_started msg="worker started', re.M)
 

@@ -15,7 +15,6 @@ Fails on the previous pacing: three parallel dials at the announcement
 and 250 ms between misses made ~11 misses in the 5 s."""
 
 import os
-import re
 import sys
 import time
 
@@ -36,9 +35,8 @@ CATCH_UP = 4.0 * 1.25 + 2.0     # capped gap + a loaded machine's margin
 
 def balancer(screen, d):
     """The BALANCER column of the cluster's row in top, or None."""
-    m = re.search(r'^%s\s+(?:\d+\s+){9}\S+\s+(\S+)\s*$' % d.cluster,
-                  screen, re.M)
-    return m.group(1) if m else None
+    row = _lbdisc.top_cluster_row(screen, d.cluster)
+    return row[3] if row else None
 
 
 def run(ctx):

@@ -34,12 +34,7 @@ def wanted_row(screen, d, proxy, claimed):
 
 
 def cluster_row(screen, d):
-    """(misses, refused, retry, balancer) from the cluster table's row, or
-    None."""
-    m = re.search(r'^%s\s+(?:\d+\s+){7}(\d+)\s+(\d+)\s+(\S+)\s+(\S+)\s*$'
-                  % d.cluster, screen, re.M)
-    return (int(m.group(1)), int(m.group(2)), m.group(3),
-            m.group(4)) if m else None
+    return _lbdisc.top_cluster_row(screen, d.cluster)
 
 
 def run(ctx):
@@ -69,7 +64,7 @@ def run(ctx):
                          (cluster_row(s, d) or (0,))[0] >= 2 and s,
                          'p4 wanted, not claimed, and the misses counted')
     ctx.log('p4 announced, not routed:\n%s', screen.rstrip())
-    misses, refused, _retry, _lb = cluster_row(screen, d)
+    misses, refused, _retry, lb = cluster_row(screen, d)
     st = tp.status_json()
     c = _lbdisc.cluster(st)
     expect(misses <= c['discovery_misses'] and
@@ -83,9 +78,9 @@ def run(ctx):
         (cluster_row(s, d) or (0, 0, '-', '-'))[2]),
         'a retry delay in the miss streak')
     # Misses alone are not a lagging balancer: every held proxy is listed.
-    expect(_lb == '-' and not c['discovery_lagging'],
+    expect(lb == '-' and not c['discovery_lagging'],
            'BALANCER %r, discovery_lagging %r while p1..p3 stay listed',
-           _lb, c['discovery_lagging'])
+           lb, c['discovery_lagging'])
 
     d.lb.add_backend(p4)
     d.wait_all_up(d.proxies, 60)
