@@ -44,6 +44,7 @@
 #include "proto/wire.h"
 #include "proto/workerfd.h"
 #include "worker/channels.h"
+#include "worker/cryptoprov.h"
 #include "worker/demote.h"
 #include "worker/discovery.h"
 #include "worker/forwards.h"
@@ -892,6 +893,7 @@ int
 worker_main(int argc, char **argv)
 {
 	static struct worker w;
+	int cmode;
 
 	if (proctitle_init(argc, argv) != 0)
 		_exit(WEXIT_INTERNAL);
@@ -912,16 +914,23 @@ worker_main(int argc, char **argv)
 	/*
 	 * OpenSSL before libssh touches it: without its error strings (a
 	 * 52 KiB hash table per worker, measured; libcrypto errors then
-	 * print as codes), with its configuration.  Skipping the config
-	 * (OPENSSL_INIT_NO_LOAD_CONFIG) saved nothing measurable once the
-	 * heap is trimmed, and would silently drop a system crypto policy
-	 * such as a FIPS provider: kept (docs/worker.md, "Memory").
+	 * print as codes) and its legacy name tables (cryptoprov.c), with
+	 * its configuration.  Skipping the config (OPENSSL_INIT_NO_LOAD_CONFIG)
+	 * saved nothing measurable once the heap is trimmed, and would
+	 * silently drop a system crypto policy such as a FIPS provider: kept
+	 * (docs/worker.md, "Memory").  Then only SSH's algorithms
+	 * (cryptoprov.h); if OpenSSL refuses that, the worker runs as it
+	 * would without it, only larger.
 	 */
 	if (OPENSSL_init_crypto(OPENSSL_INIT_NO_LOAD_CRYPTO_STRINGS |
+	    OPENSSL_INIT_NO_ADD_ALL_CIPHERS | OPENSSL_INIT_NO_ADD_ALL_DIGESTS |
 	    OPENSSL_INIT_LOAD_CONFIG, NULL) != 1) {
 		alog_warnx(report_agent(&w.rep), "OpenSSL initialisation failed");
 		_exit(WEXIT_INTERNAL);
 	}
+	if ((cmode = cryptoprov_install()) < 0)
+		alog_warnx(report_agent(&w.rep), "OpenSSL: could not limit the "
+		    "algorithms to SSH's; using all of the default provider");
 	if (session_prepare(&w.ss, WORKER_FD_PROXY, WORKER_FD_AGENT) != 0) {
 		alog_warnx(report_agent(&w.rep), "libssh setup failed");
 		_exit(WEXIT_INTERNAL);
@@ -930,6 +939,7 @@ worker_main(int argc, char **argv)
 	enter_sandbox(&w);
 	w.ph = PH_AWAIT_CONFIG;
 	send_ready(&w.rep, sandbox_name());
-	alog_info(report_agent(&w.rep), "ready (sandbox %s)", sandbox_name());
+	alog_info(report_agent(&w.rep), "ready (sandbox %s, openssl %s)",
+	    sandbox_name(), cryptoprov_name(cmode));
 	worker_loop(&w);
 }

@@ -3,12 +3,13 @@
  * workload.  It starts a stock OpenSSH sshd on 127.0.0.1, connects to it
  * the way the supervisor does, and forks a libssh client that sets its
  * fds up like a worker (0 /dev/null, 3 control, 4 agent, 5 proxy socket),
- * runs the worker's demotion and filter (demote_all), and only then does
- * KEX, host-key check, public-key auth, a remote forward (tcpip-forward),
- * accepts forwarded channels, receives the "dialed" local fd over
- * SCM_RIGHTS like the dialer hands it, pumps bulk data both ways through
- * client- and server-initiated rekeys, cancels the forward, disconnects and
- * exits through libssh's and OpenSSL's destructors.
+ * runs the worker's OpenSSL set-up (worker/cryptoprov.c), its demotion and
+ * filter (demote_all), and only then does KEX, host-key check, public-key
+ * auth, a remote forward (tcpip-forward), accepts forwarded channels,
+ * receives the "dialed" local fd over SCM_RIGHTS like the dialer hands it,
+ * pumps bulk data both ways through client- and server-initiated rekeys,
+ * cancels the forward, disconnects and exits through libssh's and
+ * OpenSSL's destructors.
  *
  * In a -Dsandbox_trap=true build a refused syscall arrives on the control
  * socket as MSG_SANDBOX_VIOLATION and is printed; in a kill build the client
@@ -44,6 +45,7 @@
 #include "proto/exitcode.h"
 #include "proto/msg.h"
 #include "proto/workerfd.h"
+#include "worker/cryptoprov.h"
 #include "worker/demote.h"
 #include "worker/sandbox.h"
 #include "unit/testutil.h"
@@ -392,6 +394,17 @@ client_main(const struct probe *p, const char *privpath, const char *hostpath)
 	ssh_key priv = NULL, hostpub = NULL;
 	int bound = 0;
 
+	/*
+	 * The worker's OpenSSL (worker_main): no legacy tables, only SSH's
+	 * algorithms (worker/cryptoprov.c).  Not with -W, which checks the
+	 * lazy configuration load inside the filter.
+	 */
+	if (!p->no_warmup && (OPENSSL_init_crypto(
+	    OPENSSL_INIT_NO_LOAD_CRYPTO_STRINGS |
+	    OPENSSL_INIT_NO_ADD_ALL_CIPHERS | OPENSSL_INIT_NO_ADD_ALL_DIGESTS |
+	    OPENSSL_INIT_LOAD_CONFIG, NULL) != 1 ||
+	    cryptoprov_install() != CRYPTOPROV_SSH))
+		client_fail("OpenSSL as the worker has it", NULL);
 	/* Keys are read before the filesystem goes away. */
 	if (ssh_pki_import_privkey_file(privpath, NULL, NULL, NULL,
 	    &priv) != 0 || ssh_pki_import_pubkey_file(hostpath, &hostpub) != 0)
