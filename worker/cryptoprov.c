@@ -107,8 +107,10 @@ static struct filtered {
 };
 #define N_FILTERED	(sizeof(filtered) / sizeof(filtered[0]))
 
+/* Held for the process's life (and so reachable at exit, for LSan). */
 static OSSL_LIB_CTX	*deflt_ctx;
 static OSSL_PROVIDER	*deflt;
+static OSSL_PROVIDER	*ours;
 
 /* True if the first of the colon-separated names is one of keep. */
 static int
@@ -292,7 +294,6 @@ fail:
 int
 cryptoprov_install(void)
 {
-	OSSL_PROVIDER *ours;
 	int n = 0;
 
 	if (EVP_default_properties_is_fips_enabled(NULL))
@@ -313,6 +314,7 @@ cryptoprov_install(void)
 	if (n > 1 || RAND_set_DRBG_type(NULL, "HASH-DRBG", NULL, NULL,
 	    "SHA256") != 1) {
 		(void)OSSL_PROVIDER_unload(ours);
+		ours = NULL;
 		drop_deflt();
 		if (n > 1)
 			return CRYPTOPROV_SYSTEM;
