@@ -2,15 +2,21 @@
  * tpb: the traffic ends of the benchmarks, in C so that the load generator
  * costs next to nothing next to the tunnel it measures.
  *
- *   tpb server sink|echo PORT
+ *   tpb server sink|echo|source PORT
  *       Listens on 127.0.0.1:PORT (0 = any free port), prints "port N" on
  *       stdout, serves each connection in its own thread.  sink: reads and
  *       discards until EOF, then writes the byte count (8 bytes, big
- *       endian) and closes.  echo: writes back what it reads.
+ *       endian) and closes.  echo: writes back what it reads.  source:
+ *       reads a byte count (8 bytes, big endian), writes that many bytes,
+ *       half-closes, reads until EOF and closes.
  *   tpb blast HOST PORT BYTES NCONN
  *       Opens NCONN connections at once, pushes BYTES/NCONN through each,
  *       half-closes, waits for the sink's count.  Prints one JSON line
  *       {"seconds":S,"bytes":B,"conns":N}.  Exit 1 on a short count.
+ *   tpb pull HOST PORT BYTES NCONN
+ *       The other direction, from a source: opens NCONN connections, asks
+ *       each for BYTES/NCONN, reads until EOF.  Same JSON line; exit 1 if
+ *       a connection got fewer or more bytes than it asked for.
  *   tpb ping HOST PORT COUNT SIZE [WARMUP]
  *       One connection, TCP_NODELAY; COUNT request/response round trips of
  *       SIZE bytes to an echo.  Prints each round trip time in ns, one a
@@ -96,7 +102,40 @@ read_all(int fd, void *p, size_t n)
 
 /* --- server ---------------------------------------------------------------- */
 
-static int echo_mode;
+static int echo_mode, source_mode;
+
+/* The payload of blast and source: not zeros (nothing on the path
+ * compresses, but stay honest). */
+static void
+fill(char *buf)
+{
+	for (size_t i = 0; i < BUFSZ; i++)
+		buf[i] = (char)(i * 2654435761u >> 13);
+}
+
+/* source: the count asked for, then that many bytes, then drain. */
+static void
+serve_source(int fd, char *buf)
+{
+	unsigned char cnt[8];
+	uint64_t left = 0;
+
+	if (read_all(fd, cnt, sizeof(cnt)) != 0)
+		return;
+	for (int i = 0; i < 8; i++)
+		left = left << 8 | cnt[i];
+	fill(buf);
+	while (left > 0) {
+		size_t n = left < BUFSZ ? (size_t)left : BUFSZ;
+
+		if (write_all(fd, buf, n) != 0)
+			return;
+		left -= n;
+	}
+	shutdown(fd, SHUT_WR);
+	while (read(fd, buf, BUFSZ) > 0)
+		;
+}
 
 static void *
 serve(void *arg)
@@ -108,6 +147,13 @@ serve(void *arg)
 	ssize_t r;
 
 	setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
+	if (source_mode) {
+		if (buf != NULL)
+			serve_source(fd, buf);
+		close(fd);
+		free(buf);
+		return NULL;
+	}
 	while (buf != NULL && (r = read(fd, buf, BUFSZ)) != 0) {
 		if (r < 0) {
 			if (errno == EINTR)
@@ -139,6 +185,7 @@ cmd_server(int argc, char **argv)
 	if (argc != 2)
 		return 2;
 	echo_mode = strcmp(argv[0], "echo") == 0;
+	source_mode = strcmp(argv[0], "source") == 0;
 	if ((ls = socket(AF_INET, SOCK_STREAM, 0)) < 0)
 		die("socket");
 	setsockopt(ls, SOL_SOCKET, SO_REUSEADDR, &one, sizeof(one));
@@ -212,9 +259,7 @@ blast_one(void *arg)
 
 	if (buf == NULL)
 		return NULL;
-	/* Not zeros: nothing on the path compresses, but stay honest. */
-	for (size_t i = 0; i < BUFSZ; i++)
-		buf[i] = (char)(i * 2654435761u >> 13);
+	fill(buf);
 	while (left > 0) {
 		size_t n = left < BUFSZ ? (size_t)left : BUFSZ;
 
@@ -233,6 +278,38 @@ out:
 	free(buf);
 	return NULL;
 }
+
+/* pull: ask the source for b->bytes, count what arrives until EOF. */
+static void *
+pull_one(void *arg)
+{
+	struct blast *b = arg;
+	char *buf = malloc(BUFSZ);
+	unsigned char cnt[8];
+	ssize_t r;
+
+	if (buf == NULL)
+		return NULL;
+	for (int i = 0; i < 8; i++)
+		cnt[i] = (unsigned char)(b->bytes >> (56 - 8 * i));
+	if (write_all(b->fd, cnt, sizeof(cnt)) != 0)
+		goto out;
+	while ((r = read(b->fd, buf, BUFSZ)) != 0) {
+		if (r < 0) {
+			if (errno == EINTR)
+				continue;
+			goto out;
+		}
+		b->got += (uint64_t)r;
+	}
+	b->ok = b->got == b->bytes;
+out:
+	close(b->fd);
+	free(buf);
+	return NULL;
+}
+
+static int pull_mode;
 
 static int
 cmd_blast(int argc, char **argv)
@@ -257,7 +334,8 @@ cmd_blast(int argc, char **argv)
 		    (i == 0 ? total % (uint64_t)n : 0);
 	}
 	for (int i = 0; i < n; i++)
-		pthread_create(&th[i], NULL, blast_one, &b[i]);
+		pthread_create(&th[i], NULL, pull_mode ? pull_one : blast_one,
+		    &b[i]);
 	for (int i = 0; i < n; i++) {
 		pthread_join(th[i], NULL);
 		if (!b[i].ok) {
@@ -364,12 +442,17 @@ main(int argc, char **argv)
 		rc = cmd_server(argc - 2, argv + 2);
 	else if (argc >= 2 && strcmp(argv[1], "blast") == 0)
 		rc = cmd_blast(argc - 2, argv + 2);
+	else if (argc >= 2 && strcmp(argv[1], "pull") == 0) {
+		pull_mode = 1;
+		rc = cmd_blast(argc - 2, argv + 2);
+	}
 	else if (argc >= 2 && strcmp(argv[1], "ping") == 0)
 		rc = cmd_ping(argc - 2, argv + 2);
 	else if (argc >= 2 && strcmp(argv[1], "lag") == 0)
 		rc = cmd_lag(argc - 2, argv + 2);
 	if (rc == 2)
-		fprintf(stderr, "usage: tpb server sink|echo PORT | blast HOST "
-		    "PORT BYTES NCONN | ping HOST PORT COUNT SIZE [WARMUP] | lag SECONDS\n");
+		fprintf(stderr, "usage: tpb server sink|echo|source PORT | "
+		    "blast|pull HOST PORT BYTES NCONN | ping HOST PORT COUNT "
+		    "SIZE [WARMUP] | lag SECONDS\n");
 	return rc;
 }

@@ -5,8 +5,12 @@ of both and the ratio, client CPU s/GiB (worker vs ssh), sshd CPU s/GiB
 under each client, syscalls per MiB (perf) of the worker and of ssh, and
 the sshd-bound ceiling: 1 / sshd's CPU share (of one core) under ssh -R,
 the most any client can gain over ssh while sshd, single-threaded per
-connection, is what runs out.  Also the crypto ceiling (openssl speed, one
-core) and a CPU profile (perf) of the worker and of ssh.
+connection, is what runs out.  That is the proxy -> node direction (a
+client of the proxy sends, the node's target reads); the other one
+(upstream: the node's target sends, as a web server behind the tunnel
+does) is measured too, 1 and 8 channels, MB/s and both CPUs.  Also the
+crypto ceiling (openssl speed, one core) and a CPU profile (perf) of the
+worker and of ssh.
 
 Placement: a client's CPU per GiB depends on where the scheduler puts the
 local reader (the sink): +30-50% for either client when the sink reads on
@@ -60,6 +64,22 @@ def blast(bench, port, nbytes, nconn, cpu=None):
     return r['seconds']
 
 
+def pull(bench, port, nbytes, nconn):
+    """nbytes from the node's source over nconn connections (upstream)."""
+    out = run_tool([bench.tools['tpb'], 'pull', '127.0.0.1', port, nbytes,
+                    nconn], timeout=600)
+    import json
+    r = json.loads(out.strip().splitlines()[-1])
+    if not r.get('ok'):
+        raise BenchError('short transfer: %r' % r)
+    return r['seconds']
+
+
+# The passes: key, direction, channels.
+PASSES = (('x1', 'down', 1), ('x8', 'down', 8), ('up1', 'up', 1),
+          ('up8', 'up', 8))
+
+
 def profile(ctx, bench, short, sides, pids, nbytes, cpu_too):
     """Transfers of nbytes per side under perf: syscalls per MiB by name,
     per process, for 1 and 8 channels; with cpu_too also a CPU profile of
@@ -103,6 +123,7 @@ def run(bench):
     with bench.env(NAME) as ctx:
         node_key = ctx.keygen('node_key')
         sink, sink_port = tpb_server(ctx, bench, 'sink')
+        _source, source_port = tpb_server(ctx, bench, 'source')
         proxy = ctx.sshd('p1', authorized_keys=[node_key])
         kh = ctx.known_hosts('known_hosts', proxy.known_hosts_pins())
         for cipher, short, evp in CIPHERS:
@@ -110,7 +131,8 @@ def run(bench):
             # quick mode samples CPU for one cipher only (perf -a is slow)
             cpu_too = not bench.quick or short == 'aes128-gcm'
             r = one_cipher(ctx, bench, proxy, node_key, kh, sink, sink_port,
-                           cipher, short, size, reps, prof_bytes, cpu_too)
+                           source_port, cipher, short, size, reps,
+                           prof_bytes, cpu_too)
             res['ciphers'][short] = r
             rows += cipher_rows(short, r, res['ceiling'].get(short))
     res['load_after'] = loadavg()
@@ -168,24 +190,28 @@ def placement(bench, sides, groups, sink, proxy, size, reps):
     return out
 
 
-def one_cipher(ctx, bench, proxy, node_key, kh, sink, sink_port, cipher,
-               short, size, reps, prof_bytes, cpu_too):
-    f_tp, f_ssh = ports.free_ports(2)
+def one_cipher(ctx, bench, proxy, node_key, kh, sink, sink_port, source_port,
+               cipher, short, size, reps, prof_bytes, cpu_too):
+    f_tp, f_ssh, u_tp, u_ssh = ports.free_ports(4)
     target = '127.0.0.1:%d' % sink_port
     tp = ctx.tunnelpool(node_key, kh, name='tp-%s' % short, log_level='info',
                         resync_interval='5s',
                         extra={'ssh': {'ciphers': cipher},
                                'metrics_listen': ''})
     tp.add_tunnel('bench', 'bench', [proxy.address()],
-                  [('127.0.0.1:%d' % f_tp, target)])
+                  [('127.0.0.1:%d' % f_tp, target),
+                   ('127.0.0.1:%d' % u_tp, '127.0.0.1:%d' % source_port)])
     tp.start()
     worker = tp.wait_connected()['pid']
     proxy.wait_forward(f_tp)
+    proxy.wait_forward(u_tp)
     ssh = ctx.ssh_forward('ssh-%s' % short, proxy, node_key, kh,
-                          [(f_ssh, '127.0.0.1', sink_port)],
+                          [(f_ssh, '127.0.0.1', sink_port),
+                           (u_ssh, '127.0.0.1', source_port)],
                           options=['Ciphers=%s' % cipher])
     ssh.wait_established()
     proxy.wait_forward(f_ssh)
+    proxy.wait_forward(u_ssh)
 
     # Both sides use the cipher asked for (sshd at DEBUG1 logs each kex).
     used = re.findall(r'kex: client->server cipher: (\S+)', proxy.log_text())
@@ -194,8 +220,8 @@ def one_cipher(ctx, bench, proxy, node_key, kh, sink, sink_port, cipher,
                                                                    cipher))
 
     sides = {
-        'tunnelpool': {'port': f_tp},
-        'ssh': {'port': f_ssh},
+        'tunnelpool': {'port': f_tp, 'up_port': u_tp},
+        'ssh': {'port': f_ssh, 'up_port': u_ssh},
     }
     groups = {
         'worker': lambda: [worker],
@@ -205,8 +231,9 @@ def one_cipher(ctx, bench, proxy, node_key, kh, sink, sink_port, cipher,
     }
     for side in sides.values():                       # warm up both
         blast(bench, side['port'], 16 * MIB, 1)
+        pull(bench, side['up_port'], 16 * MIB, 1)
     out = {'cipher': cipher, 'worker_pid': worker, 'ssh_pid': ssh.pid}
-    for nconn in (1, 8):
+    for key, direction, nconn in PASSES:
         runs = {name: [] for name in sides}
         for rep in range(reps):
             for name, side in sides.items():          # A B A B ...
@@ -214,14 +241,17 @@ def one_cipher(ctx, bench, proxy, node_key, kh, sink, sink_port, cipher,
                 iom = CpuMeter(groups, reader=io_syscalls)
                 meter.start()
                 iom.start()
-                secs = blast(bench, side['port'], size, nconn)
+                if direction == 'down':
+                    secs = blast(bench, side['port'], size, nconn)
+                else:
+                    secs = pull(bench, side['up_port'], size, nconn)
                 cpu = meter.stop()
                 io = iom.stop()
                 runs[name].append({'seconds': secs,
                                    'mb_s': size / secs / 1e6, 'cpu': cpu,
                                    'io_syscalls': io})
-            bench.log('throughput %s x%d rep %d: tunnelpool %.0f MB/s, '
-                      'ssh %.0f MB/s', short, nconn, rep + 1,
+            bench.log('throughput %s %s rep %d: tunnelpool %.0f MB/s, '
+                      'ssh %.0f MB/s', short, key, rep + 1,
                       runs['tunnelpool'][-1]['mb_s'],
                       runs['ssh'][-1]['mb_s'])
         summary = {}
@@ -241,7 +271,7 @@ def one_cipher(ctx, bench, proxy, node_key, kh, sink, sink_port, cipher,
                              'io_syscalls_per_mib': io_per_mib, 'runs': rs}
         summary['ratio'] = ratio(summary['tunnelpool']['mb_s_median'],
                                  summary['ssh']['mb_s_median'])
-        out['x%d' % nconn] = summary
+        out[key] = summary
 
     if (os.cpu_count() or 1) >= 2:
         bench.log('throughput %s: placement pass', short)
@@ -270,6 +300,43 @@ def short_dso(d):
     return re.sub(r'\.so(\.[0-9]+)*$', '', os.path.basename(d))
 
 
+def transfer_rows(sec, s, n, up):
+    """MB/s, client CPU and sshd CPU rows of one pass (s: its summary)."""
+    ch = '%s%dch' % ('up ' if up else '', n)
+    rows = []
+    tpv, sshv = s['tunnelpool']['mb_s_median'], s['ssh']['mb_s_median']
+    rt = s['ratio']
+    rows.append(Row(sec, '%s%d channel%s, MB/s (median)' % (
+        'upstream (node -> proxy) ' if up else '', n, 's' if n > 1 else ''),
+        fmt_num(tpv), '%s (ssh -R)' % fmt_num(sshv), fmt_ratio(rt),
+        '>= %.1fx' % AIM_RATIO, rt is not None and rt >= AIM_RATIO,
+        note='all runs: tunnelpool %s, ssh %s MB/s' % (
+            ' '.join(fmt_num(x) for x in s['tunnelpool']['mb_s_all']),
+            ' '.join(fmt_num(x) for x in s['ssh']['mb_s_all']))))
+    tc, sc = s['tunnelpool']['cpu_s_per_gib'], s['ssh']['cpu_s_per_gib']
+    cr = ratio(tc['worker'], sc['ssh'])
+    rows.append(Row(sec, '%s client CPU s/GiB: worker vs ssh' % ch,
+                    fmt_num(tc['worker']), '%s (ssh)' % fmt_num(sc['ssh']),
+                    fmt_ratio(cr), '<= %.1fx' % AIM_CPU_RATIO,
+                    cr is not None and cr <= AIM_CPU_RATIO,
+                    note='whole path (client + sshd + supervisor) %s vs '
+                    '%s s/GiB; read+write syscalls/MiB (/proc/PID/io) '
+                    'worker %s, ssh %s' % (
+                        fmt_num(tc['worker'] + tc['sshd'] +
+                                tc['supervisor']),
+                        fmt_num(sc['ssh'] + sc['sshd']),
+                        fmt_num(s['tunnelpool']['io_syscalls_per_mib'][
+                            'worker']),
+                        fmt_num(s['ssh']['io_syscalls_per_mib']['ssh']))))
+    dr = ratio(tc['sshd'], sc['sshd'])
+    rows.append(Row(sec, '%s sshd CPU s/GiB: under tunnelpool vs ssh' % ch,
+                    fmt_num(tc['sshd']), '%s (under ssh)' %
+                    fmt_num(sc['sshd']), fmt_ratio(dr),
+                    '<= %.1fx' % AIM_CPU_RATIO,
+                    dr is not None and dr <= AIM_CPU_RATIO))
+    return rows
+
+
 def cipher_rows(short, r, ceiling):
     rows = []
     sec = 'throughput %s' % short
@@ -277,37 +344,7 @@ def cipher_rows(short, r, ceiling):
     for n in (1, 8):
         s = r['x%d' % n]
         ch = '%dch' % n
-        tpv, sshv = s['tunnelpool']['mb_s_median'], s['ssh']['mb_s_median']
-        rt = s['ratio']
-        rows.append(Row(sec, '%d channel%s, MB/s (median)' % (
-            n, 's' if n > 1 else ''), fmt_num(tpv), '%s (ssh -R)' %
-            fmt_num(sshv), fmt_ratio(rt), '>= %.1fx' % AIM_RATIO,
-            rt is not None and rt >= AIM_RATIO,
-            note='all runs: tunnelpool %s, ssh %s MB/s' % (
-                ' '.join(fmt_num(x) for x in s['tunnelpool']['mb_s_all']),
-                ' '.join(fmt_num(x) for x in s['ssh']['mb_s_all']))))
-        tc, sc = s['tunnelpool']['cpu_s_per_gib'], s['ssh']['cpu_s_per_gib']
-        cr = ratio(tc['worker'], sc['ssh'])
-        rows.append(Row(sec, '%s client CPU s/GiB: worker vs ssh' % ch,
-                        fmt_num(tc['worker']), '%s (ssh)' % fmt_num(sc['ssh']),
-                        fmt_ratio(cr), '<= %.1fx' % AIM_CPU_RATIO,
-                        cr is not None and cr <= AIM_CPU_RATIO,
-                        note='whole path (client + sshd + supervisor) %s vs '
-                        '%s s/GiB; read+write syscalls/MiB (/proc/PID/io) '
-                        'worker %s, ssh %s' % (
-                            fmt_num(tc['worker'] + tc['sshd'] +
-                                    tc['supervisor']),
-                            fmt_num(sc['ssh'] + sc['sshd']),
-                            fmt_num(s['tunnelpool']['io_syscalls_per_mib'][
-                                'worker']),
-                            fmt_num(s['ssh']['io_syscalls_per_mib'][
-                                'ssh']))))
-        dr = ratio(tc['sshd'], sc['sshd'])
-        rows.append(Row(sec, '%s sshd CPU s/GiB: under tunnelpool vs ssh' %
-                        ch, fmt_num(tc['sshd']), '%s (under ssh)' %
-                        fmt_num(sc['sshd']), fmt_ratio(dr),
-                        '<= %.1fx' % AIM_CPU_RATIO,
-                        dr is not None and dr <= AIM_CPU_RATIO))
+        rows += transfer_rows(sec, s, n, False)
         if pr:
             w = pr['tunnelpool']['worker'].get('x%d' % n)
             o = pr['ssh']['ssh'].get('x%d' % n)
@@ -329,6 +366,9 @@ def cipher_rows(short, r, ceiling):
                         fmt_ratio(1 / share if share else None),
                         note='sshd used %s of a core under ssh -R, %s under '
                         'tunnelpool' % (fmt_num(share), fmt_num(tshare))))
+    for n in (1, 8):
+        if r.get('up%d' % n):
+            rows += transfer_rows(sec, r['up%d' % n], n, True)
     for where, what in (('same', "on the client's core"),
                         ('other', "on sshd's core")):
         pl = (r.get('placement') or {}).get(where)
