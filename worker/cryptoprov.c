@@ -199,7 +199,7 @@ prov_get_params(void *provctx, OSSL_PARAM params[])
 	(void)provctx;
 	if ((p = OSSL_PARAM_locate(params, OSSL_PROV_PARAM_NAME)) != NULL &&
 	    !OSSL_PARAM_set_utf8_ptr(p, "tunnelpool: the default provider, "
-	    "ciphers and digests limited to SSH's"))
+	    "limited to SSH's algorithms"))
 		return 0;
 	if ((p = OSSL_PARAM_locate(params, OSSL_PROV_PARAM_STATUS)) != NULL &&
 	    !OSSL_PARAM_set_int(p, 1))
@@ -268,7 +268,7 @@ drop_deflt(void)
 	deflt_ctx = NULL;
 }
 
-/* The default provider in a context of its own, and the two tables. */
+/* The default provider in a context of its own, and the filtered tables. */
 static int
 load_deflt(void)
 {
