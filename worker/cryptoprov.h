@@ -14,6 +14,18 @@
 
 #include <stddef.h>
 
+#include <openssl/crypto.h>
+
+/*
+ * The OPENSSL_init_crypto() options that go with the provider: the
+ * configuration loaded (a system crypto policy is kept), no error strings
+ * (a 52 KiB table), and no legacy name tables (the first fetch would copy
+ * every legacy cipher and digest name into the name map: cryptoprov.c).
+ */
+#define CRYPTOPROV_OPENSSL_INIT	(OPENSSL_INIT_LOAD_CONFIG | \
+	OPENSSL_INIT_NO_LOAD_CRYPTO_STRINGS | \
+	OPENSSL_INIT_NO_ADD_ALL_CIPHERS | OPENSSL_INIT_NO_ADD_ALL_DIGESTS)
+
 enum cryptoprov_mode {
 	CRYPTOPROV_SSH = 1,	/* installed: only SSH's algorithms */
 	CRYPTOPROV_SYSTEM,	/* the system configuration chose providers:
@@ -22,7 +34,7 @@ enum cryptoprov_mode {
 
 /*
  * Installs the provider in the process's default library context.  Call
- * once, after OPENSSL_init_crypto() has loaded the configuration and before
+ * once, after OPENSSL_init_crypto(CRYPTOPROV_OPENSSL_INIT) and before
  * anything fetches an algorithm or draws random bytes.  Returns a
  * cryptoprov_mode, or TP_ECRYPTO if OpenSSL refused a step (the default
  * library context then loads the default provider by itself, as it would

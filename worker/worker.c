@@ -922,9 +922,7 @@ worker_main(int argc, char **argv)
 	 * (cryptoprov.h); if OpenSSL refuses that, the worker runs as it
 	 * would without it, only larger.
 	 */
-	if (OPENSSL_init_crypto(OPENSSL_INIT_NO_LOAD_CRYPTO_STRINGS |
-	    OPENSSL_INIT_NO_ADD_ALL_CIPHERS | OPENSSL_INIT_NO_ADD_ALL_DIGESTS |
-	    OPENSSL_INIT_LOAD_CONFIG, NULL) != 1) {
+	if (OPENSSL_init_crypto(CRYPTOPROV_OPENSSL_INIT, NULL) != 1) {
 		alog_warnx(report_agent(&w.rep), "OpenSSL initialisation failed");
 		_exit(WEXIT_INTERNAL);
 	}

@@ -399,10 +399,8 @@ client_main(const struct probe *p, const char *privpath, const char *hostpath)
 	 * algorithms (worker/cryptoprov.c).  Not with -W, which checks the
 	 * lazy configuration load inside the filter.
 	 */
-	if (!p->no_warmup && (OPENSSL_init_crypto(
-	    OPENSSL_INIT_NO_LOAD_CRYPTO_STRINGS |
-	    OPENSSL_INIT_NO_ADD_ALL_CIPHERS | OPENSSL_INIT_NO_ADD_ALL_DIGESTS |
-	    OPENSSL_INIT_LOAD_CONFIG, NULL) != 1 ||
+	if (!p->no_warmup &&
+	    (OPENSSL_init_crypto(CRYPTOPROV_OPENSSL_INIT, NULL) != 1 ||
 	    cryptoprov_install() != CRYPTOPROV_SSH))
 		client_fail("OpenSSL as the worker has it", NULL);
 	/* Keys are read before the filesystem goes away. */

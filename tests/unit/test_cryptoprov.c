@@ -29,9 +29,7 @@ static char tmpdir[] = "/tmp/test_cryptoprov.XXXXXX";
 static int
 init_as_worker(void)
 {
-	ck_assert_int_eq(OPENSSL_init_crypto(OPENSSL_INIT_NO_LOAD_CRYPTO_STRINGS |
-	    OPENSSL_INIT_NO_ADD_ALL_CIPHERS | OPENSSL_INIT_NO_ADD_ALL_DIGESTS |
-	    OPENSSL_INIT_LOAD_CONFIG, NULL), 1);
+	ck_assert_int_eq(OPENSSL_init_crypto(CRYPTOPROV_OPENSSL_INIT, NULL), 1);
 	return cryptoprov_install();
 }
 
