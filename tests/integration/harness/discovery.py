@@ -6,6 +6,7 @@ import json
 import os
 import time
 
+from . import yamlw
 from .errors import expect
 from .procs import read_text, wait_for
 
@@ -24,6 +25,28 @@ def proxies_yaml(cluster, keys, cert_path=None, comment=None):
     if cert_path:
         out.append('self_certificate: %s' % cert_path)
     return '\n'.join(out) + '\n'
+
+
+def ca_proxy(env, name, ca, node_key, principals=('127.0.0.1',),
+             cluster=None, serve_cert=None):
+    """A started CA-mode proxy: sshd NAME authorizing node_key, its host key
+    certified by `ca` for `principals`, and on its discovery stream a
+    proxies file (WORKDIR/proxies-NAME.yaml, cluster `cluster` or NAME)
+    naming it and carrying its own certificate -- or, with serve_cert, the
+    file serve_cert(certificate path) returns."""
+    pfile = env.path('proxies-%s.yaml' % name)
+    p = env.sshd(name, authorized_keys=[node_key], host_ca=ca,
+                 host_cert_principals=list(principals),
+                 discovery=(env.binary('tunnelpool-discovery'), pfile),
+                 start=False)
+    cert = p.host_keys[0].cert_path
+    if serve_cert:
+        cert = serve_cert(cert)
+    yamlw.dump({'cluster': cluster or name, 'self_certificate': cert,
+                'proxies': [{'name': name,
+                             'host_key': p.host_keys[0].public}]}, pfile)
+    p.start()
+    return p
 
 
 def write_atomic(path, text):

@@ -16,7 +16,8 @@ import os
 import struct
 import time
 
-from harness import expect, keys, yamlw
+from harness import expect, keys
+from harness.discovery import ca_proxy
 
 NAME = 'trust_revoked_many'
 REQUIRES = {'root': True, 'binaries': ['tunnelpool', 'tunnelpool-agent',
@@ -46,16 +47,8 @@ def run(ctx):
     echo = ctx.echo_server()
     ca = ctx.ca('host_ca')
     # CA mode: the worker fetches p1's certificate from its discovery stream.
-    pfile = ctx.path('proxies-p1.yaml')
-    p1 = ctx.sshd('p1', authorized_keys=[node_key], host_ca=ca,
-                  host_cert_principals=['127.0.0.1', 'localhost'],
-                  discovery=(ctx.binary('tunnelpool-discovery'), pfile),
-                  start=False)
-    yamlw.dump({'cluster': 'by-name',
-                'proxies': [{'name': 'p1',
-                             'host_key': p1.host_keys[0].public}],
-                'self_certificate': p1.host_keys[0].cert_path}, pfile)
-    p1.start()
+    p1 = ca_proxy(ctx, 'p1', ca, node_key, ['127.0.0.1', 'localhost'],
+                  cluster='by-name')
     ip, name = '[127.0.0.1]:%d' % p1.port, '[localhost]:%d' % p1.port
     p1_key = p1.host_keys[0].public.split()[:2]
     lines = [keys.known_hosts_ca(ip, ca), keys.known_hosts_ca(name, ca)]

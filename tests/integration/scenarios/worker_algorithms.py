@@ -12,7 +12,8 @@ says "openssl system" and works as before."""
 import os
 import re
 
-from harness import expect, keys, ports, yamlw
+from harness import expect, keys, ports
+from harness.discovery import ca_proxy
 from harness.target import send_and_check
 
 NAME = 'worker_algorithms'
@@ -110,23 +111,13 @@ def main_proxy(ctx, node_keys):
 
 
 def ca_proxies(ctx, node_key):
-    """One proxy per CA key type, its host key certified by that CA and its
-    certificate served on the discovery stream."""
-    disc = ctx.binary('tunnelpool-discovery')
+    """One CA-mode proxy per CA key type, its host key certified by that
+    CA."""
     out = []
     for kind, bits in CA_KEYS:
         name = 'ca-%s%s' % (kind, bits or '')
         ca = keys.generate_ca(ctx.path('%s_key' % name), kind, bits)
-        pfile = ctx.path('proxies-%s.yaml' % name)
-        p = ctx.sshd(name, authorized_keys=[node_key], host_ca=ca,
-                     host_cert_principals=['127.0.0.1'],
-                     discovery=(disc, pfile), start=False)
-        yamlw.dump({'cluster': name,
-                    'self_certificate': p.host_keys[0].cert_path,
-                    'proxies': [{'name': name,
-                                 'host_key': p.host_keys[0].public}]}, pfile)
-        p.start()
-        out.append((p, ca))
+        out.append((ca_proxy(ctx, name, ca, node_key), ca))
     return out
 
 

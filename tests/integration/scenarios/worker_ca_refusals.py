@@ -7,7 +7,8 @@ carries data."""
 
 import base64
 
-from harness import expect, keys, ports, yamlw
+from harness import expect, keys, ports
+from harness.discovery import ca_proxy
 from harness.target import send_and_check
 
 NAME = 'worker_ca_refusals'
@@ -26,30 +27,14 @@ def tamper(src, dst):
     return dst
 
 
-def proxy(ctx, name, ca, principals, node_key, cert_override=None):
-    disc = ctx.binary('tunnelpool-discovery')
-    pfile = ctx.path('proxies-%s.yaml' % name)
-    p = ctx.sshd(name, authorized_keys=[node_key], host_ca=ca,
-                 host_cert_principals=principals, discovery=(disc, pfile),
-                 start=False)
-    cert = p.host_keys[0].cert_path
-    if cert_override:
-        cert = cert_override(cert)
-    yamlw.dump({'cluster': name, 'self_certificate': cert,
-                'proxies': [{'name': name,
-                             'host_key': p.host_keys[0].public}]}, pfile)
-    p.start()
-    return p
-
-
 def run(ctx):
     node_key = ctx.keygen('node_key')
     ca = ctx.ca('host_ca')
     echo = ctx.echo_server()
-    wrong = proxy(ctx, 'wrong', ca, ['other.example'], node_key)
-    bad = proxy(ctx, 'tampered', ca, ['127.0.0.1'], node_key,
-                lambda c: tamper(c, ctx.path('tampered-cert.pub')))
-    good = proxy(ctx, 'good', ca, ['127.0.0.1'], node_key)
+    wrong = ca_proxy(ctx, 'wrong', ca, node_key, ['other.example'])
+    bad = ca_proxy(ctx, 'tampered', ca, node_key, serve_cert=lambda c:
+                   tamper(c, ctx.path('tampered-cert.pub')))
+    good = ca_proxy(ctx, 'good', ca, node_key)
     kh = ctx.known_hosts('known_hosts', [keys.known_hosts_ca(
         ['[127.0.0.1]:%d' % p.port for p in (wrong, bad, good)], ca)])
 
