@@ -100,6 +100,24 @@ read_all(int fd, void *p, size_t n)
 	return 0;
 }
 
+/* The byte counts on the wire: 8 bytes, big endian. */
+static void
+put_count(unsigned char cnt[8], uint64_t v)
+{
+	for (int i = 0; i < 8; i++)
+		cnt[i] = (unsigned char)(v >> (56 - 8 * i));
+}
+
+static uint64_t
+get_count(const unsigned char cnt[8])
+{
+	uint64_t v = 0;
+
+	for (int i = 0; i < 8; i++)
+		v = v << 8 | cnt[i];
+	return v;
+}
+
 /* --- server ---------------------------------------------------------------- */
 
 static int echo_mode, source_mode;
@@ -118,12 +136,11 @@ static void
 serve_source(int fd, char *buf)
 {
 	unsigned char cnt[8];
-	uint64_t left = 0;
+	uint64_t left;
 
 	if (read_all(fd, cnt, sizeof(cnt)) != 0)
 		return;
-	for (int i = 0; i < 8; i++)
-		left = left << 8 | cnt[i];
+	left = get_count(cnt);
 	fill(buf);
 	while (left > 0) {
 		size_t n = left < BUFSZ ? (size_t)left : BUFSZ;
@@ -165,8 +182,7 @@ serve(void *arg)
 			break;
 	}
 	if (!echo_mode) {
-		for (int i = 0; i < 8; i++)
-			cnt[i] = (unsigned char)(total >> (56 - 8 * i));
+		put_count(cnt, total);
 		(void)write_all(fd, cnt, sizeof(cnt));
 	}
 	shutdown(fd, SHUT_WR);
@@ -270,8 +286,7 @@ blast_one(void *arg)
 	shutdown(b->fd, SHUT_WR);
 	if (read_all(b->fd, cnt, sizeof(cnt)) != 0)
 		goto out;
-	for (int i = 0; i < 8; i++)
-		b->got = b->got << 8 | cnt[i];
+	b->got = get_count(cnt);
 	b->ok = b->got == b->bytes;
 out:
 	close(b->fd);
@@ -290,8 +305,7 @@ pull_one(void *arg)
 
 	if (buf == NULL)
 		return NULL;
-	for (int i = 0; i < 8; i++)
-		cnt[i] = (unsigned char)(b->bytes >> (56 - 8 * i));
+	put_count(cnt, b->bytes);
 	if (write_all(b->fd, cnt, sizeof(cnt)) != 0)
 		goto out;
 	while ((r = read(b->fd, buf, BUFSZ)) != 0) {
@@ -309,10 +323,9 @@ out:
 	return NULL;
 }
 
-static int pull_mode;
-
+/* blast or pull (one: the thread run per connection). */
 static int
-cmd_blast(int argc, char **argv)
+cmd_transfer(int argc, char **argv, void *(*one)(void *))
 {
 	uint64_t total, t0, t1;
 	struct blast *b;
@@ -334,8 +347,7 @@ cmd_blast(int argc, char **argv)
 		    (i == 0 ? total % (uint64_t)n : 0);
 	}
 	for (int i = 0; i < n; i++)
-		pthread_create(&th[i], NULL, pull_mode ? pull_one : blast_one,
-		    &b[i]);
+		pthread_create(&th[i], NULL, one, &b[i]);
 	for (int i = 0; i < n; i++) {
 		pthread_join(th[i], NULL);
 		if (!b[i].ok) {
@@ -441,11 +453,9 @@ main(int argc, char **argv)
 	if (argc >= 2 && strcmp(argv[1], "server") == 0)
 		rc = cmd_server(argc - 2, argv + 2);
 	else if (argc >= 2 && strcmp(argv[1], "blast") == 0)
-		rc = cmd_blast(argc - 2, argv + 2);
-	else if (argc >= 2 && strcmp(argv[1], "pull") == 0) {
-		pull_mode = 1;
-		rc = cmd_blast(argc - 2, argv + 2);
-	}
+		rc = cmd_transfer(argc - 2, argv + 2, blast_one);
+	else if (argc >= 2 && strcmp(argv[1], "pull") == 0)
+		rc = cmd_transfer(argc - 2, argv + 2, pull_one);
 	else if (argc >= 2 && strcmp(argv[1], "ping") == 0)
 		rc = cmd_ping(argc - 2, argv + 2);
 	else if (argc >= 2 && strcmp(argv[1], "lag") == 0)

@@ -22,6 +22,7 @@ the client to the first, and the sink to the client's core and then to
 sshd's, interleaved: CPU s/GiB and MB/s of each client in each
 placement."""
 
+import json
 import os
 import re
 import subprocess
@@ -52,32 +53,26 @@ def openssl_speed(evp):
     return float(m.group(1))
 
 
-def blast(bench, port, nbytes, nconn, cpu=None):
-    """nbytes over nconn connections; with cpu, the source runs on it."""
+def transfer(bench, verb, port, nbytes, nconn, cpu=None):
+    """`tpb blast` (to the node's sink) or `tpb pull` (from its source) of
+    nbytes over nconn connections; with cpu, tpb runs on it.  Seconds."""
     pin_src = ['taskset', '-c', str(cpu)] if cpu is not None else []
-    out = run_tool(pin_src + [bench.tools['tpb'], 'blast', '127.0.0.1', port,
+    out = run_tool(pin_src + [bench.tools['tpb'], verb, '127.0.0.1', port,
                               nbytes, nconn], timeout=600)
-    import json
     r = json.loads(out.strip().splitlines()[-1])
     if not r.get('ok'):
         raise BenchError('short transfer: %r' % r)
     return r['seconds']
 
 
-def pull(bench, port, nbytes, nconn):
-    """nbytes from the node's source over nconn connections (upstream)."""
-    out = run_tool([bench.tools['tpb'], 'pull', '127.0.0.1', port, nbytes,
-                    nconn], timeout=600)
-    import json
-    r = json.loads(out.strip().splitlines()[-1])
-    if not r.get('ok'):
-        raise BenchError('short transfer: %r' % r)
-    return r['seconds']
+def blast(bench, port, nbytes, nconn, cpu=None):
+    """nbytes to the node's sink over nconn connections (downstream)."""
+    return transfer(bench, 'blast', port, nbytes, nconn, cpu)
 
 
-# The passes: key, direction, channels.
-PASSES = (('x1', 'down', 1), ('x8', 'down', 8), ('up1', 'up', 1),
-          ('up8', 'up', 8))
+# The passes: key, tpb verb, the side's port for it, channels.
+PASSES = (('x1', 'blast', 'port', 1), ('x8', 'blast', 'port', 8),
+          ('up1', 'pull', 'up_port', 1), ('up8', 'pull', 'up_port', 8))
 
 
 def profile(ctx, bench, short, sides, pids, nbytes, cpu_too):
@@ -231,9 +226,9 @@ def one_cipher(ctx, bench, proxy, node_key, kh, sink, sink_port, source_port,
     }
     for side in sides.values():                       # warm up both
         blast(bench, side['port'], 16 * MIB, 1)
-        pull(bench, side['up_port'], 16 * MIB, 1)
+        transfer(bench, 'pull', side['up_port'], 16 * MIB, 1)
     out = {'cipher': cipher, 'worker_pid': worker, 'ssh_pid': ssh.pid}
-    for key, direction, nconn in PASSES:
+    for key, verb, port, nconn in PASSES:
         runs = {name: [] for name in sides}
         for rep in range(reps):
             for name, side in sides.items():          # A B A B ...
@@ -241,10 +236,7 @@ def one_cipher(ctx, bench, proxy, node_key, kh, sink, sink_port, source_port,
                 iom = CpuMeter(groups, reader=io_syscalls)
                 meter.start()
                 iom.start()
-                if direction == 'down':
-                    secs = blast(bench, side['port'], size, nconn)
-                else:
-                    secs = pull(bench, side['up_port'], size, nconn)
+                secs = transfer(bench, verb, side[port], size, nconn)
                 cpu = meter.stop()
                 io = iom.stop()
                 runs[name].append({'seconds': secs,
