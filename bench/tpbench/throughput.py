@@ -20,14 +20,22 @@ scheduler picks per process and keeps its pick, so an unpinned comparison
 mixes the two.  One more pass pins sshd and the source to the last CPU,
 the client to the first, and the sink to the client's core and then to
 sshd's, interleaved: CPU s/GiB and MB/s of each client in each
-placement."""
+placement.
+
+Remote proxy: on loopback the receiver's TCP input runs inside the
+sender's send call, so part of the client's receive work is charged to
+sshd.  The last pass repeats the downstream rows against an sshd in its
+own namespace behind a veth pair with threaded NAPI, where each side's
+receive path runs in a kernel thread, as on two hosts."""
 
 import json
 import os
 import re
+import shutil
 import subprocess
 
 from harness import ports
+from harness.netns import IP
 
 from . import perfprof
 from .common import (Row, CpuMeter, BenchError, GIB, MIB, median, ratio,
@@ -53,21 +61,23 @@ def openssl_speed(evp):
     return float(m.group(1))
 
 
-def transfer(bench, verb, port, nbytes, nconn, cpu=None):
+def transfer(bench, verb, port, nbytes, nconn, cpu=None, wrap=None):
     """`tpb blast` (to the node's sink) or `tpb pull` (from its source) of
-    nbytes over nconn connections; with cpu, tpb runs on it.  Seconds."""
+    nbytes over nconn connections; with cpu, tpb runs on it; with wrap (a
+    Netns), inside that namespace, where its proxy listens.  Seconds."""
     pin_src = ['taskset', '-c', str(cpu)] if cpu is not None else []
-    out = run_tool(pin_src + [bench.tools['tpb'], verb, '127.0.0.1', port,
-                              nbytes, nconn], timeout=600)
+    argv = pin_src + [bench.tools['tpb'], verb, '127.0.0.1', port, nbytes,
+                      nconn]
+    out = run_tool(wrap.wrap(argv) if wrap else argv, timeout=600)
     r = json.loads(out.strip().splitlines()[-1])
     if not r.get('ok'):
         raise BenchError('short transfer: %r' % r)
     return r['seconds']
 
 
-def blast(bench, port, nbytes, nconn, cpu=None):
+def blast(bench, port, nbytes, nconn, cpu=None, wrap=None):
     """nbytes to the node's sink over nconn connections (downstream)."""
-    return transfer(bench, 'blast', port, nbytes, nconn, cpu)
+    return transfer(bench, 'blast', port, nbytes, nconn, cpu, wrap)
 
 
 # The passes: key, tpb verb, the side's port for it, channels.
@@ -121,6 +131,7 @@ def run(bench):
         _source, source_port = tpb_server(ctx, bench, 'source')
         proxy = ctx.sshd('p1', authorized_keys=[node_key])
         kh = ctx.known_hosts('known_hosts', proxy.known_hosts_pins())
+        remote = remote_proxy(ctx, bench, node_key)
         for cipher, short, evp in CIPHERS:
             bench.log('throughput %s: setting up', short)
             # quick mode samples CPU for one cipher only (perf -a is slow)
@@ -128,6 +139,11 @@ def run(bench):
             r = one_cipher(ctx, bench, proxy, node_key, kh, sink, sink_port,
                            source_port, cipher, short, size, reps,
                            prof_bytes, cpu_too)
+            if remote:
+                bench.log('throughput %s: remote-proxy pass', short)
+                r['remote'] = remote_passes(ctx, bench, remote, node_key,
+                                            sink_port, cipher, short, size,
+                                            reps)
             res['ciphers'][short] = r
             rows += cipher_rows(short, r, res['ceiling'].get(short))
     res['load_after'] = loadavg()
@@ -185,6 +201,151 @@ def placement(bench, sides, groups, sink, proxy, size, reps):
     return out
 
 
+# The proxy as a host of its own (module docstring; bench/README Findings,
+# "sshd CPU per GiB", has the measurements behind it).
+def remote_proxy(ctx, bench, node_key):
+    """An sshd in its own network namespace behind a veth pair (GRO on, TSO
+    off so TCP takes the NAPI path, NAPI threaded, MTU near loopback's), its
+    known_hosts, and a callable for the pids of the two NAPI threads.  None
+    (logged) where ethtool or the kernel cannot do it."""
+    if not shutil.which('ethtool'):
+        bench.log('remote-proxy pass skipped: no ethtool')
+        return None
+    ns = ctx.netns()
+    tag = ns.name.rsplit('-', 1)[-1][:8]
+    host_dev, ns_dev = 'tv%sh' % tag, 'tv%sp' % tag
+    net = '10.201.%d' % (int(tag[:2], 16) & 0xfc)
+    host_ip, ns_ip = net + '.1', net + '.2'
+    try:
+        run_tool([IP, 'link', 'add', host_dev, 'type', 'veth', 'peer',
+                  'name', ns_dev, 'netns', ns.name])
+        run_tool([IP, 'addr', 'add', host_ip + '/30', 'dev', host_dev])
+        run_tool(ns.wrap([IP, 'addr', 'add', ns_ip + '/30', 'dev',
+                          ns_dev]))
+        for wrap, dev in ((list, host_dev), (ns.wrap, ns_dev)):
+            run_tool(wrap([IP, 'link', 'set', dev, 'mtu', '65520', 'up']))
+            run_tool(wrap(['ethtool', '-K', dev, 'gro', 'on', 'tso', 'off']))
+            run_tool(wrap(['sh', '-c', 'echo 1 > /sys/class/net/%s/threaded'
+                           % dev]))
+    except (BenchError, OSError) as exc:
+        bench.log('remote-proxy pass skipped: %s', exc)
+        return None
+
+    def napi():
+        pids = []
+        for d in os.listdir('/proc'):
+            if d.isdigit():
+                try:
+                    with open('/proc/%s/comm' % d) as f:
+                        comm = f.read().strip()
+                except OSError:
+                    continue
+                if comm.startswith(('napi/%s-' % host_dev,
+                                    'napi/%s-' % ns_dev)):
+                    pids.append(int(d))
+        return pids
+    if len(napi()) != 2:
+        bench.log('remote-proxy pass skipped: NAPI threads %r', napi())
+        return None
+    proxy = ctx.sshd('p-remote', netns=ns, authorized_keys=[node_key],
+                     extra=['ListenAddress %s:22' % ns_ip])
+    proxy.host, proxy.port = ns_ip, 22
+    kh = ctx.known_hosts('known_hosts_remote', proxy.known_hosts_pins())
+    return {'proxy': proxy, 'known_hosts': kh, 'napi': napi}
+
+
+def remote_passes(ctx, bench, remote, node_key, sink_port, cipher, short,
+                  size, reps):
+    """Downstream, 1 and 8 channels, through the remote proxy: MB/s, the
+    clients' and sshd's CPU, and the NAPI threads' (the two hosts' receive
+    paths)."""
+    proxy = remote['proxy']
+    f_tp, f_ssh = ports.free_ports(2)
+    target = '127.0.0.1:%d' % sink_port
+    tp = ctx.tunnelpool(node_key, remote['known_hosts'],
+                        name='tp-remote-%s' % short, log_level='info',
+                        resync_interval='5s',
+                        extra={'ssh': {'ciphers': cipher},
+                               'metrics_listen': ''})
+    tp.add_tunnel('bench', 'bench', [proxy.address()],
+                  [('127.0.0.1:%d' % f_tp, target)])
+    tp.start()
+    worker = tp.wait_connected()['pid']
+    proxy.wait_forward(f_tp)
+    ssh = ctx.ssh_forward('ssh-remote-%s' % short, proxy, node_key,
+                          remote['known_hosts'],
+                          [(f_ssh, '127.0.0.1', sink_port)],
+                          options=['Ciphers=%s' % cipher])
+    ssh.wait_established()
+    proxy.wait_forward(f_ssh)
+    check_cipher(proxy, cipher)
+    sides = {'tunnelpool': {'port': f_tp}, 'ssh': {'port': f_ssh}}
+    groups = {'worker': lambda: [worker], 'supervisor': lambda: [tp.pid],
+              'ssh': lambda: [ssh.pid], 'sshd': proxy.all_pids,
+              'napi': remote['napi']}
+    for side in sides.values():
+        blast(bench, side['port'], 16 * MIB, 1, wrap=proxy.netns)
+    out = {}
+    for n in (1, 8):
+        out['x%d' % n] = measure(bench, sides, groups, 'blast', 'port', n,
+                                 size, reps, '%s remote x%d' % (short, n),
+                                 wrap=proxy.netns)
+    ssh.stop()
+    tp.stop()
+    return out
+
+
+def check_cipher(proxy, cipher):
+    """Both clients' last key exchanges with proxy chose cipher (sshd at
+    DEBUG1 logs each kex)."""
+    used = re.findall(r'kex: client->server cipher: (\S+)', proxy.log_text())
+    if len(used) < 2 or any(u != cipher for u in used[-2:]):
+        raise BenchError('cipher check: sshd saw %r, want %s' % (used[-2:],
+                                                                   cipher))
+
+
+def measure(bench, sides, groups, verb, port, nconn, size, reps, label,
+            wrap=None):
+    """One pass: reps transfers of size per side, A B A B; the medians of
+    MB/s, CPU s/GiB and I/O syscalls/MiB per group, and the ratio."""
+    runs = {name: [] for name in sides}
+    for rep in range(reps):
+        for name, side in sides.items():          # A B A B ...
+            meter = CpuMeter(groups)
+            iom = CpuMeter(groups, reader=io_syscalls)
+            meter.start()
+            iom.start()
+            secs = transfer(bench, verb, side[port], size, nconn,
+                            wrap=wrap)
+            cpu = meter.stop()
+            io = iom.stop()
+            runs[name].append({'seconds': secs,
+                               'mb_s': size / secs / 1e6, 'cpu': cpu,
+                               'io_syscalls': io})
+        bench.log('throughput %s rep %d: tunnelpool %.0f MB/s, '
+                  'ssh %.0f MB/s', label, rep + 1,
+                  runs['tunnelpool'][-1]['mb_s'],
+                  runs['ssh'][-1]['mb_s'])
+    summary = {}
+    for name, rs in runs.items():
+        cpu_per_gib, io_per_mib = {}, {}
+        for g in groups:
+            cpu_per_gib[g] = median([x['cpu'][g] / (size / GIB)
+                                     for x in rs])
+            io_per_mib[g] = median([x['io_syscalls'][g] / (size / MIB)
+                                    for x in rs])
+        summary[name] = {'mb_s_median': median([x['mb_s'] for x in rs]),
+                         'sshd_core_share': median(
+                             [x['cpu']['sshd'] / x['seconds']
+                              for x in rs]),
+                         'mb_s_all': [x['mb_s'] for x in rs],
+                         'cpu_s_per_gib': cpu_per_gib,
+                         'io_syscalls_per_mib': io_per_mib, 'runs': rs}
+    summary['ratio'] = ratio(summary['tunnelpool']['mb_s_median'],
+                             summary['ssh']['mb_s_median'])
+    return summary
+
+
 def one_cipher(ctx, bench, proxy, node_key, kh, sink, sink_port, source_port,
                cipher, short, size, reps, prof_bytes, cpu_too):
     f_tp, f_ssh, u_tp, u_ssh = ports.free_ports(4)
@@ -208,11 +369,7 @@ def one_cipher(ctx, bench, proxy, node_key, kh, sink, sink_port, source_port,
     proxy.wait_forward(f_ssh)
     proxy.wait_forward(u_ssh)
 
-    # Both sides use the cipher asked for (sshd at DEBUG1 logs each kex).
-    used = re.findall(r'kex: client->server cipher: (\S+)', proxy.log_text())
-    if len(used) < 2 or any(u != cipher for u in used[-2:]):
-        raise BenchError('cipher check: sshd saw %r, want %s' % (used[-2:],
-                                                                   cipher))
+    check_cipher(proxy, cipher)
 
     sides = {
         'tunnelpool': {'port': f_tp, 'up_port': u_tp},
@@ -229,41 +386,8 @@ def one_cipher(ctx, bench, proxy, node_key, kh, sink, sink_port, source_port,
         transfer(bench, 'pull', side['up_port'], 16 * MIB, 1)
     out = {'cipher': cipher, 'worker_pid': worker, 'ssh_pid': ssh.pid}
     for key, verb, port, nconn in PASSES:
-        runs = {name: [] for name in sides}
-        for rep in range(reps):
-            for name, side in sides.items():          # A B A B ...
-                meter = CpuMeter(groups)
-                iom = CpuMeter(groups, reader=io_syscalls)
-                meter.start()
-                iom.start()
-                secs = transfer(bench, verb, side[port], size, nconn)
-                cpu = meter.stop()
-                io = iom.stop()
-                runs[name].append({'seconds': secs,
-                                   'mb_s': size / secs / 1e6, 'cpu': cpu,
-                                   'io_syscalls': io})
-            bench.log('throughput %s %s rep %d: tunnelpool %.0f MB/s, '
-                      'ssh %.0f MB/s', short, key, rep + 1,
-                      runs['tunnelpool'][-1]['mb_s'],
-                      runs['ssh'][-1]['mb_s'])
-        summary = {}
-        for name, rs in runs.items():
-            cpu_per_gib, io_per_mib = {}, {}
-            for g in groups:
-                cpu_per_gib[g] = median([x['cpu'][g] / (size / GIB)
-                                         for x in rs])
-                io_per_mib[g] = median([x['io_syscalls'][g] / (size / MIB)
-                                        for x in rs])
-            summary[name] = {'mb_s_median': median([x['mb_s'] for x in rs]),
-                             'sshd_core_share': median(
-                                 [x['cpu']['sshd'] / x['seconds']
-                                  for x in rs]),
-                             'mb_s_all': [x['mb_s'] for x in rs],
-                             'cpu_s_per_gib': cpu_per_gib,
-                             'io_syscalls_per_mib': io_per_mib, 'runs': rs}
-        summary['ratio'] = ratio(summary['tunnelpool']['mb_s_median'],
-                                 summary['ssh']['mb_s_median'])
-        out[key] = summary
+        out[key] = measure(bench, sides, groups, verb, port, nconn, size,
+                           reps, '%s %s' % (short, key))
 
     if (os.cpu_count() or 1) >= 2:
         bench.log('throughput %s: placement pass', short)
@@ -292,14 +416,16 @@ def short_dso(d):
     return re.sub(r'\.so(\.[0-9]+)*$', '', os.path.basename(d))
 
 
-def transfer_rows(sec, s, n, up):
-    """MB/s, client CPU and sshd CPU rows of one pass (s: its summary)."""
-    ch = '%s%dch' % ('up ' if up else '', n)
+def transfer_rows(sec, s, n, up, remote=False):
+    """MB/s, client CPU and sshd CPU rows of one pass (s: its summary);
+    remote: the pass through the proxy behind veth."""
+    ch = '%s%dch' % ('up ' if up else 'remote ' if remote else '', n)
     rows = []
     tpv, sshv = s['tunnelpool']['mb_s_median'], s['ssh']['mb_s_median']
     rt = s['ratio']
     rows.append(Row(sec, '%s%d channel%s, MB/s (median)' % (
-        'upstream (node -> proxy) ' if up else '', n, 's' if n > 1 else ''),
+        'upstream (node -> proxy) ' if up else
+        'remote proxy (veth) ' if remote else '', n, 's' if n > 1 else ''),
         fmt_num(tpv), '%s (ssh -R)' % fmt_num(sshv), fmt_ratio(rt),
         '>= %.1fx' % AIM_RATIO, rt is not None and rt >= AIM_RATIO,
         note='all runs: tunnelpool %s, ssh %s MB/s' % (
@@ -325,7 +451,11 @@ def transfer_rows(sec, s, n, up):
                     fmt_num(tc['sshd']), '%s (under ssh)' %
                     fmt_num(sc['sshd']), fmt_ratio(dr),
                     '<= %.1fx' % AIM_CPU_RATIO,
-                    dr is not None and dr <= AIM_CPU_RATIO))
+                    dr is not None and dr <= AIM_CPU_RATIO,
+                    note=('receive paths (NAPI threads, both hosts) %s '
+                          'under tunnelpool, %s under ssh s/GiB' % (
+                              fmt_num(tc['napi']), fmt_num(sc['napi']))
+                          if 'napi' in tc else '')))
     return rows
 
 
@@ -361,6 +491,10 @@ def cipher_rows(short, r, ceiling):
     for n in (1, 8):
         if r.get('up%d' % n):
             rows += transfer_rows(sec, r['up%d' % n], n, True)
+    for n in (1, 8):
+        if (r.get('remote') or {}).get('x%d' % n):
+            rows += transfer_rows(sec, r['remote']['x%d' % n], n, False,
+                                  remote=True)
     for where, what in (('same', "on the client's core"),
                         ('other', "on sshd's core")):
         pl = (r.get('placement') or {}).get(where)
