@@ -141,9 +141,13 @@ def run(bench):
                            prof_bytes, cpu_too)
             if remote:
                 bench.log('throughput %s: remote-proxy pass', short)
-                r['remote'] = remote_passes(ctx, bench, remote, node_key,
-                                            sink_port, cipher, short, size,
-                                            reps)
+                try:
+                    r['remote'] = remote_passes(ctx, bench, remote, node_key,
+                                                sink_port, cipher, short,
+                                                size, reps)
+                except Exception as exc:    # reported, the rest goes on
+                    r['remote_error'] = str(exc)
+                    bench.log('remote-proxy pass: %s', exc)
             res['ciphers'][short] = r
             rows += cipher_rows(short, r, res['ceiling'].get(short))
     res['load_after'] = loadavg()
@@ -270,29 +274,34 @@ def remote_passes(ctx, bench, remote, node_key, sink_port, cipher, short,
     tp.add_tunnel('bench', 'bench', [proxy.address()],
                   [('127.0.0.1:%d' % f_tp, target)])
     tp.start()
-    worker = tp.wait_connected()['pid']
-    proxy.wait_forward(f_tp)
-    ssh = ctx.ssh_forward('ssh-remote-%s' % short, proxy, node_key,
-                          remote['known_hosts'],
-                          [(f_ssh, '127.0.0.1', sink_port)],
-                          options=['Ciphers=%s' % cipher])
-    ssh.wait_established()
-    proxy.wait_forward(f_ssh)
-    check_cipher(proxy, cipher)
-    sides = {'tunnelpool': {'port': f_tp}, 'ssh': {'port': f_ssh}}
-    groups = {'worker': lambda: [worker], 'supervisor': lambda: [tp.pid],
-              'ssh': lambda: [ssh.pid], 'sshd': proxy.all_pids,
-              'napi': remote['napi']}
-    for side in sides.values():
-        blast(bench, side['port'], 16 * MIB, 1, wrap=proxy.netns)
-    out = {}
-    for n in (1, 8):
-        out['x%d' % n] = measure(bench, sides, groups, 'blast', 'port', n,
-                                 size, reps, '%s remote x%d' % (short, n),
-                                 wrap=proxy.netns)
-    ssh.stop()
-    tp.stop()
-    return out
+    ssh = None
+    try:
+        worker = tp.wait_connected()['pid']
+        proxy.wait_forward(f_tp)
+        ssh = ctx.ssh_forward('ssh-remote-%s' % short, proxy, node_key,
+                              remote['known_hosts'],
+                              [(f_ssh, '127.0.0.1', sink_port)],
+                              options=['Ciphers=%s' % cipher])
+        ssh.wait_established()
+        proxy.wait_forward(f_ssh)
+        check_cipher(proxy, cipher)
+        sides = {'tunnelpool': {'port': f_tp}, 'ssh': {'port': f_ssh}}
+        groups = {'worker': lambda: [worker], 'supervisor': lambda: [tp.pid],
+                  'ssh': lambda: [ssh.pid], 'sshd': proxy.all_pids,
+                  'napi': remote['napi']}
+        for side in sides.values():
+            blast(bench, side['port'], 16 * MIB, 1, wrap=proxy.netns)
+        out = {}
+        for n in (1, 8):
+            out['x%d' % n] = measure(bench, sides, groups, 'blast', 'port',
+                                     n, size, reps,
+                                     '%s remote x%d' % (short, n),
+                                     wrap=proxy.netns)
+        return out
+    finally:
+        if ssh is not None:
+            ssh.stop()
+        tp.stop()
 
 
 def check_cipher(proxy, cipher):
@@ -491,6 +500,9 @@ def cipher_rows(short, r, ceiling):
     for n in (1, 8):
         if r.get('up%d' % n):
             rows += transfer_rows(sec, r['up%d' % n], n, True)
+    if r.get('remote_error'):
+        rows.append(Row(sec, 'remote proxy (veth): ERROR',
+                        r['remote_error'].splitlines()[0][:120]))
     for n in (1, 8):
         if (r.get('remote') or {}).get('x%d' % n):
             rows += transfer_rows(sec, r['remote']['x%d' % n], n, False,
