@@ -131,25 +131,32 @@ fill(char *buf)
 		buf[i] = (char)(i * 2654435761u >> 13);
 }
 
-/* source: the count asked for, then that many bytes, then drain. */
-static void
-serve_source(int fd, char *buf)
+/* The sending side of blast and source: left bytes of fill()ed buf, then
+ * the write side half-closed.  -1 if a write failed. */
+static int
+push(int fd, char *buf, uint64_t left)
 {
-	unsigned char cnt[8];
-	uint64_t left;
-
-	if (read_all(fd, cnt, sizeof(cnt)) != 0)
-		return;
-	left = get_count(cnt);
 	fill(buf);
 	while (left > 0) {
 		size_t n = left < BUFSZ ? (size_t)left : BUFSZ;
 
 		if (write_all(fd, buf, n) != 0)
-			return;
+			return -1;
 		left -= n;
 	}
 	shutdown(fd, SHUT_WR);
+	return 0;
+}
+
+/* source: the count asked for, then that many bytes, then drain. */
+static void
+serve_source(int fd, char *buf)
+{
+	unsigned char cnt[8];
+
+	if (read_all(fd, cnt, sizeof(cnt)) != 0 ||
+	    push(fd, buf, get_count(cnt)) != 0)
+		return;
 	while (read(fd, buf, BUFSZ) > 0)
 		;
 }
@@ -270,21 +277,12 @@ blast_one(void *arg)
 {
 	struct blast *b = arg;
 	char *buf = malloc(BUFSZ);
-	uint64_t left = b->bytes;
 	unsigned char cnt[8];
 
 	if (buf == NULL)
 		return NULL;
-	fill(buf);
-	while (left > 0) {
-		size_t n = left < BUFSZ ? (size_t)left : BUFSZ;
-
-		if (write_all(b->fd, buf, n) != 0)
-			goto out;
-		left -= n;
-	}
-	shutdown(b->fd, SHUT_WR);
-	if (read_all(b->fd, cnt, sizeof(cnt)) != 0)
+	if (push(b->fd, buf, b->bytes) != 0 ||
+	    read_all(b->fd, cnt, sizeof(cnt)) != 0)
 		goto out;
 	b->got = get_count(cnt);
 	b->ok = b->got == b->bytes;

@@ -210,7 +210,7 @@ def placement(bench, sides, groups, sink, proxy, size, reps):
 def remote_proxy(ctx, bench, node_key):
     """An sshd in its own network namespace behind a veth pair (GRO on, TSO
     off so TCP takes the NAPI path, NAPI threaded, MTU near loopback's), its
-    known_hosts, and a callable for the pids of the two NAPI threads.  None
+    known_hosts, and the pids of the two NAPI threads (as a CpuMeter group).  None
     (logged) where ethtool or the kernel cannot do it."""
     if not shutil.which('ethtool'):
         bench.log('remote-proxy pass skipped: no ethtool')
@@ -218,7 +218,7 @@ def remote_proxy(ctx, bench, node_key):
     ns = ctx.netns()
     tag = ns.name.rsplit('-', 1)[-1][:8]
     host_dev, ns_dev = 'tv%sh' % tag, 'tv%sp' % tag
-    net = '10.201.%d' % (int(tag[:2], 16) & 0xfc)
+    net = '10.201.%d' % int(tag[:2], 16)
     host_ip, ns_ip = net + '.1', net + '.2'
     try:
         run_tool([IP, 'link', 'add', host_dev, 'type', 'veth', 'peer',
@@ -235,27 +235,24 @@ def remote_proxy(ctx, bench, node_key):
         bench.log('remote-proxy pass skipped: %s', exc)
         return None
 
-    def napi():
-        pids = []
-        for d in os.listdir('/proc'):
-            if d.isdigit():
-                try:
-                    with open('/proc/%s/comm' % d) as f:
-                        comm = f.read().strip()
-                except OSError:
-                    continue
-                if comm.startswith(('napi/%s-' % host_dev,
-                                    'napi/%s-' % ns_dev)):
-                    pids.append(int(d))
-        return pids
-    if len(napi()) != 2:
-        bench.log('remote-proxy pass skipped: NAPI threads %r', napi())
+    # The two NAPI threads live as long as the devices: found once.
+    napi = []
+    for d in filter(str.isdigit, os.listdir('/proc')):
+        try:
+            with open('/proc/%s/comm' % d) as f:
+                comm = f.read().strip()
+        except OSError:
+            continue
+        if comm.startswith(('napi/%s-' % host_dev, 'napi/%s-' % ns_dev)):
+            napi.append(int(d))
+    if len(napi) != 2:
+        bench.log('remote-proxy pass skipped: NAPI threads %r', napi)
         return None
     proxy = ctx.sshd('p-remote', netns=ns, authorized_keys=[node_key],
                      extra=['ListenAddress %s:22' % ns_ip])
     proxy.host, proxy.port = ns_ip, 22
     kh = ctx.known_hosts('known_hosts_remote', proxy.known_hosts_pins())
-    return {'proxy': proxy, 'known_hosts': kh, 'napi': napi}
+    return {'proxy': proxy, 'known_hosts': kh, 'napi': lambda: napi}
 
 
 def remote_passes(ctx, bench, remote, node_key, sink_port, cipher, short,
@@ -264,31 +261,11 @@ def remote_passes(ctx, bench, remote, node_key, sink_port, cipher, short,
     clients' and sshd's CPU, and the NAPI threads' (the two hosts' receive
     paths)."""
     proxy = remote['proxy']
-    f_tp, f_ssh = ports.free_ports(2)
-    target = '127.0.0.1:%d' % sink_port
-    tp = ctx.tunnelpool(node_key, remote['known_hosts'],
-                        name='tp-remote-%s' % short, log_level='info',
-                        resync_interval='5s',
-                        extra={'ssh': {'ciphers': cipher},
-                               'metrics_listen': ''})
-    tp.add_tunnel('bench', 'bench', [proxy.address()],
-                  [('127.0.0.1:%d' % f_tp, target)])
-    tp.start()
-    ssh = None
+    tp, _worker, ssh, sides, groups = start_clients(
+        ctx, proxy, node_key, remote['known_hosts'], cipher,
+        'remote-%s' % short, {'port': sink_port})
+    groups['napi'] = remote['napi']
     try:
-        worker = tp.wait_connected()['pid']
-        proxy.wait_forward(f_tp)
-        ssh = ctx.ssh_forward('ssh-remote-%s' % short, proxy, node_key,
-                              remote['known_hosts'],
-                              [(f_ssh, '127.0.0.1', sink_port)],
-                              options=['Ciphers=%s' % cipher])
-        ssh.wait_established()
-        proxy.wait_forward(f_ssh)
-        check_cipher(proxy, cipher)
-        sides = {'tunnelpool': {'port': f_tp}, 'ssh': {'port': f_ssh}}
-        groups = {'worker': lambda: [worker], 'supervisor': lambda: [tp.pid],
-                  'ssh': lambda: [ssh.pid], 'sshd': proxy.all_pids,
-                  'napi': remote['napi']}
         for side in sides.values():
             blast(bench, side['port'], 16 * MIB, 1, wrap=proxy.netns)
         out = {}
@@ -299,9 +276,51 @@ def remote_passes(ctx, bench, remote, node_key, sink_port, cipher, short,
                                      wrap=proxy.netns)
         return out
     finally:
+        ssh.stop()
+        tp.stop()
+
+
+def start_clients(ctx, proxy, node_key, kh, cipher, name, targets):
+    """Both clients of a pass, against proxy with cipher: a tunnelpool
+    daemon (tp-NAME) and `ssh -N -R` (ssh-NAME), each forwarding a fresh
+    proxy port to each of targets (key -> the node-side port); both
+    connected, every forward up, sshd's log showing the cipher.  Returns
+    (tp, worker pid, ssh, sides, groups): sides maps 'tunnelpool' and 'ssh'
+    to key -> that client's proxy port, groups are the CpuMeter groups.
+    If a step fails, what started is stopped again."""
+    keys = list(targets)
+    free = ports.free_ports(2 * len(keys))
+    sides = {'tunnelpool': dict(zip(keys, free[:len(keys)])),
+             'ssh': dict(zip(keys, free[len(keys):]))}
+    tp = ctx.tunnelpool(node_key, kh, name='tp-%s' % name, log_level='info',
+                        resync_interval='5s',
+                        extra={'ssh': {'ciphers': cipher},
+                               'metrics_listen': ''})
+    tp.add_tunnel('bench', 'bench', [proxy.address()],
+                  [('127.0.0.1:%d' % sides['tunnelpool'][k],
+                    '127.0.0.1:%d' % targets[k]) for k in keys])
+    tp.start()
+    ssh = None
+    try:
+        worker = tp.wait_connected()['pid']
+        for port in sides['tunnelpool'].values():
+            proxy.wait_forward(port)
+        ssh = ctx.ssh_forward('ssh-%s' % name, proxy, node_key, kh,
+                              [(sides['ssh'][k], '127.0.0.1', targets[k])
+                               for k in keys],
+                              options=['Ciphers=%s' % cipher])
+        ssh.wait_established()
+        for port in sides['ssh'].values():
+            proxy.wait_forward(port)
+        check_cipher(proxy, cipher)
+    except Exception:
         if ssh is not None:
             ssh.stop()
         tp.stop()
+        raise
+    groups = {'worker': lambda: [worker], 'supervisor': lambda: [tp.pid],
+              'ssh': lambda: [ssh.pid], 'sshd': proxy.all_pids}
+    return tp, worker, ssh, sides, groups
 
 
 def check_cipher(proxy, cipher):
@@ -357,39 +376,9 @@ def measure(bench, sides, groups, verb, port, nconn, size, reps, label,
 
 def one_cipher(ctx, bench, proxy, node_key, kh, sink, sink_port, source_port,
                cipher, short, size, reps, prof_bytes, cpu_too):
-    f_tp, f_ssh, u_tp, u_ssh = ports.free_ports(4)
-    target = '127.0.0.1:%d' % sink_port
-    tp = ctx.tunnelpool(node_key, kh, name='tp-%s' % short, log_level='info',
-                        resync_interval='5s',
-                        extra={'ssh': {'ciphers': cipher},
-                               'metrics_listen': ''})
-    tp.add_tunnel('bench', 'bench', [proxy.address()],
-                  [('127.0.0.1:%d' % f_tp, target),
-                   ('127.0.0.1:%d' % u_tp, '127.0.0.1:%d' % source_port)])
-    tp.start()
-    worker = tp.wait_connected()['pid']
-    proxy.wait_forward(f_tp)
-    proxy.wait_forward(u_tp)
-    ssh = ctx.ssh_forward('ssh-%s' % short, proxy, node_key, kh,
-                          [(f_ssh, '127.0.0.1', sink_port),
-                           (u_ssh, '127.0.0.1', source_port)],
-                          options=['Ciphers=%s' % cipher])
-    ssh.wait_established()
-    proxy.wait_forward(f_ssh)
-    proxy.wait_forward(u_ssh)
-
-    check_cipher(proxy, cipher)
-
-    sides = {
-        'tunnelpool': {'port': f_tp, 'up_port': u_tp},
-        'ssh': {'port': f_ssh, 'up_port': u_ssh},
-    }
-    groups = {
-        'worker': lambda: [worker],
-        'supervisor': lambda: [tp.pid],
-        'ssh': lambda: [ssh.pid],
-        'sshd': proxy.all_pids,
-    }
+    tp, worker, ssh, sides, groups = start_clients(
+        ctx, proxy, node_key, kh, cipher, short,
+        {'port': sink_port, 'up_port': source_port})
     for side in sides.values():                       # warm up both
         blast(bench, side['port'], 16 * MIB, 1)
         transfer(bench, 'pull', side['up_port'], 16 * MIB, 1)
