@@ -24,9 +24,10 @@ placement.
 
 Remote proxy: on loopback the receiver's TCP input runs inside the
 sender's send call, so part of the client's receive work is charged to
-sshd.  The last pass repeats the downstream rows against an sshd in its
-own namespace behind a veth pair with threaded NAPI, where each side's
-receive path runs in a kernel thread, as on two hosts."""
+sshd.  The last pass repeats the four transfer passes (both directions, 1
+and 8 channels) against an sshd in its own namespace behind a veth pair
+with threaded NAPI, where each side's receive path runs in a kernel
+thread, as on two hosts."""
 
 import json
 import os
@@ -87,18 +88,20 @@ PASSES = (('x1', 'blast', 'port', 1), ('x8', 'blast', 'port', 8),
 
 def profile(ctx, bench, short, sides, pids, nbytes, cpu_too):
     """Transfers of nbytes per side under perf: syscalls per MiB by name,
-    per process, for 1 and 8 channels; with cpu_too also a CPU profile of
-    the 1-channel transfer (see perfprof for why not strace)."""
+    per process, for each of the PASSES (both directions, 1 and 8
+    channels); with cpu_too also a CPU profile of the 1-channel downstream
+    transfer (see perfprof for why not strace)."""
     out = {}
     for name, side in sides.items():
         o = {}
-        for nconn in (1, 8):
+        for key, verb, port, nconn in PASSES:
             counts, _ = perfprof.syscalls(
-                ctx, 'sys-%s-%s-%d' % (short, name, nconn),
-                lambda: blast(bench, side['port'], nbytes, nconn), pids[name])
+                ctx, 'sys-%s-%s-%s' % (short, name, key),
+                lambda: transfer(bench, verb, side[port], nbytes, nconn),
+                pids[name])
             for label, c in counts.items():
                 total = sum(c.values())
-                o.setdefault(label, {})['x%d' % nconn] = {
+                o.setdefault(label, {})[key] = {
                     'syscalls': total, 'per_mib': total / (nbytes / MIB),
                     'top': c.most_common(10)}
         if cpu_too:
@@ -143,8 +146,8 @@ def run(bench):
                 bench.log('throughput %s: remote-proxy pass', short)
                 try:
                     r['remote'] = remote_passes(ctx, bench, remote, node_key,
-                                                sink_port, cipher, short,
-                                                size, reps)
+                                                sink_port, source_port,
+                                                cipher, short, size, reps)
                 except Exception as exc:    # reported, the rest goes on
                     r['remote_error'] = str(exc)
                     bench.log('remote-proxy pass: %s', exc)
@@ -255,25 +258,26 @@ def remote_proxy(ctx, bench, node_key):
     return {'proxy': proxy, 'known_hosts': kh, 'napi': lambda: napi}
 
 
-def remote_passes(ctx, bench, remote, node_key, sink_port, cipher, short,
-                  size, reps):
-    """Downstream, 1 and 8 channels, through the remote proxy: MB/s, the
-    clients' and sshd's CPU, and the NAPI threads' (the two hosts' receive
-    paths)."""
+def remote_passes(ctx, bench, remote, node_key, sink_port, source_port,
+                  cipher, short, size, reps):
+    """The PASSES (both directions, 1 and 8 channels) through the remote
+    proxy: MB/s, the clients' and sshd's CPU, and the NAPI threads' (the
+    two hosts' receive paths)."""
     proxy = remote['proxy']
     tp, _worker, ssh, sides, groups = start_clients(
         ctx, proxy, node_key, remote['known_hosts'], cipher,
-        'remote-%s' % short, {'port': sink_port})
+        'remote-%s' % short, {'port': sink_port, 'up_port': source_port})
     groups['napi'] = remote['napi']
     try:
         for side in sides.values():
             blast(bench, side['port'], 16 * MIB, 1, wrap=proxy.netns)
+            transfer(bench, 'pull', side['up_port'], 16 * MIB, 1,
+                     wrap=proxy.netns)
         out = {}
-        for n in (1, 8):
-            out['x%d' % n] = measure(bench, sides, groups, 'blast', 'port',
-                                     n, size, reps,
-                                     '%s remote x%d' % (short, n),
-                                     wrap=proxy.netns)
+        for key, verb, port, nconn in PASSES:
+            out[key] = measure(bench, sides, groups, verb, port, nconn, size,
+                               reps, '%s remote %s' % (short, key),
+                               wrap=proxy.netns)
         return out
     finally:
         ssh.stop()
@@ -417,13 +421,13 @@ def short_dso(d):
 def transfer_rows(sec, s, n, up, remote=False):
     """MB/s, client CPU and sshd CPU rows of one pass (s: its summary);
     remote: the pass through the proxy behind veth."""
-    ch = '%s%dch' % ('up ' if up else 'remote ' if remote else '', n)
+    ch = '%s%s%dch' % ('remote ' if remote else '', 'up ' if up else '', n)
     rows = []
     tpv, sshv = s['tunnelpool']['mb_s_median'], s['ssh']['mb_s_median']
     rt = s['ratio']
-    rows.append(Row(sec, '%s%d channel%s, MB/s (median)' % (
-        'upstream (node -> proxy) ' if up else
-        'remote proxy (veth) ' if remote else '', n, 's' if n > 1 else ''),
+    rows.append(Row(sec, '%s%s%d channel%s, MB/s (median)' % (
+        'remote proxy (veth) ' if remote else '',
+        'upstream (node -> proxy) ' if up else '', n, 's' if n > 1 else ''),
         fmt_num(tpv), '%s (ssh -R)' % fmt_num(sshv), fmt_ratio(rt),
         '>= %.1fx' % AIM_RATIO, rt is not None and rt >= AIM_RATIO,
         note='all runs: tunnelpool %s, ssh %s MB/s' % (
@@ -457,6 +461,24 @@ def transfer_rows(sec, s, n, up, remote=False):
     return rows
 
 
+def syscall_rows(sec, pr, key, ch):
+    """The syscalls-per-MiB row of one pass of the perf profile pr."""
+    if not pr:
+        return []
+    w = pr['tunnelpool']['worker'].get(key)
+    o = pr['ssh']['ssh'].get(key)
+    if not (w and o):
+        return []
+    sr = ratio(w['per_mib'], o['per_mib'])
+    return [Row(sec, '%s syscalls per MiB (perf): worker vs ssh' % ch,
+                fmt_num(w['per_mib']), '%s (ssh)' % fmt_num(o['per_mib']),
+                fmt_ratio(sr), '<= %.1fx' % AIM_SYSCALL_RATIO,
+                sr is not None and sr <= AIM_SYSCALL_RATIO,
+                note='worker: ' + ', '.join(
+                    '%s %d' % kv for kv in w['top'][:5]) +
+                ' | ssh: ' + ', '.join('%s %d' % kv for kv in o['top'][:5]))]
+
+
 def cipher_rows(short, r, ceiling):
     rows = []
     sec = 'throughput %s' % short
@@ -465,20 +487,7 @@ def cipher_rows(short, r, ceiling):
         s = r['x%d' % n]
         ch = '%dch' % n
         rows += transfer_rows(sec, s, n, False)
-        if pr:
-            w = pr['tunnelpool']['worker'].get('x%d' % n)
-            o = pr['ssh']['ssh'].get('x%d' % n)
-            if w and o:
-                sr = ratio(w['per_mib'], o['per_mib'])
-                rows.append(Row(
-                    sec, '%s syscalls per MiB (perf): worker vs ssh' % ch,
-                    fmt_num(w['per_mib']), '%s (ssh)' % fmt_num(o['per_mib']),
-                    fmt_ratio(sr), '<= %.1fx' % AIM_SYSCALL_RATIO,
-                    sr is not None and sr <= AIM_SYSCALL_RATIO,
-                    note='worker: ' + ', '.join(
-                        '%s %d' % kv for kv in w['top'][:5]) +
-                    ' | ssh: ' + ', '.join(
-                        '%s %d' % kv for kv in o['top'][:5])))
+        rows += syscall_rows(sec, pr, 'x%d' % n, ch)
         share = s['ssh']['sshd_core_share']
         tshare = s['tunnelpool']['sshd_core_share']
         rows.append(Row(sec, '%s sshd-bound ceiling: 1 / sshd core share '
@@ -489,13 +498,14 @@ def cipher_rows(short, r, ceiling):
     for n in (1, 8):
         if r.get('up%d' % n):
             rows += transfer_rows(sec, r['up%d' % n], n, True)
+            rows += syscall_rows(sec, pr, 'up%d' % n, 'up %dch' % n)
     if r.get('remote_error'):
         rows.append(Row(sec, 'remote proxy (veth): ERROR',
                         r['remote_error'].splitlines()[0][:120]))
-    for n in (1, 8):
-        if (r.get('remote') or {}).get('x%d' % n):
-            rows += transfer_rows(sec, r['remote']['x%d' % n], n, False,
-                                  remote=True)
+    for key, _verb, _port, n in PASSES:
+        if (r.get('remote') or {}).get(key):
+            rows += transfer_rows(sec, r['remote'][key], n,
+                                  key.startswith('up'), remote=True)
     for where, what in (('same', "on the client's core"),
                         ('other', "on sshd's core")):
         pl = (r.get('placement') or {}).get(where)
