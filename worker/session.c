@@ -22,13 +22,6 @@
 #include "worker/session.h"
 
 /*
- * Rounds of ssh_event_dopoll per pump.  The patched libssh reads up to
- * 256 KiB per round (docs/libssh-patch.md), so 8 rounds take up to 2 MiB
- * before the loop turns to the local fds again.
- */
-#define PUMP_ROUNDS	8
-
-/*
  * libssh only says whether a keepalive got its reply through its log:
  * ssh_send_keepalive() hides the result, and calling it once too often
  * sends another request.  The log callback watches for the two lines the
@@ -249,12 +242,16 @@ session_write_pending(const struct session *ss)
 	return (ssh_get_poll_flags(ss->s) & SSH_WRITE_PENDING) != 0;
 }
 
+/*
+ * The worker's poll(2) already saw the socket's events: the patched
+ * libssh runs its socket callback for them without a poll of its own
+ * (ssh_event_dopoll would add one per wakeup, and one more that finds
+ * nothing).  One read of up to 256 KiB per loop turn, then the local fds.
+ */
 int
-session_pump(struct session *ss)
+session_pump(struct session *ss, short revents)
 {
-	for (int i = 0; i < PUMP_ROUNDS; i++)
-		if (ssh_event_dopoll(ss->ev, 0) != SSH_OK)
-			break;
+	(void)ssh_session_handle_revents(ss->s, revents);
 	return session_alive(ss) ? 0 : TP_ECLOSED;
 }
 

@@ -92,10 +92,11 @@ short session_poll_events(const struct session *ss);
 bool session_write_pending(const struct session *ss);
 
 /*
- * Lets libssh read, process and flush what the socket allows; callbacks
- * run inside.  Returns 0, or TP_ECLOSED once the connection is gone.
+ * Lets libssh read, process and flush what revents (the loop's poll(2) of
+ * the socket) allow; callbacks run inside.  Returns 0, or TP_ECLOSED once
+ * the connection is gone.
  */
-int session_pump(struct session *ss);
+int session_pump(struct session *ss, short revents);
 
 /*
  * Returns what an idle session keeps allocated: libssh's empty buffers

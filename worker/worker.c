@@ -670,12 +670,12 @@ static void
 ssh_work(struct worker *w, uint64_t now)
 {
 	/*
-	 * libssh is pumped only when poll saw the proxy socket: a pump costs
-	 * a poll(2) of its own, and libssh has nothing to do otherwise (its
-	 * queued output waits for the POLLOUT we ask for).
+	 * libssh is pumped only when poll saw the proxy socket, with what poll
+	 * saw: it has nothing to do otherwise (its queued output waits for the
+	 * POLLOUT we ask for).
 	 */
 	if (w->ph >= PH_CERT && w->pfd[1].revents != 0) {
-		if (session_pump(&w->ss) != 0)
+		if (session_pump(&w->ss, w->pfd[1].revents) != 0)
 			report_exit(&w->rep, WEXIT_PROXY_CLOSED,
 			    "proxy closed: %s", session_error(&w->ss));
 		liveness_note(&w->live, now, session_in_bytes(&w->ss));

@@ -4,10 +4,12 @@
  * reads, packet framing (one packet per call, no recursion), and channel
  * data handed to the data callback in place, with data beyond the window
  * dropped, the per-channel window maximum, ssh_channel_deliver() and
- * ssh_session_shrink_buffers().
+ * ssh_session_shrink_buffers(), and ssh_session_handle_revents(), which
+ * runs the socket's poll callback for the worker's own poll result.
  *
  * The bytes arrive through a real socketpair and libssh's own poll
- * callback, as from a proxy after authentication (no cipher: the framing
+ * callback (through ssh_session_handle_revents, as in the worker), as
+ * from a proxy after authentication (no cipher: the framing
  * is the plaintext one, so the fuzzer reaches CHANNEL_DATA quickly).  One
  * forwarded channel is open.  Input: byte 0 picks how much the data
  * callback takes (all, none, half, 1 byte), byte 1 the window maximum,
@@ -125,7 +127,10 @@ LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 	ssh_channel_set_window_max(ch, max);
 	ssh_set_channel_callbacks(ch, &cb);
 
-	/* The stream in pieces, each read through libssh's poll callback. */
+	/*
+	 * The stream in pieces, each read as the worker has libssh read it:
+	 * ssh_session_handle_revents() with the POLLIN its poll(2) saw.
+	 */
 	while (size > 0 && ssh_socket_is_open(session->socket)) {
 		size_t n = size < 8192 ? size : 8192;
 		ssize_t w = write(sv[1], data, n);
@@ -134,8 +139,7 @@ LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 			break;
 		data += w;
 		size -= (size_t)w;
-		if (ssh_socket_pollcallback(p, sv[0], POLLIN,
-		    session->socket) < 0)
+		if (ssh_session_handle_revents(session, POLLIN) != SSH_OK)
 			break;
 		check_held(ch, max ? max : 1280000);
 		(void)ssh_channel_deliver(ch);
