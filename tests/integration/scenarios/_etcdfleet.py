@@ -76,10 +76,22 @@ class Fleet:
                                 sorted(names))
         return running(st)
 
-    def wait_connected(self, names, timeout=30):
-        st = self.tp.wait_state(lambda s: set(connected(s)) == set(names)
-                                and set(running(s)) == set(names), timeout,
-                                '%s connected' % sorted(names))
+    def wait_connected(self, names, timeout=30, replaced=None):
+        """Waits until exactly names run and are connected; replaced: a
+        {cluster: old pid} whose tunnels must run a new agent by then (a
+        changed spec is make-before-break: the old agent stays connected
+        until the new one holds the proxy, one agent row each).  Returns
+        {cluster: pid}."""
+        def done(s):
+            if set(connected(s)) != set(names) or \
+                    set(running(s)) != set(names):
+                return False
+            rows = [a['cluster'] for a in s['agents'] if a['pid'] > 0]
+            return all(connected(s)[c] != pid and rows.count(c) == 1
+                       for c, pid in (replaced or {}).items())
+        st = self.tp.wait_state(done, timeout, '%s connected%s' % (
+            sorted(names), ', %s replaced' % sorted(replaced)
+            if replaced else ''))
         for n in names:
             self.proxy.wait_forward(self.port(n), 15)
         return connected(st)

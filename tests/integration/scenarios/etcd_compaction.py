@@ -45,7 +45,8 @@ def run(ctx):
     src = f.wait_source(lambda s: s['healthy'] and s['revision'] >= rev, 30,
                         'in sync again after the compaction')
     ctx.log('after: %r', src)
-    now = f.wait_connected(['keep', 'change', 'new'])
+    now = f.wait_connected(['keep', 'change', 'new'],
+                           replaced={'change': before['change']})
     expect_eq(sorted(now), sorted(k[len(_etcdfleet.PREFIX):]
                                   for k in f.etcd.keys(_etcdfleet.PREFIX)),
               'running set vs etcd')
