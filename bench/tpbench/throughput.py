@@ -269,16 +269,8 @@ def remote_passes(ctx, bench, remote, node_key, sink_port, source_port,
         'remote-%s' % short, {'port': sink_port, 'up_port': source_port})
     groups['napi'] = remote['napi']
     try:
-        for side in sides.values():
-            blast(bench, side['port'], 16 * MIB, 1, wrap=proxy.netns)
-            transfer(bench, 'pull', side['up_port'], 16 * MIB, 1,
-                     wrap=proxy.netns)
-        out = {}
-        for key, verb, port, nconn in PASSES:
-            out[key] = measure(bench, sides, groups, verb, port, nconn, size,
-                               reps, '%s remote %s' % (short, key),
-                               wrap=proxy.netns)
-        return out
+        return run_passes(bench, sides, groups, size, reps,
+                          '%s remote' % short, wrap=proxy.netns)
     finally:
         ssh.stop()
         tp.stop()
@@ -378,18 +370,24 @@ def measure(bench, sides, groups, verb, port, nconn, size, reps, label,
     return summary
 
 
+def run_passes(bench, sides, groups, size, reps, label, wrap=None):
+    """Both sides warmed up (16 MiB each way), then every one of the PASSES
+    measured: {pass key: measure()'s summary}.  wrap: as for transfer."""
+    for side in sides.values():
+        transfer(bench, 'blast', side['port'], 16 * MIB, 1, wrap=wrap)
+        transfer(bench, 'pull', side['up_port'], 16 * MIB, 1, wrap=wrap)
+    return {key: measure(bench, sides, groups, verb, port, nconn, size, reps,
+                         '%s %s' % (label, key), wrap=wrap)
+            for key, verb, port, nconn in PASSES}
+
+
 def one_cipher(ctx, bench, proxy, node_key, kh, sink, sink_port, source_port,
                cipher, short, size, reps, prof_bytes, cpu_too):
     tp, worker, ssh, sides, groups = start_clients(
         ctx, proxy, node_key, kh, cipher, short,
         {'port': sink_port, 'up_port': source_port})
-    for side in sides.values():                       # warm up both
-        blast(bench, side['port'], 16 * MIB, 1)
-        transfer(bench, 'pull', side['up_port'], 16 * MIB, 1)
     out = {'cipher': cipher, 'worker_pid': worker, 'ssh_pid': ssh.pid}
-    for key, verb, port, nconn in PASSES:
-        out[key] = measure(bench, sides, groups, verb, port, nconn, size,
-                           reps, '%s %s' % (short, key))
+    out.update(run_passes(bench, sides, groups, size, reps, short))
 
     if (os.cpu_count() or 1) >= 2:
         bench.log('throughput %s: placement pass', short)

@@ -83,11 +83,11 @@ class Fleet:
         until the new one holds the proxy, one agent row each).  Returns
         {cluster: pid}."""
         def done(s):
-            if set(connected(s)) != set(names) or \
-                    set(running(s)) != set(names):
+            conn = connected(s)
+            if set(conn) != set(names) or set(running(s)) != set(names):
                 return False
             rows = [a['cluster'] for a in s['agents'] if a['pid'] > 0]
-            return all(connected(s)[c] != pid and rows.count(c) == 1
+            return all(conn[c] != pid and rows.count(c) == 1
                        for c, pid in (replaced or {}).items())
         st = self.tp.wait_state(done, timeout, '%s connected%s' % (
             sorted(names), ', %s replaced' % sorted(replaced)
