@@ -120,3 +120,48 @@ def cpu(ctx, name, fn, pids, top=8):
                         for s, v in a['sym'].most_common(top)],
         }
     return out, result
+
+
+_WAKING = re.compile(r'^\s*(\d+)\s+\[(\d+)\]\s+sched:sched_waking:'
+                     r'.*?\bpid=(\d+).*?\btarget_cpu=(\d+)')
+_SWITCH = re.compile(r'^\s*(\d+)\s+\[(\d+)\]\s+sched:sched_switch:.*?'
+                     r'\bprev_pid=(\d+).*?\bprev_state=(\S+)')
+
+
+def wakeups(ctx, name, fn, clients, wakers):
+    """Scheduler events while fn() runs (perf record -a of
+    sched:sched_waking and sched:sched_switch): per label of clients
+    (label -> pids), how often it went to sleep (switched out in state S)
+    and how often a process of wakers (label -> pids) woke it, split into
+    wakeups on the waker's own CPU and on another CPU (the kernel sends
+    that CPU an inter-processor interrupt, and the waker pays for it).
+    Returns (label -> {'sleeps', 'woken': {waker: {'same_cpu',
+    'other_cpu'}}}, fn result)."""
+    data, result = _record(ctx, name, ['-e', 'sched:sched_waking', '-e',
+                                       'sched:sched_switch'], fn)
+    label_of = {pid: label for label, ps in clients.items() for pid in ps}
+    waker_of = {pid: label for label, ps in wakers.items() for pid in ps}
+    out = {label: {'sleeps': 0,
+                   'woken': {w: {'same_cpu': 0, 'other_cpu': 0}
+                             for w in wakers}} for label in clients}
+    proc = subprocess.Popen(['perf', 'script', '-i', data, '-F',
+                             'pid,cpu,event,trace'], stdout=subprocess.PIPE,
+                            stderr=subprocess.DEVNULL, text=True)
+    for line in proc.stdout:
+        m = _WAKING.match(line)
+        if m:
+            label = label_of.get(int(m.group(3)))
+            waker = waker_of.get(int(m.group(1)))
+            if label is not None and waker is not None:
+                where = ('same_cpu' if int(m.group(2)) == int(m.group(4))
+                         else 'other_cpu')
+                out[label]['woken'][waker][where] += 1
+            continue
+        m = _SWITCH.match(line)
+        if m and m.group(4).startswith('S'):
+            label = label_of.get(int(m.group(3)))
+            if label is not None:
+                out[label]['sleeps'] += 1
+    proc.wait()
+    os.unlink(data)
+    return out, result
