@@ -27,6 +27,7 @@ struct session {
 	ssh_session			 s;
 	ssh_event			 ev;		/* after auth */
 	int				 fd;		/* the proxy socket */
+	bool				 quickack;	/* TCP_QUICKACK after reads */
 	struct ssh_counter_struct	 sock_ctr;	/* raw socket bytes */
 	struct ssh_counter_struct	 pkt_ctr;	/* payload bytes */
 	uint8_t				 kex_key[PROTO_KEYBLOB_MAX];

@@ -89,9 +89,8 @@ PASSES = (('x1', 'blast', 'port', 1), ('x8', 'blast', 'port', 8),
 def profile(ctx, bench, short, sides, pids, nbytes, cpu_too):
     """Transfers of nbytes per side under perf: syscalls per MiB by name,
     per process, for each of the PASSES (both directions, 1 and 8
-    channels); the client's sleeps and sshd's wakeups of it during one more
-    1-channel downstream transfer; with cpu_too also a CPU profile of one
-    (see perfprof for why not strace)."""
+    channels); with cpu_too also a CPU profile of the 1-channel downstream
+    transfer (see perfprof for why not strace)."""
     out = {}
     for name, side in sides.items():
         o = {}
@@ -105,16 +104,6 @@ def profile(ctx, bench, short, sides, pids, nbytes, cpu_too):
                 o.setdefault(label, {})[key] = {
                     'syscalls': total, 'per_mib': total / (nbytes / MIB),
                     'top': c.most_common(10)}
-        client = [k for k in pids[name] if k != 'sshd'][0]
-        wk, _ = perfprof.wakeups(
-            ctx, 'wake-%s-%s' % (short, name),
-            lambda: blast(bench, side['port'], nbytes, 1),
-            {client: pids[name][client]}, {'sshd': pids[name]['sshd']})
-        w = wk[client]
-        o.setdefault(client, {})['wakeups'] = {
-            'sleeps_per_mib': w['sleeps'] / (nbytes / MIB),
-            'by_sshd_per_mib': {k: v / (nbytes / MIB)
-                                for k, v in w['woken']['sshd'].items()}}
         if cpu_too:
             prof, _ = perfprof.cpu(
                 ctx, 'cpu-%s-%s' % (short, name),
@@ -488,26 +477,6 @@ def syscall_rows(sec, pr, key, ch):
                 ' | ssh: ' + ', '.join('%s %d' % kv for kv in o['top'][:5]))]
 
 
-def wake_row(sec, pr):
-    """sshd's cross-CPU wakeups of each client per MiB (1 channel,
-    downstream): on loopback each one is an inter-processor interrupt sshd
-    sends from its send path (bench/README, "sshd CPU per GiB")."""
-    w = (pr or {}).get('tunnelpool', {}).get('worker', {}).get('wakeups')
-    o = (pr or {}).get('ssh', {}).get('ssh', {}).get('wakeups')
-    if not (w and o):
-        return []
-    wo, oo = w['by_sshd_per_mib'], o['by_sshd_per_mib']
-    return [Row(sec, '1ch sshd wakes the client on another CPU, per MiB '
-                '(perf sched)', fmt_num(wo['other_cpu']),
-                '%s (ssh)' % fmt_num(oo['other_cpu']),
-                fmt_ratio(ratio(wo['other_cpu'], oo['other_cpu'])),
-                note='client sleeps per MiB: worker %s, ssh %s; sshd wakes '
-                'it on its own CPU: worker %s, ssh %s' % (
-                    fmt_num(w['sleeps_per_mib']),
-                    fmt_num(o['sleeps_per_mib']),
-                    fmt_num(wo['same_cpu']), fmt_num(oo['same_cpu'])))]
-
-
 def cipher_rows(short, r, ceiling):
     rows = []
     sec = 'throughput %s' % short
@@ -524,8 +493,6 @@ def cipher_rows(short, r, ceiling):
                         fmt_ratio(1 / share if share else None),
                         note='sshd used %s of a core under ssh -R, %s under '
                         'tunnelpool' % (fmt_num(share), fmt_num(tshare))))
-        if n == 1:
-            rows += wake_row(sec, pr)
     for n in (1, 8):
         if r.get('up%d' % n):
             rows += transfer_rows(sec, r['up%d' % n], n, True)

@@ -39,6 +39,8 @@
 #include <time.h>
 #include <unistd.h>
 #include <linux/futex.h>
+#include <netinet/in.h>
+#include <netinet/tcp.h>
 
 #include <check.h>
 #include <msgpack.h>
@@ -73,7 +75,8 @@ enum action {
 	A_EXECVE, A_FORK, A_CLONE3, A_PTRACE, A_PROCESS_VM_READV,
 	A_MMAP_WX, A_MMAP_X, A_MMAP_FILE, A_MPROTECT_X, A_SETUID, A_CHROOT,
 	A_MOUNT, A_OPEN_BY_HANDLE, A_KILL_PARENT, A_TGKILL_OTHER_SIG,
-	A_IOCTL, A_FCNTL_DUPFD, A_SETSOCKOPT, A_FUTEX_REQUEUE, A_PRCTL,
+	A_IOCTL, A_FCNTL_DUPFD, A_SETSOCKOPT, A_SETSOCKOPT_NODELAY,
+	A_SETSOCKOPT_QUICKACK_FD, A_FUTEX_REQUEUE, A_PRCTL,
 	A_MADVISE, A_RT_SIGACTION, A_EPOLL_CTL, A_EPOLL_WAIT, A_RT_SIGRETURN,
 };
 
@@ -224,6 +227,11 @@ act_allowed_io(void)
 		return 11;
 	if (shutdown(FD_NET, SHUT_RDWR) != -1 || errno != ENOTCONN)
 		return 12;
+	/* The one setsockopt there is: TCP_QUICKACK on the proxy socket. */
+	fl = 1;
+	if (setsockopt(FD_NET, IPPROTO_TCP, TCP_QUICKACK, &fl,
+	    sizeof(fl)) != 0)
+		return 15;
 	if (writev(STDERR_FILENO, &iov, 1) != 0)
 		return 13;
 	return 0;
@@ -292,6 +300,14 @@ act_forbidden(enum action a)
 	case A_FCNTL_DUPFD:	return fcntl(FD_CTL, F_DUPFD, 10);
 	case A_SETSOCKOPT:
 		return setsockopt(FD_NET, SOL_SOCKET, SO_KEEPALIVE, &word,
+		    sizeof(word));
+	case A_SETSOCKOPT_NODELAY:
+		/* TCP, the proxy socket, but another option. */
+		return setsockopt(FD_NET, IPPROTO_TCP, TCP_NODELAY, &word,
+		    sizeof(word));
+	case A_SETSOCKOPT_QUICKACK_FD:
+		/* The allowed option on another fd. */
+		return setsockopt(FD_AGENT, IPPROTO_TCP, TCP_QUICKACK, &word,
 		    sizeof(word));
 	case A_FUTEX_REQUEUE:
 		return syscall(SYS_futex, &word, FUTEX_CMP_REQUEUE_PRIVATE, 1,
@@ -1023,6 +1039,8 @@ static const struct {
 	{ A_IOCTL,		SYS_ioctl,		"ioctl" },
 	{ A_FCNTL_DUPFD,	SYS_fcntl,		"fcntl" },
 	{ A_SETSOCKOPT,		SYS_setsockopt,		"setsockopt" },
+	{ A_SETSOCKOPT_NODELAY,	SYS_setsockopt,		"setsockopt" },
+	{ A_SETSOCKOPT_QUICKACK_FD, SYS_setsockopt,	"setsockopt" },
 	{ A_FUTEX_REQUEUE,	SYS_futex,		"futex" },
 	{ A_PRCTL,		SYS_prctl,		"prctl" },
 	{ A_MADVISE,		SYS_madvise,		"madvise" },
