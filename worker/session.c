@@ -256,23 +256,30 @@ session_write_pending(const struct session *ss)
  * (ssh_event_dopoll would add one per wakeup, and one more that finds
  * nothing).  One read of up to 256 KiB per loop turn, then the local fds.
  *
- * After a read, TCP_QUICKACK: the kernel sends the ACK it was holding back
- * now and leaves its delayed-ACK ("pingpong") mode, which it enters
- * because the worker answers what it reads (window adjusts) and which
- * delays the ACKs of bulk data on their way to the proxy.  Measured with
- * one channel to a stock sshd on loopback: the sender's TCP stack then
- * paces less and sshd spends 5-25% less CPU per GiB (docs/worker.md,
- * "ACKs").  The option does not stick (the kernel re-enters the mode), so
- * it is set again after every read; the filter allows exactly this call.
- * A socket that refuses it (not TCP) is not asked again.
+ * After a read of bulk data (QUICKACK_MIN_READ or more), TCP_QUICKACK:
+ * the kernel sends the ACK it was holding back now and leaves its
+ * delayed-ACK ("pingpong") mode, which it enters because the worker
+ * answers what it reads (window adjusts) and which delays the ACKs of bulk
+ * data on their way to the proxy.  Measured with one channel to a stock
+ * sshd on loopback: the sender's TCP stack then paces less and sshd spends
+ * 5-25% less CPU per GiB (docs/worker.md, "ACKs").  The option does not
+ * stick (the kernel re-enters the mode), so it is set again after every
+ * such read; the filter allows exactly this call.  Smaller reads (window
+ * adjusts while the worker sends, interactive traffic) keep the delayed
+ * ACK, which rides on the worker's next packet.  A socket that refuses the
+ * option (not TCP) is not asked again.
  */
+#define QUICKACK_MIN_READ	16384
+
 int
 session_pump(struct session *ss, short revents)
 {
+	uint64_t before = ss->sock_ctr.in_bytes;
 	int one = 1;
 
 	(void)ssh_session_handle_revents(ss->s, revents);
-	if (ss->quickack && (revents & POLLIN) &&
+	if (ss->quickack &&
+	    ss->sock_ctr.in_bytes - before >= QUICKACK_MIN_READ &&
 	    setsockopt(ss->fd, IPPROTO_TCP, TCP_QUICKACK, &one,
 	    sizeof(one)) != 0)
 		ss->quickack = false;
