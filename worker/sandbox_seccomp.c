@@ -145,8 +145,8 @@ static const struct {
 	    ARG_MASKED(3, MAP_ANONYMOUS, MAP_ANONYMOUS) } },
 	/*
 	 * setsockopt: TCP_QUICKACK on the proxy socket, nothing else: after
-	 * each read the worker has its kernel ACK what arrived at once
-	 * (session_ack_now; docs/sandbox.md has the measurements).
+	 * each bulk read the worker has its kernel ACK what arrived at once
+	 * (session_pump; docs/sandbox.md has the measurements).
 	 */
 	{ SCMP_SYS(setsockopt), 3, { ARG_EQ(0, WORKER_FD_PROXY),
 	    ARG_EQ(1, IPPROTO_TCP), ARG_EQ(2, TCP_QUICKACK) } },
