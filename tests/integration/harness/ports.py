@@ -1,5 +1,6 @@
 """Loopback ports: picking free ones, probing, waiting."""
 
+import random
 import socket
 
 from .procs import wait_for
@@ -7,14 +8,53 @@ from .procs import wait_for
 LOOPBACK = '127.0.0.1'
 
 
+BELOW_EPHEMERAL_FROM = 22000
+
+
+def _ephemeral_low():
+    """The first port of the kernel's ephemeral range (32768 by default)."""
+    try:
+        with open('/proc/sys/net/ipv4/ip_local_port_range') as f:
+            return int(f.read().split()[0])
+    except (OSError, ValueError, IndexError):
+        return 32768
+
+
+def _bind_below_ephemeral(host):
+    """A socket bound to a random free port below the ephemeral range.
+
+    Not bind(host, 0): that port comes from the ephemeral range, where the
+    kernel also picks the local port of every outgoing connection, so a
+    connection made in between (a client of etcd, a dial of the daemon)
+    could take it before the server binds (seen: sshd's "bind
+    [127.0.0.1]:46421: Address already in use" for a remote forward).
+    Below the range only servers bind, and those pick here too; from
+    BELOW_EPHEMERAL_FROM up, since bench/run's scale and fleet forwards
+    use the fixed ports 20000-21999.
+    """
+    low = _ephemeral_low()
+    lo = BELOW_EPHEMERAL_FROM if low > BELOW_EPHEMERAL_FROM + 1000 else \
+        max(1024, low // 2)
+    for _ in range(200):
+        s = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+        try:
+            s.bind((host, random.randrange(lo, low)))
+            return s
+        except OSError:
+            s.close()
+    s = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    s.bind((host, 0))
+    return s
+
+
 def free_port(host=LOOPBACK):
-    """A port that was free a moment ago (bind to 0, read, close).
+    """A port that was free a moment ago (bind, read, close), below the
+    ephemeral range.
 
     Racy by nature: callers that hand the port to a server must retry with a
     new port when the server fails to bind (see Sshd/Haproxy start loops).
     """
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
-        s.bind((host, 0))
+    with _bind_below_ephemeral(host) as s:
         return s.getsockname()[1]
 
 
@@ -23,9 +63,7 @@ def free_ports(n, host=LOOPBACK):
     socks = []
     try:
         for _ in range(n):
-            s = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-            s.bind((host, 0))
-            socks.append(s)
+            socks.append(_bind_below_ephemeral(host))
         return [s.getsockname()[1] for s in socks]
     finally:
         for s in socks:
